@@ -1,0 +1,1 @@
+"""Model components for rnncast (Keras 3 layers)."""

@@ -1,0 +1,108 @@
+"""Atomic commit of a job's output directory.
+
+A run writes everything under ``DIR/_staging/<run_id>/``. Only when the run succeeded are its
+files moved to their final names (which carry the run id, so they never overwrite files an
+older ``metadata.json`` points to), then ``metadata.json`` is replaced in one rename and
+``_SUCCESS`` records the committed run id. Readers use only the files ``metadata.json`` lists,
+and check ``_SUCCESS``; files of earlier runs are deleted after the commit.
+"""
+
+from __future__ import annotations
+
+import json
+
+from apache_beam.io.filesystems import FileSystems
+
+METADATA = "metadata.json"
+SUCCESS = "_SUCCESS"
+STAGING = "_staging"
+DATA_DIRECTORIES = ("train", "validation", "rejected")
+
+
+def write_json(path: str, payload: dict) -> None:
+    """Write JSON to ``path`` atomically (temporary file, then rename)."""
+    data = (json.dumps(payload, indent=2, sort_keys=True) + "\n").encode("utf-8")
+    write_bytes(path, data)
+
+
+def write_bytes(path: str, data: bytes) -> None:
+    temporary = path + ".tmp"
+    with FileSystems.create(temporary) as sink:
+        sink.write(data)
+    if FileSystems.exists(path):
+        FileSystems.delete([path])
+    FileSystems.rename([temporary], [path])
+
+
+def read_json(path: str) -> dict:
+    with FileSystems.open(path) as source:
+        return json.loads(source.read().decode("utf-8"))
+
+
+def prepare_staging(output: str, run_id: str) -> str:
+    """An empty staging directory for ``run_id`` under ``output``."""
+    staging = FileSystems.join(output, STAGING, run_id)
+    if FileSystems.exists(staging):
+        FileSystems.delete([staging])
+    for directory in DATA_DIRECTORIES:
+        _ensure_directory(FileSystems.join(staging, directory))
+    return staging
+
+
+def _ensure_directory(path: str) -> None:
+    # Object stores have no directories; mkdirs is a no-op there and fails locally if present.
+    if not FileSystems.exists(path):
+        FileSystems.mkdirs(path)
+
+
+def _list(directory: str) -> list[str]:
+    if not FileSystems.exists(directory):
+        return []
+    return [m.path for m in FileSystems.match([FileSystems.join(directory, "*")])[0].metadata_list]
+
+
+def commit_run(output: str, staging: str, metadata: dict) -> dict:
+    """Move a staged run's files into place and make it the run readers see."""
+    run_id = metadata["run_id"]
+    moves = []
+    for entry in _file_entries(metadata):
+        directory, name = entry["name"].split("/", 1)
+        final = f"{directory}/{run_id}-{name}"
+        moves.append((FileSystems.join(staging, entry["name"]), FileSystems.join(output, final)))
+        entry["name"] = final
+    for directory in DATA_DIRECTORIES:
+        _ensure_directory(FileSystems.join(output, directory))
+    for source, destination in moves:
+        if FileSystems.exists(destination):
+            FileSystems.delete([destination])
+        FileSystems.rename([source], [destination])
+    success = FileSystems.join(output, SUCCESS)
+    if FileSystems.exists(success):
+        FileSystems.delete([success])
+    write_json(FileSystems.join(output, METADATA), metadata)
+    write_bytes(success, (run_id + "\n").encode("utf-8"))
+    keep = {FileSystems.join(output, e["name"]) for e in _file_entries(metadata)}
+    stale = [p for d in DATA_DIRECTORIES for p in _list(FileSystems.join(output, d)) if p not in keep]
+    if stale:
+        FileSystems.delete(stale)
+    FileSystems.delete([staging])
+    staging_root = FileSystems.join(output, STAGING)
+    if not _list(staging_root):
+        FileSystems.delete([staging_root])
+    return metadata
+
+
+def _file_entries(metadata: dict) -> list[dict]:
+    entries = list(metadata.get("rejected_files", []))
+    for split in metadata.get("splits", {}).values():
+        entries.extend(split["files"])
+    return entries
+
+
+def committed_run(output: str) -> str | None:
+    """The run id ``_SUCCESS`` names, or None when no run was committed."""
+    path = FileSystems.join(output, SUCCESS)
+    if not FileSystems.exists(path):
+        return None
+    with FileSystems.open(path) as source:
+        return source.read().decode("utf-8").strip()

@@ -1,0 +1,769 @@
+"""``rnncast dataset``: long series -> padded stateful batches (or windows) -> GZIP TFRecords.
+
+The job is thin: it parses options, checks inputs, composes the transforms below, runs the
+pipeline on whatever runner the Beam options name, and commits the run atomically (see
+:mod:`pipeline.commit`).
+"""
+
+from __future__ import annotations
+
+import collections
+import hashlib
+import json
+import logging
+import math
+import sys
+from dataclasses import asdict, dataclass, field
+
+import apache_beam as beam
+import numpy as np
+import pandas as pd
+from apache_beam.io.filesystems import FileSystems
+from apache_beam.options.pipeline_options import PipelineOptions
+
+import schemas
+from pipeline import chunking, commit
+from pipeline import series as series_lib
+from pipeline.examples import encode_empty_row, encode_rows
+from pipeline.inputs import InputError, check_input, list_inputs
+from pipeline.options import JobArgumentError, parse_job_options
+from pipeline.tfrecord import write_tfrecord_file
+from pipeline.transforms import (
+    REJECTED,
+    ROWS_READ,
+    AssembleConfig,
+    AssembledSeries,
+    AssembleSeries,
+    ReadInputs,
+    WriteRejected,
+)
+from pipeline.validation import InputColumns
+
+LOGGER = logging.getLogger(__name__)
+SPLITS = ("train", "validation")
+DESCRIPTION = (
+    "Read long-format series (CSV/Parquet), validate them, cut them into chunks of --num-steps, "
+    "pack the chunks into stateful batches of --batch-size lanes (or independent windows), and "
+    "write GZIP TFRecords plus metadata.json into --output. A Beam job: runs on DirectRunner by "
+    "default and on any Beam runner given with --runner."
+)
+
+
+class DatasetOptions(PipelineOptions):
+    """Flags of ``rnncast dataset``."""
+
+    @classmethod
+    def _add_argparse_args(cls, parser):
+        g = parser.add_argument_group("rnncast dataset")
+        g.add_argument("--input", help="Input: a CSV/Parquet file, a glob, or a directory.")
+        g.add_argument("--output", help="Output dataset directory (local path or gs://, s3://).")
+        g.add_argument("--num-steps", type=int, default=64, help="T: time steps per chunk.")
+        g.add_argument("--batch-size", type=int, default=32, help="B: lanes per batch.")
+        g.add_argument("--horizon", type=int, default=24, help="H: steps ahead to forecast.")
+        g.add_argument(
+            "--freq",
+            default=None,
+            help="Series frequency as a pandas offset alias (h, D, 15min, MS, ...); inferred "
+            "from the data when omitted.",
+        )
+        g.add_argument(
+            "--covariates",
+            nargs="+",
+            default=[],
+            help="Numeric covariate columns to use as model inputs (space or comma separated).",
+        )
+        g.add_argument("--series-id-column", default="series_id", help="Column with the series id.")
+        g.add_argument("--timestamp-column", default="timestamp", help="Column with the timestamp.")
+        g.add_argument("--value-column", default="value", help="Column with the value.")
+        split = g.add_mutually_exclusive_group()
+        split.add_argument(
+            "--validation-fraction",
+            type=float,
+            default=0.1,
+            help="Fraction of each series (its latest points) held out for validation.",
+        )
+        split.add_argument(
+            "--validation-start",
+            default=None,
+            help="Timestamp (ISO-8601, UTC) from which points belong to validation; overrides "
+            "--validation-fraction.",
+        )
+        g.add_argument(
+            "--validation-warmup-steps",
+            type=int,
+            default=None,
+            help="Training points re-read before each series' validation part so the model can "
+            "warm its state up (their targets are masked). Default: 4 * num_steps.",
+        )
+        g.add_argument(
+            "--layout",
+            choices=("stateful", "windows"),
+            default="stateful",
+            help="stateful: lanes continue series from batch to batch (truncated BPTT); "
+            "windows: independent windows, shuffled deterministically.",
+        )
+        g.add_argument(
+            "--warmup-chunks",
+            type=int,
+            default=0,
+            help="Stateful layout: chunks re-read (targets masked) before a series segment "
+            "that starts mid-series on a new lane.",
+        )
+        g.add_argument(
+            "--max-batches-per-stream",
+            type=int,
+            default=256,
+            help="Stateful layout: upper bound on batches per stream file; more data gives "
+            "more streams (files), written in parallel.",
+        )
+        g.add_argument(
+            "--window-stride",
+            type=int,
+            default=None,
+            help="Windows layout: steps between window starts (default num_steps: no overlap).",
+        )
+        g.add_argument(
+            "--num-shards",
+            type=int,
+            default=None,
+            help="Windows layout: output files per split (default: about 8192 windows each).",
+        )
+        g.add_argument(
+            "--fill",
+            choices=series_lib.FILL_METHODS,
+            default="ffill",
+            help="How missing grid points are filled (they are flagged observed = 0).",
+        )
+        g.add_argument(
+            "--scaling",
+            choices=series_lib.SCALING_METHODS,
+            default="standard",
+            help="Per-series scaling from the training part: standard (mean/std), mean "
+            "(mean absolute value) or none.",
+        )
+        g.add_argument(
+            "--calendar-features",
+            choices=("auto", "none"),
+            default="auto",
+            help="auto: sine/cosine hour-of-day, day-of-week, day-of-year as the frequency "
+            "allows; none: no calendar features.",
+        )
+        g.add_argument(
+            "--max-rejected-fraction",
+            type=float,
+            default=0.01,
+            help="Fail the job (nothing is committed) when more than this fraction of rows "
+            "is rejected.",
+        )
+        g.add_argument("--seed", type=int, default=0, help="Seed of the deterministic shuffles.")
+
+
+@dataclass(frozen=True)
+class DatasetConfig:
+    """Validated, picklable settings of one dataset run."""
+
+    input: str
+    output: str
+    num_steps: int = 64
+    batch_size: int = 32
+    horizon: int = 24
+    freq: str | None = None
+    columns: InputColumns = field(default_factory=InputColumns)
+    validation_fraction: float = 0.1
+    validation_start: str | None = None
+    validation_warmup_steps: int | None = None
+    layout: str = "stateful"
+    warmup_chunks: int = 0
+    max_batches_per_stream: int = 256
+    window_stride: int | None = None
+    num_shards: int | None = None
+    fill: str = "ffill"
+    scaling: str = "standard"
+    calendar_features: str = "auto"
+    max_rejected_fraction: float = 0.01
+    seed: int = 0
+
+    @property
+    def warmup_steps(self) -> int:
+        if self.validation_warmup_steps is None:
+            return 4 * self.num_steps
+        return self.validation_warmup_steps
+
+    @property
+    def validation_start_ns(self) -> int | None:
+        if self.validation_start is None:
+            return None
+        stamp = pd.Timestamp(self.validation_start)
+        if stamp.tzinfo is not None:
+            stamp = stamp.tz_convert("UTC").tz_localize(None)
+        return int(stamp.as_unit("ns").value)
+
+    def check(self) -> DatasetConfig:
+        problems = []
+        for name in ("num_steps", "batch_size", "horizon", "max_batches_per_stream"):
+            if getattr(self, name) < 1:
+                problems.append(f"--{name.replace('_', '-')} must be >= 1")
+        if not 0.0 <= self.validation_fraction < 1.0:
+            problems.append("--validation-fraction must be in [0, 1)")
+        if not 0.0 <= self.max_rejected_fraction <= 1.0:
+            problems.append("--max-rejected-fraction must be in [0, 1]")
+        if self.warmup_chunks < 0 or self.warmup_steps < 0:
+            problems.append("--warmup-chunks and --validation-warmup-steps must be >= 0")
+        if self.window_stride is not None and self.window_stride < 1:
+            problems.append("--window-stride must be >= 1")
+        if self.num_shards is not None and self.num_shards < 1:
+            problems.append("--num-shards must be >= 1")
+        if self.validation_start is not None:
+            try:
+                self.validation_start_ns  # noqa: B018 - parse check
+            except ValueError:
+                problems.append(f"--validation-start {self.validation_start!r} is not a timestamp")
+        if self.freq is not None:
+            try:
+                series_lib.validate_frequency(self.freq)
+            except ValueError as err:
+                problems.append(str(err))
+        if problems:
+            raise JobArgumentError("rnncast dataset: " + "; ".join(problems))
+        return self
+
+
+def config_from_options(options: DatasetOptions) -> DatasetConfig:
+    if not options.input or not options.output:
+        raise JobArgumentError("rnncast dataset: --input and --output are required")
+    covariates = tuple(c for item in options.covariates for c in item.split(",") if c)
+    return DatasetConfig(
+        input=options.input,
+        output=options.output.rstrip("/"),
+        num_steps=options.num_steps,
+        batch_size=options.batch_size,
+        horizon=options.horizon,
+        freq=options.freq,
+        columns=InputColumns(
+            options.series_id_column, options.timestamp_column, options.value_column, covariates
+        ),
+        validation_fraction=options.validation_fraction,
+        validation_start=options.validation_start,
+        validation_warmup_steps=options.validation_warmup_steps,
+        layout=options.layout,
+        warmup_chunks=options.warmup_chunks,
+        max_batches_per_stream=options.max_batches_per_stream,
+        window_stride=options.window_stride,
+        num_shards=options.num_shards,
+        fill=options.fill,
+        scaling=options.scaling,
+        calendar_features=options.calendar_features,
+        max_rejected_fraction=options.max_rejected_fraction,
+        seed=options.seed,
+    ).check()
+
+
+# --- per-series preparation -------------------------------------------------------------
+
+
+@dataclass
+class PreparedSeries:
+    """A series ready to be cut: features, split point, scaling, tracks."""
+
+    series_id: str
+    timestamp: np.ndarray
+    features: np.ndarray  # float32 [n, F]
+    observed: np.ndarray  # bool [n]
+    train_length: int
+    loc: float
+    scale: float
+    tracks: dict[str, chunking.Track]
+    digest: str
+
+
+def feature_names(config: DatasetConfig, freq: str) -> tuple[str, ...]:
+    return ("value", *config.columns.covariates, *calendar_names(config, freq))
+
+
+def calendar_names(config: DatasetConfig, freq: str) -> tuple[str, ...]:
+    return () if config.calendar_features == "none" else series_lib.calendar_feature_names(freq)
+
+
+def prepare_series(
+    assembled: AssembledSeries, config: DatasetConfig, freq: str
+) -> PreparedSeries:
+    regular = assembled.regular
+    train_length = series_lib.split_index(
+        regular.timestamp, config.validation_fraction, config.validation_start_ns
+    )
+    observed_train = regular.observed.copy()
+    observed_train[train_length:] = False
+    loc, scale = series_lib.scaling_stats(regular.value, observed_train, config.scaling)
+    calendar = series_lib.calendar_features(regular.timestamp, calendar_names(config, freq))
+    features = np.column_stack([regular.value, regular.covariates, calendar]).astype(np.float32)
+    return PreparedSeries(
+        series_id=regular.series_id,
+        timestamp=regular.timestamp,
+        features=features,
+        observed=regular.observed,
+        train_length=train_length,
+        loc=loc,
+        scale=scale,
+        tracks=chunking.split_tracks(len(regular), train_length, config.warmup_steps),
+        digest=assembled.digest,
+    )
+
+
+def series_summary(prepared: PreparedSeries, config: DatasetConfig) -> dict:
+    return {
+        "series_id": prepared.series_id,
+        "start": pd.Timestamp(int(prepared.timestamp[0]), unit="ns").isoformat(),
+        "end": pd.Timestamp(int(prepared.timestamp[-1]), unit="ns").isoformat(),
+        "length": int(len(prepared.timestamp)),
+        "observed": int(prepared.observed.sum()),
+        "train_length": int(prepared.train_length),
+        "loc": prepared.loc,
+        "scale": prepared.scale,
+        "digest": prepared.digest,
+        "chunks": {
+            split: prepared.tracks[split].num_chunks(config.num_steps) if split in prepared.tracks else 0
+            for split in SPLITS
+        },
+        "windows": {
+            split: len(chunking.window_starts(prepared.tracks[split], config.num_steps, stride(config)))
+            if split in prepared.tracks
+            else 0
+            for split in SPLITS
+        },
+    }
+
+
+def stride(config: DatasetConfig) -> int:
+    return config.window_stride or config.num_steps
+
+
+# --- the global plan ----------------------------------------------------------------------
+
+
+def make_plan(summaries: list[dict], config: DatasetConfig) -> dict:
+    """Where every series' rows go. Stateful: a lane layout per split; windows: shard counts."""
+    ids = chunking.tape_order([s["series_id"] for s in summaries], config.seed)
+    by_id = {s["series_id"]: s for s in summaries}
+    plan: dict = {"splits": {}}
+    for split in SPLITS:
+        if config.layout == "stateful":
+            warmup = config.warmup_chunks if split == "train" else max(
+                config.warmup_chunks, math.ceil(config.warmup_steps / config.num_steps)
+            )
+            layout = chunking.pack_lanes(
+                [(i, by_id[i]["chunks"][split]) for i in ids],
+                config.batch_size,
+                config.max_batches_per_stream,
+                warmup,
+            )
+            segments = collections.defaultdict(list)
+            for segment in layout.segments:
+                segments[segment.series_id].append(segment)
+            plan["splits"][split] = {
+                "num_streams": layout.num_streams,
+                "num_batches": layout.num_batches,
+                "segments": dict(segments),
+            }
+        else:
+            windows = sum(by_id[i]["windows"][split] for i in ids)
+            shards = config.num_shards or max(1, math.ceil(windows / 8192))
+            plan["splits"][split] = {"num_shards": shards if windows else 0}
+    return plan
+
+
+# --- cutting and writing ------------------------------------------------------------------
+
+
+class _CutRowsFn(beam.DoFn):
+    """Cut one series into encoded rows, keyed by the file they belong to."""
+
+    def __init__(self, config: DatasetConfig):
+        self._config = config
+
+    def process(self, prepared: PreparedSeries, plan):
+        config = self._config
+        T, H = config.num_steps, config.horizon
+        for split, track in prepared.tracks.items():
+            if config.layout == "stateful":
+                for segment in plan["splits"][split]["segments"].get(prepared.series_id, []):
+                    rows = chunking.segment_rows(
+                        prepared.features, prepared.observed, track, segment, T, H
+                    )
+                    reset = np.zeros(len(rows), np.int64)
+                    reset[0] = 1
+                    records = encode_rows(
+                        prepared.series_id, rows, prepared.timestamp, prepared.loc,
+                        prepared.scale, segment.lane, reset,
+                    )
+                    yield (split, segment.stream), (segment.lane, segment.row, records)
+            else:
+                starts = chunking.window_starts(track, T, stride(config))
+                if len(starts) == 0:
+                    continue
+                rows = chunking.cut_rows(
+                    prepared.features, prepared.observed, track, starts,
+                    np.zeros(len(starts), bool), T, H, chunk_index=starts // stride(config),
+                )
+                records = encode_rows(
+                    prepared.series_id, rows, prepared.timestamp, prepared.loc, prepared.scale,
+                    -1, np.ones(len(rows), np.int64),
+                )
+                shards = plan["splits"][split]["num_shards"]
+                for window, record in zip(rows.chunk_index, records):
+                    key = chunking.stable_hash(config.seed, split, prepared.series_id, int(window))
+                    yield (split, key % shards), (key, record)
+
+
+def file_name(split: str, index: int, count: int) -> str:
+    kind = "stream" if split else "shard"
+    return f"{kind}-{index:05d}-of-{count:05d}.tfrecord.gz"
+
+
+class _WriteFileFn(beam.DoFn):
+    """Write one stream (lanes x batches, empty lanes filled) or one shard of windows."""
+
+    def __init__(self, config: DatasetConfig, staging: str):
+        self._config = config
+        self._staging = staging
+
+    def process(self, element, plan, num_features):
+        (split, index), items = element
+        config = self._config
+        split_plan = plan["splits"][split]
+        if config.layout == "stateful":
+            count = split_plan["num_streams"]
+            name = f"stream-{index:05d}-of-{count:05d}.tfrecord.gz"
+            records = self._stream_records(list(items), split_plan["num_batches"], num_features)
+        else:
+            count = split_plan["num_shards"]
+            name = f"shard-{index:05d}-of-{count:05d}.tfrecord.gz"
+            records = [record for _, record in sorted(items)]
+        info = write_tfrecord_file(FileSystems.join(self._staging, split, name), records)
+        info.update(split=split, index=index, name=f"{split}/{name}")
+        if config.layout == "stateful":
+            info["batches"] = split_plan["num_batches"]
+        yield info
+
+    def _stream_records(self, items, num_batches, num_features):
+        config = self._config
+        grid: list[list[bytes | None]] = [[None] * config.batch_size for _ in range(num_batches)]
+        for lane, row, records in items:
+            for offset, record in enumerate(records):
+                grid[row + offset][lane] = record
+        empty = [
+            encode_empty_row(lane, config.num_steps, num_features, config.horizon)
+            for lane in range(config.batch_size)
+        ]
+        return [
+            record if record is not None else empty[lane]
+            for batch in grid
+            for lane, record in enumerate(batch)
+        ]
+
+
+class _SplitStatsFn(beam.CombineFn):
+    """Rows, valid steps, warm-up rows and trained targets per split, from the plan's rows."""
+
+    def create_accumulator(self):
+        return collections.Counter()
+
+    def add_input(self, accumulator, item):
+        accumulator.update(item)
+        return accumulator
+
+    def merge_accumulators(self, accumulators):
+        total = collections.Counter()
+        for a in accumulators:
+            total.update(a)
+        return total
+
+    def extract_output(self, accumulator):
+        return dict(accumulator)
+
+
+def row_stats(prepared: PreparedSeries, plan: dict, config: DatasetConfig) -> dict:
+    """Counts used for padding waste and the 'every target once' check (per split)."""
+    T, H = config.num_steps, config.horizon
+    stats: collections.Counter = collections.Counter()
+    for split, track in prepared.tracks.items():
+        if config.layout == "stateful":
+            segments = plan["splits"][split]["segments"].get(prepared.series_id, [])
+            for segment in segments:
+                rows = chunking.segment_rows(
+                    prepared.features, prepared.observed, track, segment, T, H
+                )
+                _count_rows(stats, split, rows, T, H)
+        else:
+            starts = chunking.window_starts(track, T, stride(config))
+            if len(starts):
+                rows = chunking.cut_rows(
+                    prepared.features, prepared.observed, track, starts,
+                    np.zeros(len(starts), bool), T, H,
+                )
+                _count_rows(stats, split, rows, T, H)
+    return dict(stats)
+
+
+def _count_rows(stats, split, rows: chunking.Rows, T: int, H: int) -> None:
+    stats[f"{split}.rows"] += len(rows)
+    stats[f"{split}.valid_steps"] += int(rows.sequence_length.sum())
+    stats[f"{split}.warmup_rows"] += int((rows.target_start >= T + H).sum())
+    stats[f"{split}.targets"] += int(count_targets(rows, T, H))
+
+
+def count_targets(rows: chunking.Rows, T: int, H: int) -> int:
+    """Number of (origin, horizon) targets that count in the loss across ``rows``."""
+    ext_observed = np.concatenate([rows.observed, rows.lookahead_observed], axis=1)
+    t = np.arange(T)[:, None]
+    h = np.arange(H)[None, :]
+    j = t + 1 + h  # [T, H]
+    eligible = (
+        (t[None] < rows.sequence_length[:, None, None])
+        & (j[None] >= rows.target_start[:, None, None])
+        & (ext_observed[:, j] == 1)
+    )
+    return int(eligible.sum())
+
+
+class BuildDataset(beam.PTransform):
+    """The whole dataset job as one transform: inputs -> staged TFRecords, rejected rows and
+    a staged ``metadata.json`` under ``staging``."""
+
+    def __init__(self, config: DatasetConfig, paths: list[str], staging: str, run_id: str):
+        super().__init__()
+        self._config = config
+        self._paths = paths
+        self._staging = staging
+        self._run_id = run_id
+
+    def expand(self, pbegin):
+        config = self._config
+        read = pbegin | "ReadInputs" >> ReadInputs(self._paths, config.columns)
+        assembled = read.accepted | "AssembleSeries" >> AssembleSeries(
+            AssembleConfig(config.freq, config.fill)
+        )
+        frequency = beam.pvalue.AsSingleton(assembled["frequency"])
+        prepared = assembled["series"] | "Prepare" >> beam.Map(
+            lambda a, f: prepare_series(a, config, f["freq"]), f=frequency
+        )
+        summaries = prepared | "Summarise" >> beam.Map(series_summary, config)
+        plan = (
+            summaries
+            | "CollectSummaries" >> beam.combiners.ToList()
+            | "Plan" >> beam.Map(make_plan, config)
+        )
+        num_features = frequency.pvalue | "NumFeatures" >> beam.Map(
+            lambda f: len(feature_names(config, f["freq"])) if "freq" in f else 0
+        )
+        files = (
+            prepared
+            | "CutRows" >> beam.ParDo(_CutRowsFn(config), plan=beam.pvalue.AsSingleton(plan))
+            | "GroupByFile" >> beam.GroupByKey()
+            | "WriteFiles"
+            >> beam.ParDo(
+                _WriteFileFn(config, self._staging),
+                plan=beam.pvalue.AsSingleton(plan),
+                num_features=beam.pvalue.AsSingleton(num_features),
+            )
+        )
+        stats = (
+            prepared
+            | "RowStats" >> beam.Map(row_stats, beam.pvalue.AsSingleton(plan), config)
+            | "SumRowStats" >> beam.CombineGlobally(_SplitStatsFn())
+        )
+        rows_read = read[ROWS_READ] | "CountRowsRead" >> beam.CombineGlobally(sum)
+        rejected = (
+            (read[REJECTED], assembled[REJECTED])
+            | "AllRejected" >> beam.Flatten()
+            | "WriteRejected" >> WriteRejected(FileSystems.join(self._staging, "rejected"))
+        )
+        return (
+            pbegin
+            | "MetadataTrigger" >> beam.Create([None])
+            | "WriteMetadata"
+            >> beam.Map(
+                _write_staged_metadata,
+                config=config,
+                run_id=self._run_id,
+                paths=self._paths,
+                staging=self._staging,
+                frequency=frequency,
+                summaries=beam.pvalue.AsList(summaries),
+                files=beam.pvalue.AsList(files),
+                plan=beam.pvalue.AsSingleton(plan),
+                stats=beam.pvalue.AsSingleton(stats),
+                rows_read=beam.pvalue.AsSingleton(rows_read),
+                rejected=beam.pvalue.AsSingleton(rejected),
+            )
+        )
+
+
+def _write_staged_metadata(
+    _, config, run_id, paths, staging, frequency, summaries, files, plan, stats, rows_read, rejected
+):
+    metadata = build_metadata(
+        config, run_id, paths, frequency, summaries, files, plan, stats, rows_read, rejected
+    )
+    commit.write_json(FileSystems.join(staging, commit.METADATA), metadata)
+    return metadata["counts"]
+
+
+def build_metadata(
+    config, run_id, paths, frequency, summaries, files, plan, stats, rows_read, rejected
+) -> dict:
+    summaries = sorted(summaries, key=lambda s: s["series_id"])
+    freq = frequency.get("freq")
+    by_reason = {reason: rejected["by_reason"].get(reason, 0) for reason in schemas.rejection_reasons()}
+    rows_rejected = int(sum(by_reason.values()))
+    rows_accepted = int(sum(s["observed"] for s in summaries))
+    fingerprint = hashlib.sha256()
+    for s in summaries:
+        fingerprint.update(s["digest"].encode())
+    splits = {}
+    for split in SPLITS:
+        split_files = sorted(
+            (f for f in files if f["split"] == split), key=lambda f: f["index"]
+        )
+        rows = stats.get(f"{split}.rows", 0)
+        valid = stats.get(f"{split}.valid_steps", 0)
+        written = sum(f["records"] for f in split_files)
+        empty_lanes = written - rows
+        entry = {
+            "files": [
+                {k: f[k] for k in ("name", "records", "bytes", "sha256") if k in f}
+                | ({"batches": f["batches"]} if "batches" in f else {})
+                for f in split_files
+            ],
+            "records": written,
+            "rows": rows,
+            "empty_rows": empty_lanes,
+            "valid_steps": valid,
+            "warmup_rows": stats.get(f"{split}.warmup_rows", 0),
+            "targets": stats.get(f"{split}.targets", 0),
+            "padding_waste": chunking.padding_waste(valid, written, config.num_steps),
+        }
+        if config.layout == "stateful":
+            entry["num_streams"] = plan["splits"][split]["num_streams"]
+            entry["batches_per_stream"] = plan["splits"][split]["num_batches"]
+        splits[split] = entry
+    return {
+        "schema": schemas.load(schemas.METADATA)["name"],
+        "schema_version": dict(schemas.CURRENT_VERSIONS),
+        "run_id": run_id,
+        "status": "error" if "error" in frequency else "ok",
+        "error": frequency.get("error"),
+        "layout": config.layout,
+        "num_steps": config.num_steps,
+        "batch_size": config.batch_size,
+        "horizon": config.horizon,
+        "freq": freq,
+        "feature_names": list(feature_names(config, freq)) if freq else [],
+        "covariates": list(config.columns.covariates),
+        "calendar_features": list(calendar_names(config, freq)) if freq else [],
+        "columns": asdict(config.columns),
+        "scaling": config.scaling,
+        "fill": config.fill,
+        "validation": {
+            "fraction": None if config.validation_start else config.validation_fraction,
+            "start": config.validation_start,
+            "warmup_steps": config.warmup_steps,
+        },
+        "warmup_chunks": config.warmup_chunks,
+        "window_stride": stride(config) if config.layout == "windows" else None,
+        "seed": config.seed,
+        "counts": {
+            "rows_read": int(rows_read),
+            "rows_accepted": rows_accepted,
+            "rows_rejected": rows_rejected,
+            "rejected_by_reason": by_reason,
+        },
+        "rejected_files": [{"name": "rejected/" + rejected["path"].rsplit("/", 1)[-1],
+                            "records": rejected["records"], "sha256": rejected["sha256"]}],
+        "splits": splits,
+        "padding_waste": splits["train"]["padding_waste"],
+        "series": {
+            s["series_id"]: {
+                k: s[k] for k in ("loc", "scale", "start", "end", "length", "observed", "train_length")
+            }
+            for s in summaries
+        },
+        "num_series": len(summaries),
+        "input": {"files": list(paths), "fingerprint": fingerprint.hexdigest()},
+    }
+
+
+# --- entry point ----------------------------------------------------------------------------
+
+
+def run_id_for(config: DatasetConfig, paths: list[str]) -> str:
+    """Deterministic id of a run: the options, the input files' names and sizes, the contracts."""
+    digest = hashlib.sha256(json.dumps(asdict(config), sort_keys=True, default=str).encode())
+    digest.update(schemas.schema_version_string().encode())
+    for match in FileSystems.match(paths):
+        for metadata in match.metadata_list:
+            digest.update(f"{metadata.path}\x1f{metadata.size_in_bytes}\x1e".encode("utf-8"))
+    return digest.hexdigest()[:16]
+
+
+def run(argv: list[str]) -> dict:
+    """Run ``rnncast dataset`` with command-line ``argv``; returns the committed metadata."""
+    options, pipeline_options = parse_job_options(
+        argv, DatasetOptions, "rnncast dataset", DESCRIPTION
+    )
+    config = config_from_options(options)
+    paths = list_inputs(config.input)
+    for path in paths:
+        check_input(path, config.columns)
+    run_id = run_id_for(config, paths)
+    staging = commit.prepare_staging(config.output, run_id)
+    print(f"rnncast dataset: {len(paths)} input file(s), run {run_id}", file=sys.stderr)
+    with beam.Pipeline(options=pipeline_options) as pipeline:
+        _ = pipeline | "BuildDataset" >> BuildDataset(config, paths, staging, run_id)
+    staged = commit.read_json(FileSystems.join(staging, commit.METADATA))
+    check_run(staged, config, staging)
+    metadata = commit.commit_run(config.output, staging, staged)
+    print_summary(metadata)
+    return metadata
+
+
+def check_run(metadata: dict, config: DatasetConfig, staging: str) -> None:
+    """Refuse to commit a run that failed or rejected too much; say what to do."""
+    counts = metadata["counts"]
+    if counts["rows_read"] == 0:
+        raise InputError(
+            f"{config.input}: the input has no data rows; nothing to write. Check the path "
+            "and that the files contain rows below the header"
+        )
+    if metadata["status"] != "ok":
+        raise InputError(f"{config.input}: {metadata['error']}")
+    if counts["rows_read"] != counts["rows_accepted"] + counts["rows_rejected"]:
+        raise AssertionError(f"row accounting is off ({counts}); this is a bug in rnncast")
+    fraction = counts["rows_rejected"] / counts["rows_read"]
+    if fraction > config.max_rejected_fraction:
+        reasons = {k: v for k, v in counts["rejected_by_reason"].items() if v}
+        raise InputError(
+            f"{config.input}: {counts['rows_rejected']} of {counts['rows_read']} rows "
+            f"({fraction:.2%}) were rejected {reasons}, more than --max-rejected-fraction "
+            f"{config.max_rejected_fraction}. Nothing was committed to {config.output}; the "
+            f"rejected rows and their reasons are in {FileSystems.join(staging, 'rejected')}. "
+            "Fix the input or raise --max-rejected-fraction"
+        )
+
+
+def print_summary(metadata: dict) -> None:
+    counts = metadata["counts"]
+    lines = [
+        f"rnncast dataset: run {metadata['run_id']} committed ({metadata['num_series']} series, "
+        f"freq {metadata['freq']}, layout {metadata['layout']})",
+        f"  rows read {counts['rows_read']}, accepted {counts['rows_accepted']}, "
+        f"rejected {counts['rows_rejected']}",
+    ]
+    for reason, count in counts["rejected_by_reason"].items():
+        if count:
+            lines.append(f"    {reason}: {count}")
+    for split, entry in metadata["splits"].items():
+        lines.append(
+            f"  {split}: {len(entry['files'])} file(s), {entry['records']} records, "
+            f"{entry['targets']} targets, padding waste {entry['padding_waste']:.2%}"
+        )
+    print("\n".join(lines))

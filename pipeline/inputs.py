@@ -1,0 +1,158 @@
+"""Finding, checking and reading input files (CSV or Parquet) in Arrow batches.
+
+All file access goes through Beam ``FileSystems``, so local paths, ``gs://`` and ``s3://`` work
+alike. Problems that make a whole file unusable (missing, empty, not CSV/Parquet, missing
+columns) raise :class:`InputError` with a message naming the file and the fix; problems of
+single rows are left to :mod:`pipeline.validation`.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+from apache_beam.io.filesystems import FileSystems
+
+from pipeline.validation import InputColumns
+
+CSV_SUFFIXES = (".csv", ".csv.gz", ".csv.bz2", ".csv.zst")
+PARQUET_SUFFIXES = (".parquet", ".pq")
+CSV_BLOCK_BYTES = 1 << 24
+PARQUET_BATCH_ROWS = 1 << 19
+
+
+class InputError(ValueError):
+    """An input problem the user must fix; the message names the file and the fix."""
+
+
+def file_format(path: str) -> str:
+    lower = path.lower()
+    if lower.endswith(CSV_SUFFIXES):
+        return "csv"
+    if lower.endswith(PARQUET_SUFFIXES):
+        return "parquet"
+    raise InputError(
+        f"{path}: unknown file type; input files must end in one of "
+        f"{', '.join(CSV_SUFFIXES + PARQUET_SUFFIXES)}"
+    )
+
+
+def list_inputs(location: str) -> list[str]:
+    """The input files named by ``location``: one file, a glob, or a directory (its CSV and
+    Parquet files, hidden and ``_``-prefixed files skipped). Sorted, so the job is deterministic."""
+    pattern = location
+    if location.endswith("/") or (
+        "://" not in location and os.path.isdir(location)
+    ):
+        pattern = location.rstrip("/") + "/*"
+    try:
+        matches = FileSystems.match([pattern])[0].metadata_list
+    except Exception as err:  # Beam raises BeamIOError for unreadable locations
+        raise InputError(f"{location}: cannot list input files ({err})") from err
+    paths = sorted(
+        m.path
+        for m in matches
+        if not os.path.basename(m.path).startswith((".", "_"))
+        and (pattern == location or m.path.lower().endswith(CSV_SUFFIXES + PARQUET_SUFFIXES))
+    )
+    if not paths:
+        raise InputError(
+            f"{location}: no input files found; pass a CSV/Parquet file, a glob such as "
+            "'data/*.csv', or a directory containing .csv or .parquet files"
+        )
+    for path in paths:
+        file_format(path)
+    return paths
+
+
+def check_input(path: str, columns: InputColumns) -> None:
+    """Check that ``path`` is a readable CSV/Parquet file with the columns the job needs."""
+    kind = file_format(path)
+    try:
+        with FileSystems.open(path) as handle:
+            if kind == "parquet":
+                names = pq.read_schema(handle).names
+            else:
+                reader = pacsv.open_csv(
+                    handle, read_options=pacsv.ReadOptions(block_size=1 << 16, use_threads=False)
+                )
+                names = reader.schema.names
+    except (pa.ArrowInvalid, OSError, EOFError) as err:
+        what = "Parquet" if kind == "parquet" else "CSV (with a header row)"
+        raise InputError(
+            f"{path}: not a readable {what} file ({err}); fix or remove the file"
+        ) from err
+    missing = [c for c in columns.all if c not in names]
+    if missing:
+        raise InputError(
+            f"{path}: missing column(s) {missing}; the file has {names}. Rename the columns "
+            "or point the job at them with --series-id-column/--timestamp-column/"
+            "--value-column/--covariates"
+        )
+
+
+def read_batches(
+    path: str, columns: InputColumns
+) -> Iterator[tuple[pa.Table, np.ndarray, list[tuple[int, str]]]]:
+    """Yield ``(table, row_numbers, malformed)`` batches of ``path``.
+
+    ``row_numbers`` are 1-based: the physical line for CSV (header = line 1), the row index for
+    Parquet. ``malformed`` lists ``(line, text)`` of CSV lines that do not parse into the
+    header's columns, reported with the batch in which they were met.
+    """
+    if file_format(path) == "parquet":
+        yield from _read_parquet(path, columns)
+    else:
+        yield from _read_csv(path, columns)
+
+
+def _read_parquet(path, columns):
+    with FileSystems.open(path) as handle:
+        reader = pq.ParquetFile(handle)
+        first = 1
+        for batch in reader.iter_batches(batch_size=PARQUET_BATCH_ROWS, columns=list(columns.all)):
+            table = pa.Table.from_batches([batch])
+            yield table, np.arange(first, first + table.num_rows, dtype=np.int64), []
+            first += table.num_rows
+
+
+def _read_csv(path, columns):
+    malformed: list[tuple[int, str]] = []
+
+    def on_invalid_row(row) -> str:
+        malformed.append((int(row.number) if row.number is not None else -1, row.text))
+        return "skip"
+
+    with FileSystems.open(path) as handle:
+        reader = pacsv.open_csv(
+            handle,
+            read_options=pacsv.ReadOptions(block_size=CSV_BLOCK_BYTES, use_threads=False),
+            parse_options=pacsv.ParseOptions(
+                invalid_row_handler=on_invalid_row, ignore_empty_lines=False
+            ),
+            convert_options=pacsv.ConvertOptions(
+                include_columns=list(columns.all),
+                column_types={name: pa.string() for name in columns.all},
+                strings_can_be_null=False,
+                quoted_strings_can_be_null=False,
+            ),
+        )
+        valid_before = 0
+        reported = 0
+        for batch in reader:
+            table = pa.Table.from_batches([batch])
+            # Line of valid row g: g + 2 + (number of skipped lines before it).
+            skipped = np.array([line for line, _ in malformed], dtype=np.int64)
+            thresholds = np.sort(skipped) - 2 - np.arange(len(skipped))
+            valid_index = np.arange(valid_before, valid_before + table.num_rows, dtype=np.int64)
+            lines = valid_index + 2 + np.searchsorted(thresholds, valid_index, side="right")
+            valid_before += table.num_rows
+            yield table, lines, malformed[reported:]
+            reported = len(malformed)
+        if reported < len(malformed):
+            empty = pa.table({name: pa.array([], pa.string()) for name in columns.all})
+            yield empty, np.zeros(0, np.int64), malformed[reported:]

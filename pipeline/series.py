@@ -1,0 +1,304 @@
+"""Per-series logic: de-duplication, frequency inference, regularisation, scaling, calendar features.
+
+Pure numpy/pandas functions; the Beam job applies them to one series at a time, so memory is
+bounded by the largest series, not by the number of series.
+"""
+
+from __future__ import annotations
+
+import collections
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from pandas.tseries.frequencies import to_offset
+
+NAT = np.iinfo(np.int64).min
+NS_PER_SECOND = 1_000_000_000
+NS_PER_DAY = 86_400 * NS_PER_SECOND
+FILL_METHODS = ("ffill", "zero", "interpolate")
+SCALING_METHODS = ("standard", "mean", "none")
+
+
+@dataclass
+class SeriesPart:
+    """Accepted rows of one series from one input file (any order)."""
+
+    source: str
+    row_number: np.ndarray  # int64 [n]
+    timestamp: np.ndarray  # int64 ns since epoch, UTC [n]
+    value: np.ndarray  # float64 [n]
+    covariates: np.ndarray  # float64 [n, k]
+
+    def __len__(self) -> int:
+        return len(self.value)
+
+
+@dataclass
+class Observations:
+    """Unique, time-ordered observations of one series, with provenance of every row."""
+
+    timestamp: np.ndarray  # int64 ns, strictly increasing
+    value: np.ndarray
+    covariates: np.ndarray
+    source_index: np.ndarray  # int32 index into ``sources``
+    row_number: np.ndarray
+    sources: tuple[str, ...]
+
+    def __len__(self) -> int:
+        return len(self.value)
+
+    def subset(self, mask: np.ndarray) -> Observations:
+        return Observations(
+            self.timestamp[mask],
+            self.value[mask],
+            self.covariates[mask],
+            self.source_index[mask],
+            self.row_number[mask],
+            self.sources,
+        )
+
+
+@dataclass
+class RegularSeries:
+    """A series on a regular grid: ``timestamp[i] = grid point i``; unobserved points are filled."""
+
+    series_id: str
+    timestamp: np.ndarray  # int64 ns [n]
+    value: np.ndarray  # float64 [n], filled where not observed
+    observed: np.ndarray  # bool [n]
+    covariates: np.ndarray  # float64 [n, k], filled like value
+
+    def __len__(self) -> int:
+        return len(self.value)
+
+
+def combine_parts(parts: list[SeriesPart]) -> Observations:
+    """Concatenate the parts of one series (all rows, duplicates included) in provenance order."""
+    parts = sorted(parts, key=lambda p: (p.source, int(p.row_number[0]) if len(p) else -1))
+    sources = tuple(sorted({p.source for p in parts}))
+    index = {s: i for i, s in enumerate(sources)}
+    width = parts[0].covariates.shape[1] if parts else 0
+    return Observations(
+        timestamp=np.concatenate([p.timestamp for p in parts]) if parts else np.zeros(0, np.int64),
+        value=np.concatenate([p.value for p in parts]) if parts else np.zeros(0),
+        covariates=(
+            np.concatenate([p.covariates for p in parts]) if parts else np.zeros((0, width))
+        ),
+        source_index=np.concatenate([np.full(len(p), index[p.source], np.int32) for p in parts])
+        if parts
+        else np.zeros(0, np.int32),
+        row_number=np.concatenate([p.row_number for p in parts]) if parts else np.zeros(0, np.int64),
+        sources=sources,
+    )
+
+
+def deduplicate(rows: Observations) -> tuple[Observations, dict[str, np.ndarray]]:
+    """Sort by time and resolve repeated timestamps.
+
+    An exact repeat of an earlier row (in file, then row order) is a ``duplicate``; when one
+    timestamp carries different values, every row of it is a ``conflict``. Returns the unique
+    observations and, per reason, the positions (into ``rows``) that are rejected.
+    """
+    order = np.lexsort((rows.row_number, rows.source_index, rows.timestamp))
+    ts = rows.timestamp[order]
+    payload = np.column_stack([rows.value[order], rows.covariates[order]])
+    n = len(ts)
+    if n == 0:
+        return rows, {"duplicate": np.zeros(0, np.int64), "conflict": np.zeros(0, np.int64)}
+    starts_group = np.ones(n, dtype=bool)
+    starts_group[1:] = ts[1:] != ts[:-1]
+    group = np.cumsum(starts_group) - 1
+    first_of_group = np.flatnonzero(starts_group)
+    differs = np.any(payload != payload[first_of_group[group]], axis=1)
+    conflict_group = np.zeros(len(first_of_group), dtype=bool)
+    np.logical_or.at(conflict_group, group, differs)
+    conflict = conflict_group[group]
+    duplicate = ~starts_group & ~conflict
+    keep = starts_group & ~conflict
+    rejected = {"duplicate": order[duplicate], "conflict": order[conflict]}
+    return rows.subset(order[keep]), rejected
+
+
+def frequency_vote(timestamp: np.ndarray) -> tuple[str | None, int | None]:
+    """One series' evidence for the dataset frequency: pandas' inferred alias, or the modal step."""
+    if len(timestamp) < 2:
+        return None, None
+    alias = None
+    if len(timestamp) >= 3:
+        try:
+            alias = pd.infer_freq(pd.DatetimeIndex(timestamp.astype("datetime64[ns]")))
+        except (TypeError, ValueError):
+            alias = None
+    steps, counts = np.unique(np.diff(timestamp), return_counts=True)
+    return alias, int(steps[np.argmax(counts)])
+
+
+def choose_frequency(aliases: collections.Counter, steps: collections.Counter) -> str:
+    """Pick the dataset frequency from all series' votes (most votes wins, ties by name/size)."""
+    if aliases:
+        return sorted(aliases.items(), key=lambda kv: (-kv[1], kv[0]))[0][0]
+    if not steps:
+        raise ValueError(
+            "cannot infer the frequency: no series has two or more valid points; pass --freq"
+        )
+    step = sorted(steps.items(), key=lambda kv: (-kv[1], kv[0]))[0][0]
+    if 27 * NS_PER_DAY <= step <= 32 * NS_PER_DAY or step >= 365 * NS_PER_DAY:
+        raise ValueError(
+            "cannot infer a calendar frequency (month/quarter/year) from series with gaps; "
+            "pass --freq, e.g. --freq MS"
+        )
+    return to_offset(pd.Timedelta(step, unit="ns")).freqstr
+
+
+def validate_frequency(freq: str) -> str:
+    """Normalise a pandas offset alias; refuse unknown or sub-second frequencies."""
+    try:
+        offset = to_offset(freq)
+    except ValueError as err:
+        raise ValueError(f"--freq {freq!r} is not a pandas offset alias (e.g. h, D, 15min, MS)") from err
+    if nominal_period_ns(offset.freqstr) < NS_PER_SECOND:
+        raise ValueError(f"--freq {freq!r} is below one second; rnncast supports 1s and coarser")
+    return offset.freqstr
+
+
+def nominal_period_ns(freq: str) -> int:
+    """Typical length of one step of ``freq`` in nanoseconds (exact for fixed frequencies)."""
+    offset = to_offset(freq)
+    if isinstance(offset, pd.offsets.Tick):
+        return int(offset.nanos)
+    origin = pd.Timestamp("2001-01-01")
+    return int(((origin + 2 * offset) - (origin + offset)).value)
+
+
+def grid_positions(timestamp: np.ndarray, freq: str) -> tuple[np.ndarray, np.ndarray]:
+    """Grid index of each (sorted, unique) timestamp, or -1 where it is off the grid; and the grid.
+
+    Fixed frequencies are anchored at the series' first timestamp; calendar frequencies
+    (month start, week ending Sunday, ...) use pandas' anchoring.
+    """
+    if len(timestamp) == 0:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    offset = to_offset(freq)
+    if isinstance(offset, pd.offsets.Tick):
+        step = int(offset.nanos)
+        relative = timestamp - timestamp[0]
+        position = np.where(relative % step == 0, relative // step, -1)
+        last = int(position.max())
+        return position, timestamp[0] + step * np.arange(last + 1, dtype=np.int64)
+    grid = pd.date_range(
+        pd.Timestamp(int(timestamp[0]), unit="ns"), pd.Timestamp(int(timestamp[-1]), unit="ns"),
+        freq=offset,
+    ).as_unit("ns").asi8
+    where = np.searchsorted(grid, timestamp)
+    inside = where < len(grid)
+    on_grid = np.zeros(len(timestamp), dtype=bool)
+    on_grid[inside] = grid[where[inside]] == timestamp[inside]
+    position = np.where(on_grid, where, -1)
+    if not on_grid.any():
+        return position, np.zeros(0, np.int64)
+    first, last = position[on_grid][0], position[on_grid][-1]
+    return np.where(on_grid, position - first, -1), grid[first : last + 1]
+
+
+def regularise(
+    series_id: str, observations: Observations, freq: str, fill: str = "ffill"
+) -> tuple[RegularSeries, np.ndarray]:
+    """Place observations on the regular grid; fill missing points (flagged unobserved).
+
+    Returns the regular series and a mask of observations that are off the grid (rejected).
+    """
+    if fill not in FILL_METHODS:
+        raise ValueError(f"unknown fill method {fill!r}; choose from {FILL_METHODS}")
+    position, grid = grid_positions(observations.timestamp, freq)
+    on_grid = position >= 0
+    n = len(grid)
+    observed = np.zeros(n, dtype=bool)
+    observed[position[on_grid]] = True
+    width = observations.covariates.shape[1]
+    raw = np.zeros((n, 1 + width))
+    raw[position[on_grid]] = np.column_stack(
+        [observations.value[on_grid], observations.covariates[on_grid]]
+    )
+    filled = fill_missing(raw, observed, fill)
+    return (
+        RegularSeries(series_id, grid, filled[:, 0].copy(), observed, filled[:, 1:].copy()),
+        ~on_grid,
+    )
+
+
+def fill_missing(values: np.ndarray, observed: np.ndarray, method: str) -> np.ndarray:
+    """Fill rows of ``values`` [n, k] where ``observed`` is False (the first row is observed)."""
+    if observed.all() or len(observed) == 0:
+        return values
+    if method == "zero":
+        out = values.copy()
+        out[~observed] = 0.0
+        return out
+    observed_at = np.flatnonzero(observed)
+    if method == "ffill":
+        last = np.maximum.accumulate(np.where(observed, np.arange(len(observed)), 0))
+        return values[last]
+    out = np.empty_like(values)
+    steps = np.arange(len(observed))
+    for k in range(values.shape[1]):
+        out[:, k] = np.interp(steps, observed_at, values[observed_at, k])
+    return out
+
+
+def split_index(
+    timestamp: np.ndarray, validation_fraction: float, validation_start_ns: int | None
+) -> int:
+    """Number of leading grid points that belong to training; the rest is validation."""
+    n = len(timestamp)
+    if validation_start_ns is not None:
+        return int(np.searchsorted(timestamp, validation_start_ns, side="left"))
+    return n - int(round(validation_fraction * n))
+
+
+def scaling_stats(value: np.ndarray, observed: np.ndarray, method: str) -> tuple[float, float]:
+    """Per-series ``(loc, scale)`` from the observed training values; ``scaled = (x - loc)/scale``."""
+    if method not in SCALING_METHODS:
+        raise ValueError(f"unknown scaling {method!r}; choose from {SCALING_METHODS}")
+    seen = value[observed]
+    if method == "none" or len(seen) == 0:
+        return 0.0, 1.0
+    if method == "mean":
+        scale = float(np.mean(np.abs(seen)))
+        return 0.0, scale if np.isfinite(scale) and scale > 0 else 1.0
+    loc, scale = float(np.mean(seen)), float(np.std(seen))
+    return loc, scale if np.isfinite(scale) and scale > 0 else 1.0
+
+
+def calendar_feature_names(freq: str) -> tuple[str, ...]:
+    """Calendar features that vary within the seasonal cycles this frequency can resolve."""
+    period = nominal_period_ns(freq)
+    names: list[str] = []
+    if period < NS_PER_DAY:
+        names += ["hour_of_day_sin", "hour_of_day_cos"]
+    if period < 7 * NS_PER_DAY:
+        names += ["day_of_week_sin", "day_of_week_cos"]
+    if period < 300 * NS_PER_DAY:
+        names += ["day_of_year_sin", "day_of_year_cos"]
+    return tuple(names)
+
+
+def calendar_features(timestamp: np.ndarray, names: tuple[str, ...]) -> np.ndarray:
+    """Sine/cosine encodings [n, len(names)] of the cycles in ``names`` (UTC)."""
+    seconds = timestamp // NS_PER_SECOND
+    day = seconds // 86_400
+    day_fraction = (seconds % 86_400) / 86_400.0
+    phases = {}
+    if any(n.startswith("hour_of_day") for n in names):
+        phases["hour_of_day"] = day_fraction
+    if any(n.startswith("day_of_week") for n in names):
+        phases["day_of_week"] = (((day + 3) % 7) + day_fraction) / 7.0  # 1970-01-01 was a Thursday
+    if any(n.startswith("day_of_year") for n in names):
+        day_of_year = pd.DatetimeIndex(timestamp.astype("datetime64[ns]")).dayofyear.to_numpy()
+        phases["day_of_year"] = (day_of_year - 1 + day_fraction) / 365.25
+    out = np.empty((len(timestamp), len(names)))
+    for k, name in enumerate(names):
+        cycle, _, trig = name.rpartition("_")
+        angle = 2 * np.pi * phases[cycle]
+        out[:, k] = np.sin(angle) if trig == "sin" else np.cos(angle)
+    return out

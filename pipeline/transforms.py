@@ -1,0 +1,299 @@
+"""Beam transforms shared by the rnncast jobs: read and validate inputs, assemble series,
+write dead-letter rows. Each step is a named ``PTransform``; the logic they run lives in the
+pure modules (:mod:`pipeline.validation`, :mod:`pipeline.series`)."""
+
+from __future__ import annotations
+
+import collections
+import hashlib
+import json
+from dataclasses import dataclass
+
+import apache_beam as beam
+import numpy as np
+import pandas as pd
+from apache_beam.io.filesystems import FileSystems
+
+from pipeline import series as series_lib
+from pipeline.inputs import read_batches
+from pipeline.validation import InputColumns, empty_rejected, rejected_frame, validate_batch
+
+REJECTED = "rejected"
+ROWS_READ = "rows_read"
+FREQUENCY_VOTE = "frequency_vote"
+SUMMARY = "summary"
+
+
+class _ReadFileFn(beam.DoFn):
+    def __init__(self, columns: InputColumns):
+        self._columns = columns
+
+    def process(self, path: str):
+        for table, row_numbers, malformed in read_batches(path, self._columns):
+            yield beam.pvalue.TaggedOutput(ROWS_READ, table.num_rows + len(malformed))
+            if malformed:
+                yield beam.pvalue.TaggedOutput(
+                    REJECTED,
+                    rejected_frame(
+                        path,
+                        np.array([line for line, _ in malformed], np.int64),
+                        ["malformed_row"] * len(malformed),
+                        [{"text": text} for _, text in malformed],
+                    ),
+                )
+            if table.num_rows == 0:
+                continue
+            parts, rejected = validate_batch(table, self._columns, path, row_numbers)
+            if len(rejected):
+                yield beam.pvalue.TaggedOutput(REJECTED, rejected)
+            yield from parts
+
+
+class ReadInputs(beam.PTransform):
+    """Read input files in Arrow batches and validate every row.
+
+    Outputs: main ``(series_id, SeriesPart)``; ``rejected`` dead-letter frames; ``rows_read``
+    counts. Files are spread over workers; within a file, rows are read in batches.
+    """
+
+    def __init__(self, paths: list[str], columns: InputColumns):
+        super().__init__()
+        self._paths = list(paths)
+        self._columns = columns
+
+    def expand(self, pbegin):
+        return (
+            pbegin
+            | "ListFiles" >> beam.Create(self._paths)
+            | "SpreadFiles" >> beam.Reshuffle()
+            | "ReadAndValidate"
+            >> beam.ParDo(_ReadFileFn(self._columns)).with_outputs(
+                REJECTED, ROWS_READ, main="accepted"
+            )
+        )
+
+
+def _rows_of(observations: series_lib.Observations, positions: np.ndarray) -> list[dict]:
+    out = []
+    for p in positions:
+        row = {
+            "timestamp": pd.Timestamp(int(observations.timestamp[p]), unit="ns").isoformat(),
+            "value": float(observations.value[p]),
+        }
+        for k in range(observations.covariates.shape[1]):
+            row[f"covariate_{k}"] = float(observations.covariates[p, k])
+        out.append(row)
+    return out
+
+
+def rejected_observations(
+    series_id: str, observations: series_lib.Observations, positions: np.ndarray, reason: str
+) -> pd.DataFrame:
+    """Dead-letter frame for rows of one series that were parsed but rejected (one reason)."""
+    positions = np.asarray(positions, dtype=np.int64)
+    frames = []
+    for source_index in np.unique(observations.source_index[positions]):
+        here = positions[observations.source_index[positions] == source_index]
+        rows = _rows_of(observations, here)
+        for row in rows:
+            row["series_id"] = series_id
+        frames.append(
+            rejected_frame(
+                observations.sources[source_index],
+                observations.row_number[here],
+                [reason] * len(here),
+                rows,
+            )
+        )
+    return pd.concat(frames, ignore_index=True) if frames else empty_rejected()
+
+
+class _DeduplicateFn(beam.DoFn):
+    def process(self, element):
+        series_id, parts = element
+        rows = series_lib.combine_parts(list(parts))
+        unique, rejected = series_lib.deduplicate(rows)
+        for reason, positions in rejected.items():
+            if len(positions):
+                yield beam.pvalue.TaggedOutput(
+                    REJECTED, rejected_observations(series_id, rows, positions, reason)
+                )
+        yield beam.pvalue.TaggedOutput(FREQUENCY_VOTE, series_lib.frequency_vote(unique.timestamp))
+        yield series_id, unique
+
+
+class _FrequencyFn(beam.CombineFn):
+    """Combine per-series frequency votes into ``{"freq": alias}`` or ``{"error": message}``."""
+
+    def create_accumulator(self):
+        return collections.Counter(), collections.Counter()
+
+    def add_input(self, accumulator, vote):
+        alias, step = vote
+        if alias is not None:
+            accumulator[0][alias] += 1
+        if step is not None:
+            accumulator[1][step] += 1
+        return accumulator
+
+    def merge_accumulators(self, accumulators):
+        aliases, steps = collections.Counter(), collections.Counter()
+        for a, s in accumulators:
+            aliases.update(a)
+            steps.update(s)
+        return aliases, steps
+
+    def extract_output(self, accumulator):
+        try:
+            return {"freq": series_lib.validate_frequency(series_lib.choose_frequency(*accumulator))}
+        except ValueError as err:
+            return {"error": str(err)}
+
+
+@dataclass(frozen=True)
+class AssembleConfig:
+    """Options of series assembly (shared by the dataset and forecast jobs)."""
+
+    freq: str | None = None
+    fill: str = "ffill"
+
+
+class AssembledSeries:
+    """A regular series with the provenance needed to report its rejected rows."""
+
+    def __init__(self, regular: series_lib.RegularSeries, digest: str):
+        self.regular = regular
+        self.digest = digest
+
+
+class _RegulariseFn(beam.DoFn):
+    def __init__(self, config: AssembleConfig):
+        self._config = config
+
+    def process(self, element, frequency):
+        series_id, observations = element
+        if "error" in frequency:
+            # The job reports the frequency error once; the rows are not lost, the run fails.
+            return
+        regular, off_grid = series_lib.regularise(
+            series_id, observations, frequency["freq"], self._config.fill
+        )
+        if off_grid.any():
+            yield beam.pvalue.TaggedOutput(
+                REJECTED,
+                rejected_observations(
+                    series_id, observations, np.flatnonzero(off_grid), "off_grid"
+                ),
+            )
+        if len(regular) == 0:
+            return
+        yield AssembledSeries(regular, series_digest(regular))
+
+
+def series_digest(regular: series_lib.RegularSeries) -> str:
+    """SHA-256 of a series' id and observed content (the input fingerprint is built from these)."""
+    digest = hashlib.sha256(regular.series_id.encode("utf-8"))
+    observed = regular.observed
+    digest.update(regular.timestamp[observed].tobytes())
+    digest.update(regular.value[observed].tobytes())
+    digest.update(np.ascontiguousarray(regular.covariates[observed]).tobytes())
+    return digest.hexdigest()
+
+
+class AssembleSeries(beam.PTransform):
+    """Group rows per series, reject duplicates/conflicts/off-grid rows, infer the frequency
+    (unless given) and place every series on its regular grid.
+
+    Outputs: main ``AssembledSeries``; ``rejected`` frames; ``frequency`` (singleton dict).
+    """
+
+    def __init__(self, config: AssembleConfig):
+        super().__init__()
+        self._config = config
+
+    def expand(self, accepted):
+        grouped = accepted | "GroupBySeries" >> beam.GroupByKey()
+        unique = grouped | "Deduplicate" >> beam.ParDo(_DeduplicateFn()).with_outputs(
+            REJECTED, FREQUENCY_VOTE, main="unique"
+        )
+        if self._config.freq:
+            frequency = accepted.pipeline | "GivenFrequency" >> beam.Create(
+                [{"freq": series_lib.validate_frequency(self._config.freq)}]
+            )
+        else:
+            frequency = unique[FREQUENCY_VOTE] | "InferFrequency" >> beam.CombineGlobally(
+                _FrequencyFn()
+            )
+        regular = unique.unique | "Regularise" >> beam.ParDo(
+            _RegulariseFn(self._config), frequency=beam.pvalue.AsSingleton(frequency)
+        ).with_outputs(REJECTED, main="series")
+        rejected = (unique[REJECTED], regular[REJECTED]) | "FlattenRejected" >> beam.Flatten()
+        return {"series": regular.series, REJECTED: rejected, "frequency": frequency}
+
+
+def _sorted_rejected(frames) -> pd.DataFrame:
+    frames = [f for f in frames if len(f)]
+    if not frames:
+        return empty_rejected()
+    table = pd.concat(frames, ignore_index=True)
+    return table.sort_values(["source", "row_number", "reason"], kind="stable").reset_index(
+        drop=True
+    )
+
+
+class _WriteRejectedFn(beam.DoFn):
+    def __init__(self, directory: str):
+        self._directory = directory
+
+    def process(self, element):
+        _, frames = element
+        table = _sorted_rejected(list(frames))
+        path = FileSystems.join(self._directory, "rejected-00000-of-00001.jsonl")
+        temporary = path + ".tmp"
+        lines = [
+            json.dumps(
+                {
+                    "source": r.source,
+                    "row_number": int(r.row_number),
+                    "reason": r.reason,
+                    "detail": r.detail,
+                    "row": json.loads(r.row),
+                },
+                sort_keys=True,
+            )
+            for r in table.itertuples(index=False)
+        ]
+        payload = ("\n".join(lines) + ("\n" if lines else "")).encode("utf-8")
+        with FileSystems.create(temporary) as sink:
+            sink.write(payload)
+        if FileSystems.exists(path):
+            FileSystems.delete([path])
+        FileSystems.rename([temporary], [path])
+        counts = collections.Counter(table["reason"].tolist())
+        yield {
+            "path": path,
+            "records": len(lines),
+            "bytes": len(payload),
+            "sha256": hashlib.sha256(payload).hexdigest(),
+            "by_reason": dict(sorted(counts.items())),
+        }
+
+
+class WriteRejected(beam.PTransform):
+    """Write all dead-letter rows, sorted, as JSON lines into ``directory``; output one summary
+    ``{"path", "records", "by_reason", ...}``. Always writes a file (empty when nothing was
+    rejected), so the layout does not depend on the data."""
+
+    def __init__(self, directory: str):
+        super().__init__()
+        self._directory = directory
+
+    def expand(self, frames):
+        seed = frames.pipeline | "Nothing" >> beam.Create([("rejected", empty_rejected())])
+        keyed = frames | "Key" >> beam.Map(lambda frame: ("rejected", frame))
+        return (
+            (keyed, seed)
+            | "Merge" >> beam.Flatten()
+            | "Gather" >> beam.GroupByKey()
+            | "Write" >> beam.ParDo(_WriteRejectedFn(self._directory))
+        )

@@ -1,0 +1,186 @@
+"""Row-level validation of input batches, vectorised over Arrow columns.
+
+A batch is a ``pyarrow.Table`` as read from one input file. Validation splits it into accepted
+rows, grouped per series as :class:`~pipeline.series.SeriesPart`, and rejected rows with their
+reasons (a :class:`pandas.DataFrame` in the dead-letter layout of ``schemas/rejected``).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+import schemas
+from pipeline.series import SeriesPart
+
+MAX_SERIES_ID_LENGTH = schemas.load(schemas.INPUT)["columns"]["series_id"]["max_length"]
+REJECTED_COLUMNS = tuple(schemas.load(schemas.REJECTED)["fields"])
+NS_PER_SECOND = 1_000_000_000
+
+# Checked in this order; a row is rejected for the first reason that applies.
+_ROW_CHECKS = (
+    "empty_series_id",
+    "series_id_too_long",
+    "invalid_timestamp",
+    "invalid_value",
+    "non_finite_value",
+    "invalid_covariate",
+)
+_DETAILS = schemas.load(schemas.INPUT)["rejection_reasons"]
+
+
+@dataclass(frozen=True)
+class InputColumns:
+    """Names of the input columns (overridable by flags) and the covariates to read."""
+
+    series_id: str = "series_id"
+    timestamp: str = "timestamp"
+    value: str = "value"
+    covariates: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def all(self) -> tuple[str, ...]:
+        return (self.series_id, self.timestamp, self.value, *self.covariates)
+
+
+def empty_rejected() -> pd.DataFrame:
+    """A dead-letter frame with no rows."""
+    return pd.DataFrame({c: pd.Series([], dtype=object) for c in REJECTED_COLUMNS})
+
+
+def rejected_frame(
+    source: str, row_numbers: np.ndarray, reasons: list[str] | np.ndarray, rows: list[dict]
+) -> pd.DataFrame:
+    """Build dead-letter records; ``rows`` are the rejected rows' fields as read."""
+    reasons = list(reasons)
+    return pd.DataFrame(
+        {
+            "source": [source] * len(reasons),
+            "row_number": np.asarray(row_numbers, dtype=np.int64),
+            "reason": reasons,
+            "detail": [_DETAILS[r] for r in reasons],
+            "row": [json.dumps(r, sort_keys=True, default=str) for r in rows],
+        },
+        columns=list(REJECTED_COLUMNS),
+    )
+
+
+def parse_timestamps(column: pa.ChunkedArray | pa.Array) -> np.ndarray:
+    """Timestamps as int64 nanoseconds since the epoch (UTC); unparsable ones become ``NaT`` (min int64).
+
+    Naive values are taken as UTC; values with an offset are converted to UTC.
+    """
+    column = _combine(column)
+    if pa.types.is_timestamp(column.type) or pa.types.is_date(column.type):
+        if pa.types.is_timestamp(column.type) and column.type.tz is not None:
+            column = pc.cast(column, pa.timestamp("ns", tz="UTC"))
+        out = pc.cast(pc.cast(column, pa.timestamp("ns")), pa.int64())
+        return out.fill_null(np.iinfo(np.int64).min).to_numpy()
+    if not (pa.types.is_string(column.type) or pa.types.is_large_string(column.type)):
+        column = pc.cast(column, pa.string())
+    for target in (pa.timestamp("ns"), pa.timestamp("ns", tz="UTC")):
+        try:
+            out = pc.cast(pc.cast(column, target), pa.int64())
+            return out.fill_null(np.iinfo(np.int64).min).to_numpy()
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            continue
+    # Slow path, only for batches with mixed offsets or bad values.
+    parsed = pd.to_datetime(
+        pd.Series(column.to_pylist(), dtype=object), format="ISO8601", utc=True, errors="coerce"
+    )
+    return pd.DatetimeIndex(parsed).as_unit("ns").tz_localize(None).asi8.copy()
+
+
+def parse_numbers(column: pa.ChunkedArray | pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    """Floats and a mask of entries that are numbers at all (NaN/inf literals count as numbers)."""
+    column = _combine(column)
+    if pa.types.is_integer(column.type) or pa.types.is_floating(column.type):
+        valid = pc.is_valid(column).to_numpy(zero_copy_only=False)
+        values = pc.cast(column, pa.float64()).fill_null(np.nan).to_numpy(zero_copy_only=False)
+        return values, valid
+    if not (pa.types.is_string(column.type) or pa.types.is_large_string(column.type)):
+        column = pc.cast(column, pa.string())
+    try:
+        values = pc.cast(column, pa.float64())
+        valid = pc.is_valid(values).to_numpy(zero_copy_only=False)
+        return values.fill_null(np.nan).to_numpy(zero_copy_only=False), valid
+    except pa.ArrowInvalid:
+        pass
+    text = pd.Series(column.to_pylist(), dtype=object)
+    values = pd.to_numeric(text, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+    literal_nan = text.str.strip().str.lower().isin(["nan", "+nan", "-nan"]).to_numpy(dtype=bool)
+    return values, ~np.isnan(values) | literal_nan
+
+
+def validate_batch(
+    table: pa.Table, columns: InputColumns, source: str, row_numbers: np.ndarray
+) -> tuple[list[tuple[str, SeriesPart]], pd.DataFrame]:
+    """Check every row of ``table``; return accepted rows grouped per series, and rejected rows."""
+    n = table.num_rows
+    ids = _combine(table.column(columns.series_id))
+    if not (pa.types.is_string(ids.type) or pa.types.is_large_string(ids.type)):
+        ids = pc.cast(ids, pa.string())
+    id_length = pc.utf8_length(ids).fill_null(0).to_numpy(zero_copy_only=False)
+    timestamps = parse_timestamps(table.column(columns.timestamp))
+    values, value_is_number = parse_numbers(table.column(columns.value))
+    covariates = np.empty((n, len(columns.covariates)), dtype=np.float64)
+    covariate_ok = np.ones(n, dtype=bool)
+    for k, name in enumerate(columns.covariates):
+        covariates[:, k], is_number = parse_numbers(table.column(name))
+        covariate_ok &= is_number & np.isfinite(covariates[:, k])
+
+    failed = {
+        "empty_series_id": id_length == 0,
+        "series_id_too_long": id_length > MAX_SERIES_ID_LENGTH,
+        "invalid_timestamp": timestamps == np.iinfo(np.int64).min,
+        "invalid_value": ~value_is_number,
+        "non_finite_value": value_is_number & ~np.isfinite(values),
+        "invalid_covariate": ~covariate_ok,
+    }
+    reason_code = np.zeros(n, dtype=np.int8)
+    for code, reason in reversed(list(enumerate(_ROW_CHECKS, start=1))):
+        reason_code[failed[reason]] = code
+    bad = np.flatnonzero(reason_code)
+    if len(bad):
+        rows = table.select(list(columns.all)).take(pa.array(bad)).to_pylist()
+        rejected = rejected_frame(
+            source, row_numbers[bad], [_ROW_CHECKS[c - 1] for c in reason_code[bad]], rows
+        )
+    else:
+        rejected = empty_rejected()
+
+    good = np.flatnonzero(reason_code == 0)
+    if len(good) == 0:
+        return [], rejected
+    encoded = pc.dictionary_encode(ids.take(pa.array(good)))
+    codes = encoded.indices.to_numpy(zero_copy_only=False)
+    names = encoded.dictionary.to_pylist()
+    order = np.argsort(codes, kind="stable")
+    bounds = np.flatnonzero(np.diff(codes[order])) + 1
+    parts = []
+    for piece in np.split(order, bounds):
+        rows = good[piece]
+        parts.append(
+            (
+                names[codes[piece[0]]],
+                SeriesPart(
+                    source=source,
+                    row_number=row_numbers[rows],
+                    timestamp=timestamps[rows],
+                    value=values[rows],
+                    covariates=covariates[rows],
+                ),
+            )
+        )
+    return parts, rejected
+
+
+def _combine(column: pa.ChunkedArray | pa.Array) -> pa.Array:
+    if isinstance(column, pa.ChunkedArray):
+        return column.combine_chunks() if column.num_chunks != 1 else column.chunk(0)
+    return column

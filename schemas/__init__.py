@@ -1,0 +1,42 @@
+"""Versioned, machine-readable data contracts of rnncast.
+
+Each contract is a JSON file named ``<name>.v<version>.json`` in this package. Code loads the
+contracts through :func:`load` instead of repeating field names as literals.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from importlib import resources
+from typing import Any
+
+INPUT = "input"
+TFRECORD = "tfrecord"
+METADATA = "metadata"
+REJECTED = "rejected"
+
+CURRENT_VERSIONS = {INPUT: 1, TFRECORD: 1, METADATA: 1, REJECTED: 1}
+
+
+@functools.lru_cache(maxsize=None)
+def load(name: str, version: int | None = None) -> dict[str, Any]:
+    """Return the parsed contract ``name`` at ``version`` (default: the current one)."""
+    version = CURRENT_VERSIONS[name] if version is None else version
+    text = resources.files(__name__).joinpath(f"{name}.v{version}.json").read_text("utf-8")
+    return json.loads(text)
+
+
+def rejection_reasons() -> tuple[str, ...]:
+    """All reasons a row may be rejected for, in contract order."""
+    return tuple(load(INPUT)["rejection_reasons"])
+
+
+def tfrecord_feature_names() -> tuple[str, ...]:
+    """Names of the features of one TFRecord row, in contract order."""
+    return tuple(load(TFRECORD)["features"])
+
+
+def schema_version_string() -> str:
+    """A compact identifier of the contract versions this code writes, e.g. ``input1-tfrecord1``."""
+    return "-".join(f"{name}{version}" for name, version in sorted(CURRENT_VERSIONS.items()))
