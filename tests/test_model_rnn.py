@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,17 +12,13 @@ import tensorflow as tf
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-try:
-    from model.rnn import MaskedStackedRNN
-except ModuleNotFoundError:  # project root not on sys.path (no installed package / config)
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from model.rnn import MaskedStackedRNN
+from model.rnn import MaskedStackedRNN
 
 CELLS = ("rnn", "lstm", "gru")
 GATES = {"rnn": 1, "lstm": 4, "gru": 3}
 ATOL = 1e-5
 HYPO = settings(
-    max_examples=12,
+    max_examples=25,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )

@@ -1,0 +1,184 @@
+"""Reading a dataset directory written by ``rnncast dataset`` as a ``tf.data.Dataset``.
+
+Only the files that the committed ``metadata.json`` lists are read, and only when ``_SUCCESS``
+names the same run. Each file's size and SHA-256 are checked against the metadata before it is
+read, so a truncated or corrupted file fails with an error naming it instead of being skipped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+import tensorflow as tf
+from apache_beam.io.filesystems import FileSystems
+
+import schemas
+from pipeline import commit
+
+
+class DatasetError(ValueError):
+    """The dataset directory cannot be read; the message names the file and the fix."""
+
+
+def load_metadata(data_dir: str) -> dict:
+    """The committed metadata of ``data_dir`` (checked against ``_SUCCESS``)."""
+    path = FileSystems.join(data_dir, commit.METADATA)
+    if not FileSystems.exists(path):
+        raise DatasetError(f"{path}: not found; run 'rnncast dataset --output {data_dir}' first")
+    metadata = commit.read_json(path)
+    committed = commit.committed_run(data_dir)
+    if committed != metadata.get("run_id"):
+        raise DatasetError(
+            f"{path}: run {metadata.get('run_id')} is not committed (_SUCCESS names "
+            f"{committed}); an earlier run was interrupted. Rerun 'rnncast dataset'"
+        )
+    version = metadata.get("schema_version", {}).get(schemas.TFRECORD)
+    if version != schemas.CURRENT_VERSIONS[schemas.TFRECORD]:
+        raise DatasetError(
+            f"{path}: TFRecord schema version {version}, this rnncast reads "
+            f"{schemas.CURRENT_VERSIONS[schemas.TFRECORD]}; regenerate the dataset"
+        )
+    return metadata
+
+
+def feature_spec(metadata: dict) -> dict[str, tf.io.FixedLenFeature]:
+    """The ``tf.io.parse_example`` spec of one row, from ``schemas/tfrecord`` and the metadata."""
+    sizes = {
+        "T": metadata["num_steps"],
+        "H": metadata["horizon"],
+        "F": len(metadata["feature_names"]),
+    }
+    dtypes = {"string": tf.string, "int64": tf.int64, "float32": tf.float32}
+    spec = {}
+    for name, feature in schemas.load(schemas.TFRECORD)["features"].items():
+        shape = [int(np.prod([sizes[d] for d in feature["shape"]]))] if feature["shape"] else []
+        spec[name] = tf.io.FixedLenFeature(shape, dtypes[feature["dtype"]])
+    return spec
+
+
+def data_files(data_dir: str, metadata: dict, split: str, verify: bool = True) -> list[str]:
+    """Full paths of ``split``'s files, in stream order, each checked against the metadata."""
+    if split not in metadata["splits"]:
+        raise DatasetError(f"{data_dir}: no split {split!r}; splits are {list(metadata['splits'])}")
+    paths = []
+    for entry in metadata["splits"][split]["files"]:
+        path = FileSystems.join(data_dir, entry["name"])
+        if verify:
+            verify_file(path, entry)
+        paths.append(path)
+    return paths
+
+
+def verify_file(path: str, entry: dict) -> None:
+    """Raise :class:`DatasetError` naming ``path`` if it is missing, truncated or corrupted."""
+    if not FileSystems.exists(path):
+        raise DatasetError(f"{path}: listed in metadata.json but missing; rerun 'rnncast dataset'")
+    digest = hashlib.sha256()
+    size = 0
+    with FileSystems.open(path, compression_type="uncompressed") as source:
+        while block := source.read(1 << 22):
+            digest.update(block)
+            size += len(block)
+    if size != entry["bytes"]:
+        raise DatasetError(
+            f"{path}: truncated or extended ({size} bytes, metadata.json says {entry['bytes']}); "
+            "rerun 'rnncast dataset' to rewrite it"
+        )
+    if digest.hexdigest() != entry["sha256"]:
+        raise DatasetError(
+            f"{path}: corrupted (SHA-256 differs from metadata.json); rerun 'rnncast dataset'"
+        )
+
+
+def parse_rows(serialized: tf.Tensor, metadata: dict, scale: bool = True) -> dict[str, tf.Tensor]:
+    """Parse a batch of serialized rows and derive targets and the loss mask.
+
+    Returns ``inputs`` [B, T, F] (value column scaled when ``scale``), ``targets`` [B, T, H]
+    (scaled when ``scale``), ``target_mask`` [B, T, H], ``observed`` [B, T], and the scalars
+    ``sequence_length``, ``reset``, ``series_id``, ``chunk_index``, ``lane``, ``start_time``,
+    ``loc``, ``scale``.
+    """
+    T, H = metadata["num_steps"], metadata["horizon"]
+    F = len(metadata["feature_names"])
+    rows = tf.io.parse_example(serialized, feature_spec(metadata))
+    values = tf.reshape(rows["values"], [-1, T, F])
+    loc = rows["loc"][:, None]
+    spread = rows["scale"][:, None]
+    value = values[:, :, 0]
+    lookahead = rows["lookahead"]
+    if scale:
+        value = (value - loc) / spread
+        lookahead = (lookahead - loc) / spread
+        values = tf.concat([value[:, :, None], values[:, :, 1:]], axis=2)
+    observed = tf.cast(rows["observed"], tf.bool)
+    ext = tf.concat([value, lookahead], axis=1)  # [B, T + H]
+    ext_observed = tf.concat([observed, tf.cast(rows["lookahead_observed"], tf.bool)], axis=1)
+    index = 1 + tf.range(T)[:, None] + tf.range(H)[None, :]  # [T, H]: position t + 1 + h
+    targets = tf.gather(ext, index, axis=1)
+    target_observed = tf.gather(ext_observed, index, axis=1)
+    sequence_length = tf.cast(rows["sequence_length"], tf.int32)
+    in_sequence = tf.range(T)[None, :] < sequence_length[:, None]
+    eligible = index[None] >= tf.cast(rows["target_start"], tf.int32)[:, None, None]
+    # Padding and unobserved steps are zero in the inputs; filled values stay as filled.
+    mask = target_observed & eligible & in_sequence[:, :, None]
+    return {
+        "inputs": values,
+        "targets": tf.where(mask, targets, tf.zeros_like(targets)),
+        "target_mask": mask,
+        "observed": observed,
+        "sequence_length": sequence_length,
+        "reset": tf.cast(rows["reset"], tf.bool),
+        "series_id": rows["series_id"],
+        "chunk_index": rows["chunk_index"],
+        "lane": rows["lane"],
+        "start_time": rows["start_time"],
+        "loc": rows["loc"],
+        "scale": rows["scale"],
+    }
+
+
+def make_dataset(
+    data_dir: str,
+    split: str = "train",
+    stream_order: list[int] | None = None,
+    scale: bool = True,
+    verify: bool = True,
+    batch_size: int | None = None,
+    shuffle_seed: int | None = None,
+) -> tf.data.Dataset:
+    """Batches of ``split`` in ``data_dir`` as a ``tf.data.Dataset`` of feature dicts.
+
+    Stateful layout: each stream file is read in order and grouped by the dataset's batch size,
+    so lane ``k`` of one batch continues lane ``k`` of the previous one; streams follow each
+    other in ``stream_order`` (default: file order). Every stream begins with ``reset`` set on
+    all lanes. Windows layout: rows are independent; ``batch_size`` defaults to the dataset's,
+    and ``shuffle_seed`` adds a seeded shuffle on top of the files' deterministic order.
+    """
+    metadata = load_metadata(data_dir)
+    paths = data_files(data_dir, metadata, split, verify)
+    if metadata["layout"] == "stateful":
+        order = list(range(len(paths))) if stream_order is None else list(stream_order)
+        if sorted(order) != list(range(len(paths))):
+            raise DatasetError(f"stream_order must be a permutation of 0..{len(paths) - 1}")
+        paths = [paths[i] for i in order]
+        batch = metadata["batch_size"]
+        dataset = tf.data.Dataset.from_tensor_slices(tf.constant(paths, tf.string))
+        dataset = dataset.flat_map(
+            lambda path: tf.data.TFRecordDataset(path, compression_type="GZIP").batch(
+                batch, drop_remainder=False
+            )
+        )
+    else:
+        batch = batch_size or metadata["batch_size"]
+        dataset = tf.data.TFRecordDataset(
+            tf.constant(paths, tf.string), compression_type="GZIP", num_parallel_reads=None
+        )
+        if shuffle_seed is not None:
+            dataset = dataset.shuffle(8192, seed=shuffle_seed, reshuffle_each_iteration=True)
+        dataset = dataset.batch(batch)
+    return dataset.map(
+        lambda serialized: parse_rows(serialized, metadata, scale),
+        num_parallel_calls=tf.data.AUTOTUNE,
+        deterministic=True,
+    ).prefetch(tf.data.AUTOTUNE)

@@ -1,0 +1,76 @@
+"""Shared helpers: run the real dataset job on small frames and read its TFRecords back."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import HealthCheck, Phase, settings
+
+settings.register_profile(
+    "ci",
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+    # Examples run real Beam jobs; shrinking them can take minutes, so report the first failure.
+    phases=[Phase.explicit, Phase.reuse, Phase.generate],
+    print_blob=True,
+)
+settings.load_profile("ci")
+
+
+def write_csv(frame: pd.DataFrame, path) -> str:
+    out = frame.copy()
+    if "timestamp" in out and np.issubdtype(out["timestamp"].dtype, np.datetime64):
+        out["timestamp"] = pd.DatetimeIndex(out["timestamp"]).strftime("%Y-%m-%dT%H:%M:%S")
+    out.to_csv(path, index=False)
+    return str(path)
+
+
+def run_job(input_path, output_dir, *flags: str) -> dict:
+    from pipeline import dataset_job
+
+    return dataset_job.run(
+        ["--input", str(input_path), "--output", str(output_dir), *map(str, flags)]
+    )
+
+
+def read_split(data_dir, split: str) -> dict[str, np.ndarray]:
+    """All rows of ``split`` in file order, parsed with TensorFlow (targets derived)."""
+    import tensorflow as tf
+
+    from pipeline.reader import data_files, load_metadata, parse_rows
+
+    metadata = load_metadata(str(data_dir))
+    paths = data_files(str(data_dir), metadata, split)
+    records = [r.numpy() for p in paths for r in tf.data.TFRecordDataset(p, compression_type="GZIP")]
+    if not records:
+        return {}
+    raw = parse_rows(tf.constant(records), metadata, scale=False)
+    out = {k: v.numpy() for k, v in raw.items()}
+    out["file_index"] = np.concatenate(
+        [
+            np.full(sum(1 for _ in tf.data.TFRecordDataset(p, compression_type="GZIP")), i)
+            for i, p in enumerate(paths)
+        ]
+    )
+    out["series_id"] = np.array([s.decode() for s in out["series_id"]], dtype=object)
+    spec_rows = tf.io.parse_example(tf.constant(records), _target_start_spec())
+    out["target_start"] = spec_rows["target_start"].numpy()
+    return out
+
+
+def _target_start_spec():
+    import tensorflow as tf
+
+    return {"target_start": tf.io.FixedLenFeature([], tf.int64)}
+
+
+@pytest.fixture
+def embedded_csv() -> str:
+    from pipeline import embedded_data_path
+
+    return embedded_data_path()
