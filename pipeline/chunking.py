@@ -131,7 +131,7 @@ def pack_lanes(
 
 @dataclass
 class Rows:
-    """Rows cut from one track, as arrays (``m`` rows, ``T`` steps, ``F`` features, ``H`` horizon)."""
+    """Rows cut from one track as arrays: ``m`` rows, ``T`` steps, ``F`` features, horizon ``H``."""
 
     start: np.ndarray  # int64 [m] absolute grid index of step 0
     chunk_index: np.ndarray  # int64 [m]
@@ -212,6 +212,6 @@ def window_starts(track: Track, num_steps: int, stride: int) -> np.ndarray:
 
 
 def padding_waste(sequence_lengths_sum: int, num_rows: int, num_steps: int) -> float:
-    """Padded steps / all steps over ``num_rows`` rows holding ``sequence_lengths_sum`` valid steps."""
+    """Padded steps / all steps of ``num_rows`` rows with ``sequence_lengths_sum`` valid steps."""
     total = num_rows * num_steps
     return 0.0 if total == 0 else (total - sequence_lengths_sum) / total

@@ -40,11 +40,16 @@ def _synthetic(argv: list[str]) -> int:
     parser.add_argument("--seed", type=int, default=0, help="Seed; same seed, same bytes.")
     args = parser.parse_args(argv)
     frame = synthetic.generate(
-        args.num_series, args.min_length, args.max_length, args.seed,
+        args.num_series,
+        args.min_length,
+        args.max_length,
+        args.seed,
         num_covariates=args.covariates,
     )
     synthetic.write(frame, args.output)
-    print(f"rnncast synthetic: wrote {len(frame)} rows of {args.num_series} series to {args.output}")
+    print(
+        f"rnncast synthetic: wrote {len(frame)} rows of {args.num_series} series to {args.output}"
+    )
     return 0
 
 
@@ -60,8 +65,19 @@ def _demo(argv: list[str]) -> int:
     parser.add_argument("--output", default="rnncast-demo", help="Directory for all outputs.")
     args, beam_args = parser.parse_known_args(argv)
     dataset_job.run(
-        ["--input", embedded_data_path(), "--output", os.path.join(args.output, "dataset"),
-         "--num-steps", "64", "--batch-size", "32", "--horizon", "24", *beam_args]
+        [
+            "--input",
+            embedded_data_path(),
+            "--output",
+            os.path.join(args.output, "dataset"),
+            "--num-steps",
+            "64",
+            "--batch-size",
+            "32",
+            "--horizon",
+            "24",
+            *beam_args,
+        ]
     )
     return 0
 

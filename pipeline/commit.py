@@ -82,7 +82,9 @@ def commit_run(output: str, staging: str, metadata: dict) -> dict:
     write_json(FileSystems.join(output, METADATA), metadata)
     write_bytes(success, (run_id + "\n").encode("utf-8"))
     keep = {FileSystems.join(output, e["name"]) for e in _file_entries(metadata)}
-    stale = [p for d in DATA_DIRECTORIES for p in _list(FileSystems.join(output, d)) if p not in keep]
+    stale = [
+        p for d in DATA_DIRECTORIES for p in _list(FileSystems.join(output, d)) if p not in keep
+    ]
     if stale:
         FileSystems.delete(stale)
     FileSystems.delete([staging])

@@ -284,9 +284,7 @@ def calendar_names(config: DatasetConfig, freq: str) -> tuple[str, ...]:
     return () if config.calendar_features == "none" else series_lib.calendar_feature_names(freq)
 
 
-def prepare_series(
-    assembled: AssembledSeries, config: DatasetConfig, freq: str
-) -> PreparedSeries:
+def prepare_series(assembled: AssembledSeries, config: DatasetConfig, freq: str) -> PreparedSeries:
     regular = assembled.regular
     train_length = series_lib.split_index(
         regular.timestamp, config.validation_fraction, config.validation_start_ns
@@ -321,11 +319,15 @@ def series_summary(prepared: PreparedSeries, config: DatasetConfig) -> dict:
         "scale": prepared.scale,
         "digest": prepared.digest,
         "chunks": {
-            split: prepared.tracks[split].num_chunks(config.num_steps) if split in prepared.tracks else 0
+            split: prepared.tracks[split].num_chunks(config.num_steps)
+            if split in prepared.tracks
+            else 0
             for split in SPLITS
         },
         "windows": {
-            split: len(chunking.window_starts(prepared.tracks[split], config.num_steps, stride(config)))
+            split: len(
+                chunking.window_starts(prepared.tracks[split], config.num_steps, stride(config))
+            )
             if split in prepared.tracks
             else 0
             for split in SPLITS
@@ -347,8 +349,10 @@ def make_plan(summaries: list[dict], config: DatasetConfig) -> dict:
     plan: dict = {"splits": {}}
     for split in SPLITS:
         if config.layout == "stateful":
-            warmup = config.warmup_chunks if split == "train" else max(
-                config.warmup_chunks, math.ceil(config.warmup_steps / config.num_steps)
+            warmup = (
+                config.warmup_chunks
+                if split == "train"
+                else max(config.warmup_chunks, math.ceil(config.warmup_steps / config.num_steps))
             )
             layout = chunking.pack_lanes(
                 [(i, by_id[i]["chunks"][split]) for i in ids],
@@ -392,8 +396,13 @@ class _CutRowsFn(beam.DoFn):
                     reset = np.zeros(len(rows), np.int64)
                     reset[0] = 1
                     records = encode_rows(
-                        prepared.series_id, rows, prepared.timestamp, prepared.loc,
-                        prepared.scale, segment.lane, reset,
+                        prepared.series_id,
+                        rows,
+                        prepared.timestamp,
+                        prepared.loc,
+                        prepared.scale,
+                        segment.lane,
+                        reset,
                     )
                     yield (split, segment.stream), (segment.lane, segment.row, records)
             else:
@@ -401,12 +410,23 @@ class _CutRowsFn(beam.DoFn):
                 if len(starts) == 0:
                     continue
                 rows = chunking.cut_rows(
-                    prepared.features, prepared.observed, track, starts,
-                    np.zeros(len(starts), bool), T, H, chunk_index=starts // stride(config),
+                    prepared.features,
+                    prepared.observed,
+                    track,
+                    starts,
+                    np.zeros(len(starts), bool),
+                    T,
+                    H,
+                    chunk_index=starts // stride(config),
                 )
                 records = encode_rows(
-                    prepared.series_id, rows, prepared.timestamp, prepared.loc, prepared.scale,
-                    -1, np.ones(len(rows), np.int64),
+                    prepared.series_id,
+                    rows,
+                    prepared.timestamp,
+                    prepared.loc,
+                    prepared.scale,
+                    -1,
+                    np.ones(len(rows), np.int64),
                 )
                 shards = plan["splits"][split]["num_shards"]
                 for window, record in zip(rows.chunk_index, records):
@@ -497,8 +517,13 @@ def row_stats(prepared: PreparedSeries, plan: dict, config: DatasetConfig) -> di
             starts = chunking.window_starts(track, T, stride(config))
             if len(starts):
                 rows = chunking.cut_rows(
-                    prepared.features, prepared.observed, track, starts,
-                    np.zeros(len(starts), bool), T, H,
+                    prepared.features,
+                    prepared.observed,
+                    track,
+                    starts,
+                    np.zeros(len(starts), bool),
+                    T,
+                    H,
                 )
                 _count_rows(stats, split, rows, T, H)
     return dict(stats)
@@ -613,7 +638,9 @@ def build_metadata(
 ) -> dict:
     summaries = sorted(summaries, key=lambda s: s["series_id"])
     freq = frequency.get("freq")
-    by_reason = {reason: rejected["by_reason"].get(reason, 0) for reason in schemas.rejection_reasons()}
+    by_reason = {
+        reason: rejected["by_reason"].get(reason, 0) for reason in schemas.rejection_reasons()
+    }
     rows_rejected = int(sum(by_reason.values()))
     rows_accepted = int(sum(s["observed"] for s in summaries))
     fingerprint = hashlib.sha256()
@@ -621,9 +648,7 @@ def build_metadata(
         fingerprint.update(s["digest"].encode())
     splits = {}
     for split in SPLITS:
-        split_files = sorted(
-            (f for f in files if f["split"] == split), key=lambda f: f["index"]
-        )
+        split_files = sorted((f for f in files if f["split"] == split), key=lambda f: f["index"])
         rows = stats.get(f"{split}.rows", 0)
         valid = stats.get(f"{split}.valid_steps", 0)
         written = sum(f["records"] for f in split_files)
@@ -677,13 +702,19 @@ def build_metadata(
             "rows_rejected": rows_rejected,
             "rejected_by_reason": by_reason,
         },
-        "rejected_files": [{"name": "rejected/" + rejected["path"].rsplit("/", 1)[-1],
-                            "records": rejected["records"], "sha256": rejected["sha256"]}],
+        "rejected_files": [
+            {
+                "name": "rejected/" + rejected["path"].rsplit("/", 1)[-1],
+                "records": rejected["records"],
+                "sha256": rejected["sha256"],
+            }
+        ],
         "splits": splits,
         "padding_waste": splits["train"]["padding_waste"],
         "series": {
             s["series_id"]: {
-                k: s[k] for k in ("loc", "scale", "start", "end", "length", "observed", "train_length")
+                k: s[k]
+                for k in ("loc", "scale", "start", "end", "length", "observed", "train_length")
             }
             for s in summaries
         },
@@ -696,12 +727,17 @@ def build_metadata(
 
 
 def run_id_for(config: DatasetConfig, paths: list[str]) -> str:
-    """Deterministic id of a run: the options, the input files' names and sizes, the contracts."""
-    digest = hashlib.sha256(json.dumps(asdict(config), sort_keys=True, default=str).encode())
+    """Deterministic id of a run: the options, the input files' names and sizes, the contracts.
+
+    The output location is not part of it, so the same run written to two places is
+    byte-identical, metadata.json included."""
+    settings = asdict(config)
+    settings.pop("output")
+    digest = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode())
     digest.update(schemas.schema_version_string().encode())
     for match in FileSystems.match(paths):
         for metadata in match.metadata_list:
-            digest.update(f"{metadata.path}\x1f{metadata.size_in_bytes}\x1e".encode("utf-8"))
+            digest.update(f"{metadata.path}\x1f{metadata.size_in_bytes}\x1e".encode())
     return digest.hexdigest()[:16]
 
 

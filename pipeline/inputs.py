@@ -45,9 +45,7 @@ def list_inputs(location: str) -> list[str]:
     """The input files named by ``location``: one file, a glob, or a directory (its CSV and
     Parquet files, hidden and ``_``-prefixed files skipped). Sorted, so the job is deterministic."""
     pattern = location
-    if location.endswith("/") or (
-        "://" not in location and os.path.isdir(location)
-    ):
+    if location.endswith("/") or ("://" not in location and os.path.isdir(location)):
         pattern = location.rstrip("/") + "/*"
     try:
         matches = FileSystems.match([pattern])[0].metadata_list
@@ -78,7 +76,10 @@ def check_input(path: str, columns: InputColumns) -> None:
                 names = pq.read_schema(handle).names
             else:
                 reader = pacsv.open_csv(
-                    handle, read_options=pacsv.ReadOptions(block_size=1 << 16, use_threads=False)
+                    handle,
+                    read_options=pacsv.ReadOptions(block_size=1 << 16, use_threads=False),
+                    # Bad lines are the rows' business (dead-lettered when read), not the file's.
+                    parse_options=pacsv.ParseOptions(invalid_row_handler=lambda row: "skip"),
                 )
                 names = reader.schema.names
     except (pa.ArrowInvalid, OSError, EOFError) as err:

@@ -22,7 +22,9 @@ def all_option_classes() -> list[type[PipelineOptions]]:
     return list(seen.values())
 
 
-def help_parser(options_class: type[PipelineOptions], prog: str, description: str) -> argparse.ArgumentParser:
+def help_parser(
+    options_class: type[PipelineOptions], prog: str, description: str
+) -> argparse.ArgumentParser:
     """An argparse parser that documents ``options_class``'s flags for ``--help``."""
     parser = _BeamArgumentParser(
         prog=prog,

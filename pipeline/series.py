@@ -1,4 +1,4 @@
-"""Per-series logic: de-duplication, frequency inference, regularisation, scaling, calendar features.
+"""Per-series logic: de-duplication, frequency inference, regularisation, scaling, calendar.
 
 Pure numpy/pandas functions; the Beam job applies them to one series at a time, so memory is
 bounded by the largest series, not by the number of series.
@@ -88,7 +88,9 @@ def combine_parts(parts: list[SeriesPart]) -> Observations:
         source_index=np.concatenate([np.full(len(p), index[p.source], np.int32) for p in parts])
         if parts
         else np.zeros(0, np.int32),
-        row_number=np.concatenate([p.row_number for p in parts]) if parts else np.zeros(0, np.int64),
+        row_number=np.concatenate([p.row_number for p in parts])
+        if parts
+        else np.zeros(0, np.int64),
         sources=sources,
     )
 
@@ -156,7 +158,9 @@ def validate_frequency(freq: str) -> str:
     try:
         offset = to_offset(freq)
     except ValueError as err:
-        raise ValueError(f"--freq {freq!r} is not a pandas offset alias (e.g. h, D, 15min, MS)") from err
+        raise ValueError(
+            f"--freq {freq!r} is not a pandas offset alias (e.g. h, D, 15min, MS)"
+        ) from err
     if nominal_period_ns(offset.freqstr) < NS_PER_SECOND:
         raise ValueError(f"--freq {freq!r} is below one second; rnncast supports 1s and coarser")
     return offset.freqstr
@@ -174,7 +178,7 @@ def nominal_period_ns(freq: str) -> int:
 def grid_positions(timestamp: np.ndarray, freq: str) -> tuple[np.ndarray, np.ndarray]:
     """Grid index of each (sorted, unique) timestamp, or -1 where it is off the grid; and the grid.
 
-    Fixed frequencies are anchored at the series' first timestamp; calendar frequencies
+    Fixed frequencies are anchored at the phase most timestamps share; calendar frequencies
     (month start, week ending Sunday, ...) use pandas' anchoring.
     """
     if len(timestamp) == 0:
@@ -182,14 +186,24 @@ def grid_positions(timestamp: np.ndarray, freq: str) -> tuple[np.ndarray, np.nda
     offset = to_offset(freq)
     if isinstance(offset, pd.offsets.Tick):
         step = int(offset.nanos)
-        relative = timestamp - timestamp[0]
-        position = np.where(relative % step == 0, relative // step, -1)
+        # Anchor at the phase most points share, so one stray first point cannot shift the grid.
+        phase = timestamp % step
+        phases, first_seen, counts = np.unique(phase, return_index=True, return_counts=True)
+        best = np.lexsort((first_seen, -counts))[0]
+        on_grid = phase == phases[best]
+        anchor = timestamp[on_grid][0]
+        position = np.where(on_grid, (timestamp - anchor) // step, -1)
         last = int(position.max())
-        return position, timestamp[0] + step * np.arange(last + 1, dtype=np.int64)
-    grid = pd.date_range(
-        pd.Timestamp(int(timestamp[0]), unit="ns"), pd.Timestamp(int(timestamp[-1]), unit="ns"),
-        freq=offset,
-    ).as_unit("ns").asi8
+        return position, anchor + step * np.arange(last + 1, dtype=np.int64)
+    grid = (
+        pd.date_range(
+            pd.Timestamp(int(timestamp[0]), unit="ns"),
+            pd.Timestamp(int(timestamp[-1]), unit="ns"),
+            freq=offset,
+        )
+        .as_unit("ns")
+        .asi8
+    )
     where = np.searchsorted(grid, timestamp)
     inside = where < len(grid)
     on_grid = np.zeros(len(timestamp), dtype=bool)
@@ -257,7 +271,7 @@ def split_index(
 
 
 def scaling_stats(value: np.ndarray, observed: np.ndarray, method: str) -> tuple[float, float]:
-    """Per-series ``(loc, scale)`` from the observed training values; ``scaled = (x - loc)/scale``."""
+    """Per-series ``(loc, scale)`` from observed training values; scaled = (x - loc) / scale."""
     if method not in SCALING_METHODS:
         raise ValueError(f"unknown scaling {method!r}; choose from {SCALING_METHODS}")
     seen = value[observed]

@@ -87,4 +87,3 @@ def write(frame: pd.DataFrame, path: str) -> None:
     out = frame.copy()
     out["timestamp"] = pd.DatetimeIndex(out["timestamp"]).strftime("%Y-%m-%dT%H:%M:%S")
     out.to_csv(path, index=False)
-

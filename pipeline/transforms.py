@@ -145,7 +145,9 @@ class _FrequencyFn(beam.CombineFn):
 
     def extract_output(self, accumulator):
         try:
-            return {"freq": series_lib.validate_frequency(series_lib.choose_frequency(*accumulator))}
+            return {
+                "freq": series_lib.validate_frequency(series_lib.choose_frequency(*accumulator))
+            }
         except ValueError as err:
             return {"error": str(err)}
 

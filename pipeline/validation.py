@@ -71,7 +71,7 @@ def rejected_frame(
 
 
 def parse_timestamps(column: pa.ChunkedArray | pa.Array) -> np.ndarray:
-    """Timestamps as int64 nanoseconds since the epoch (UTC); unparsable ones become ``NaT`` (min int64).
+    """Timestamps as int64 ns since the epoch (UTC); unparsable ones become NaT (min int64).
 
     Naive values are taken as UTC; values with an offset are converted to UTC.
     """

@@ -19,7 +19,7 @@ REJECTED = "rejected"
 CURRENT_VERSIONS = {INPUT: 1, TFRECORD: 1, METADATA: 1, REJECTED: 1}
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def load(name: str, version: int | None = None) -> dict[str, Any]:
     """Return the parsed contract ``name`` at ``version`` (default: the current one)."""
     version = CURRENT_VERSIONS[name] if version is None else version

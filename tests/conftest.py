@@ -46,7 +46,9 @@ def read_split(data_dir, split: str) -> dict[str, np.ndarray]:
 
     metadata = load_metadata(str(data_dir))
     paths = data_files(str(data_dir), metadata, split)
-    records = [r.numpy() for p in paths for r in tf.data.TFRecordDataset(p, compression_type="GZIP")]
+    records = [
+        r.numpy() for p in paths for r in tf.data.TFRecordDataset(p, compression_type="GZIP")
+    ]
     if not records:
         return {}
     raw = parse_rows(tf.constant(records), metadata, scale=False)

@@ -28,8 +28,13 @@ def series_sets(draw):
             keep[drops] = False
         values = np.round(np.sin(np.arange(n) / 3.0) * 10 + i * 100 + np.arange(n) * 0.1, 3)
         frames.append(
-            pd.DataFrame({"series_id": f"s/{i}" if i % 2 else f"../{i}", "timestamp": grid[keep],
-                          "value": values[keep]})
+            pd.DataFrame(
+                {
+                    "series_id": f"s/{i}" if i % 2 else f"../{i}",
+                    "timestamp": grid[keep],
+                    "value": values[keep],
+                }
+            )
         )
     frame = pd.concat(frames, ignore_index=True)
     frame = frame.sample(frac=1.0, random_state=draw(st.integers(0, 1000))).reset_index(drop=True)
@@ -136,7 +141,9 @@ def check_dataset(data_dir, frame, opts, metadata):
                 elif j >= s and o >= max(0, s - W) and j < n:
                     want.add(("validation", sid, o, h))
     assert targets == want
-    assert metadata["splits"]["train"]["targets"] + metadata["splits"]["validation"]["targets"] == len(want)
+    assert metadata["splits"]["train"]["targets"] + metadata["splits"]["validation"][
+        "targets"
+    ] == len(want)
     for sid, info in expected.items():
         train_values = [v for g, v in info["points"].items() if g < info["split"]]
         meta = metadata["series"][sid]
@@ -151,11 +158,26 @@ def test_every_point_once_in_its_lane(tmp_path_factory, drawn):
     tmp = tmp_path_factory.mktemp("roundtrip")
     source = write_csv(frame, tmp / "input.csv")
     metadata = run_job(
-        source, tmp / "out", "--num-steps", opts["T"], "--horizon", opts["H"], "--batch-size",
-        opts["B"], "--validation-fraction", opts["fraction"], "--warmup-chunks",
-        opts["warmup_chunks"], "--validation-warmup-steps", opts["validation_warmup"],
-        "--max-batches-per-stream", opts["max_batches"], "--freq", "h",
-        "--calendar-features", "none",
+        source,
+        tmp / "out",
+        "--num-steps",
+        opts["T"],
+        "--horizon",
+        opts["H"],
+        "--batch-size",
+        opts["B"],
+        "--validation-fraction",
+        opts["fraction"],
+        "--warmup-chunks",
+        opts["warmup_chunks"],
+        "--validation-warmup-steps",
+        opts["validation_warmup"],
+        "--max-batches-per-stream",
+        opts["max_batches"],
+        "--freq",
+        "h",
+        "--calendar-features",
+        "none",
     )
     assert metadata["counts"]["rows_read"] == len(frame) == metadata["counts"]["rows_accepted"]
     check_dataset(tmp / "out", frame, opts, metadata)

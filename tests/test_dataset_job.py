@@ -1,0 +1,314 @@
+"""The dataset job end to end on DirectRunner: rejections, accounting, determinism, atomic
+reruns, corrupted files, runner modes and the padding-waste bound."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import shutil
+
+import jsonschema
+import numpy as np
+import pytest
+from conftest import read_split, run_job, write_csv
+
+import schemas
+from pipeline import synthetic
+from pipeline.inputs import InputError
+from pipeline.options import JobArgumentError
+from pipeline.reader import DatasetError, make_dataset
+
+SMALL = ("--num-steps", 8, "--batch-size", 4, "--horizon", 3, "--freq", "h")
+
+
+def clean_frame(num_series=3, length=50):
+    return synthetic.generate(num_series, length, length, seed=1, gap_fraction=0.0)
+
+
+def file_bytes(data_dir) -> dict[str, bytes]:
+    """Contents of the committed data files, keyed by their name without the run id."""
+    metadata = json.loads((data_dir / "metadata.json").read_text())
+    out = {}
+    for entry in metadata["rejected_files"] + [
+        f for split in metadata["splits"].values() for f in split["files"]
+    ]:
+        directory, name = entry["name"].split("/")
+        out[f"{directory}/{name.split('-', 1)[1]}"] = (data_dir / entry["name"]).read_bytes()
+    return out
+
+
+def test_metadata_follows_contract_and_counts_add_up(tmp_path):
+    source = write_csv(clean_frame(), tmp_path / "in.csv")
+    metadata = run_job(source, tmp_path / "out", *SMALL)
+    jsonschema.validate(metadata, schemas.load(schemas.METADATA)["json_schema"])
+    on_disk = json.loads((tmp_path / "out" / "metadata.json").read_text())
+    assert on_disk == metadata
+    counts = metadata["counts"]
+    assert counts["rows_read"] == 150 == counts["rows_accepted"] + counts["rows_rejected"]
+    assert metadata["feature_names"][0] == "value"
+    assert metadata["calendar_features"] == [
+        "hour_of_day_sin",
+        "hour_of_day_cos",
+        "day_of_week_sin",
+        "day_of_week_cos",
+        "day_of_year_sin",
+        "day_of_year_cos",
+    ]
+    assert (tmp_path / "out" / "_SUCCESS").read_text().strip() == metadata["run_id"]
+    assert not (tmp_path / "out" / "_staging").exists()
+
+
+def test_each_rejection_reason_goes_to_dead_letter_with_source_and_row(tmp_path):
+    good = clean_frame(2, 40)
+    write_csv(good, tmp_path / "a.csv")
+    bad_lines = [
+        "series_id,timestamp,value",
+        "s1,2020-01-01T00:00:00,1.0",
+        ",2020-01-01T01:00:00,1.0",  # line 3: empty id
+        f"{'x' * 257},2020-01-01T01:00:00,1.0",  # 4: too long
+        "s1,2021-02-30T00:00:00,1.0",  # 5: impossible date
+        "s1,yesterday,1.0",  # 6: unparsable
+        "s1,2020-01-01T02:00:00,abc",  # 7: not a number
+        "s1,2020-01-01T03:00:00,nan",  # 8: NaN
+        "s1,2020-01-01T04:00:00,inf",  # 9: inf
+        "s1,2020-01-01T05:00:00,1.0,extra",  # 10: malformed
+        "s1,2020-01-01T00:00:00,1.0",  # 11: duplicate of line 2
+        "s2,2020-01-01T00:00:00,1.0",  # 12: conflict with 13
+        "s2,2020-01-01T00:00:00,2.0",  # 13: conflict
+        "s2,2020-01-01T00:30:00,2.0",  # 14: off the hourly grid
+        "s2,2020-01-01T01:00:00,2.0",
+        "s2,2020-01-01T02:00:00,2.0",
+    ]
+    (tmp_path / "b.csv").write_text("\n".join(bad_lines) + "\n")
+    metadata = run_job(tmp_path, tmp_path / "out", *SMALL, "--max-rejected-fraction", 1.0)
+    counts = metadata["counts"]
+    expected = {
+        "empty_series_id": 1,
+        "series_id_too_long": 1,
+        "invalid_timestamp": 2,
+        "invalid_value": 1,
+        "non_finite_value": 2,
+        "malformed_row": 1,
+        "duplicate": 1,
+        "conflict": 2,
+        "off_grid": 1,
+    }
+    assert {k: v for k, v in counts["rejected_by_reason"].items() if v} == expected
+    assert counts["rows_read"] == 80 + 15
+    assert counts["rows_rejected"] == 12
+    assert counts["rows_accepted"] == 80 + 3
+    assert counts["rows_read"] == counts["rows_accepted"] + counts["rows_rejected"]
+    name = metadata["rejected_files"][0]["name"]
+    records = [json.loads(line) for line in (tmp_path / "out" / name).read_text().splitlines()]
+    by_line = {(r["row_number"], r["reason"]) for r in records}
+    assert by_line == {
+        (3, "empty_series_id"),
+        (4, "series_id_too_long"),
+        (5, "invalid_timestamp"),
+        (6, "invalid_timestamp"),
+        (7, "invalid_value"),
+        (8, "non_finite_value"),
+        (9, "non_finite_value"),
+        (10, "malformed_row"),
+        (11, "duplicate"),
+        (12, "conflict"),
+        (13, "conflict"),
+        (14, "off_grid"),
+    }
+    assert all(r["source"].endswith("b.csv") and r["detail"] for r in records)
+    assert next(r for r in records if r["row_number"] == 7)["row"]["value"] == "abc"
+
+
+def test_rejected_fraction_over_threshold_fails_and_commits_nothing(tmp_path):
+    frame = clean_frame(1, 50)
+    frame.loc[:9, "value"] = np.nan
+    source = write_csv(frame, tmp_path / "in.csv")
+    with pytest.raises(InputError, match=r"10 of 50 rows .*max-rejected-fraction"):
+        run_job(source, tmp_path / "out", *SMALL)
+    assert not (tmp_path / "out" / "metadata.json").exists()
+    staged = list((tmp_path / "out" / "_staging").glob("*/rejected/*.jsonl"))
+    assert len(staged) == 1 and len(staged[0].read_text().splitlines()) == 10
+
+
+def test_same_input_and_options_give_identical_bytes(tmp_path):
+    source = write_csv(clean_frame(4, 120), tmp_path / "in.csv")
+    first = run_job(source, tmp_path / "one", *SMALL)
+    second = run_job(source, tmp_path / "two", *SMALL)
+    assert first == second
+    assert file_bytes(tmp_path / "one") == file_bytes(tmp_path / "two")
+    for name in ("metadata.json", "_SUCCESS"):
+        assert (tmp_path / "one" / name).read_bytes() == (tmp_path / "two" / name).read_bytes()
+
+
+def test_rerun_with_other_options_leaves_only_new_files(tmp_path):
+    source = write_csv(clean_frame(3, 200), tmp_path / "in.csv")
+    old = run_job(source, tmp_path / "out", *SMALL, "--max-batches-per-stream", 2)
+    assert len(old["splits"]["train"]["files"]) > 1
+    new = run_job(source, tmp_path / "out", "--num-steps", 16, "--batch-size", 2, "--horizon", 2)
+    listed = {e["name"] for s in new["splits"].values() for e in s["files"]}
+    listed |= {e["name"] for e in new["rejected_files"]}
+    on_disk = {
+        str(p.relative_to(tmp_path / "out"))
+        for p in (tmp_path / "out").rglob("*")
+        if p.is_file() and p.name not in ("metadata.json", "_SUCCESS")
+    }
+    assert on_disk == listed
+    batch = next(iter(make_dataset(str(tmp_path / "out"), "train")))
+    assert batch["inputs"].shape[:2] == (2, 16)
+
+
+def test_input_given_as_file_glob_or_directory_and_parquet(tmp_path):
+    frame = clean_frame(2, 30)
+    (tmp_path / "dir").mkdir()
+    write_csv(frame.iloc[:30], tmp_path / "dir" / "a.csv")
+    frame.iloc[30:].to_parquet(tmp_path / "dir" / "b.parquet", index=False)
+    by_dir = run_job(tmp_path / "dir", tmp_path / "o1", *SMALL)
+    by_glob = run_job(str(tmp_path / "dir" / "*"), tmp_path / "o2", *SMALL)
+    assert by_dir["counts"]["rows_accepted"] == by_glob["counts"]["rows_accepted"] == 60
+    assert by_dir["input"]["fingerprint"] == by_glob["input"]["fingerprint"]
+    assert file_bytes(tmp_path / "o1") == file_bytes(tmp_path / "o2")
+
+
+@pytest.mark.parametrize("damage", ["truncate", "corrupt"])
+def test_damaged_tfrecord_fails_naming_the_file(tmp_path, damage):
+    source = write_csv(clean_frame(2, 100), tmp_path / "in.csv")
+    metadata = run_job(source, tmp_path / "out", *SMALL)
+    path = tmp_path / "out" / metadata["splits"]["train"]["files"][0]["name"]
+    data = bytearray(path.read_bytes())
+    if damage == "truncate":
+        data = data[: len(data) // 2]
+    else:
+        data[len(data) // 2] ^= 0xFF
+    path.write_bytes(bytes(data))
+    with pytest.raises(DatasetError, match=str(path)):
+        next(iter(make_dataset(str(tmp_path / "out"), "train")))
+
+
+def test_uncommitted_run_is_refused(tmp_path):
+    source = write_csv(clean_frame(1, 40), tmp_path / "in.csv")
+    run_job(source, tmp_path / "out", *SMALL)
+    (tmp_path / "out" / "_SUCCESS").unlink()
+    with pytest.raises(DatasetError, match="not committed"):
+        make_dataset(str(tmp_path / "out"))
+
+
+def test_clear_errors_for_bad_inputs_and_flags(tmp_path):
+    with pytest.raises(InputError, match="no input files found"):
+        run_job(tmp_path / "missing.csv", tmp_path / "out", *SMALL)
+    (tmp_path / "empty.csv").write_text("series_id,timestamp,value\n")
+    with pytest.raises(InputError, match="no data rows"):
+        run_job(tmp_path / "empty.csv", tmp_path / "out", *SMALL)
+    (tmp_path / "wrong.csv").write_text("id,time,y\na,2020-01-01,1\n")
+    with pytest.raises(InputError, match=r"wrong.csv: missing column\(s\)"):
+        run_job(tmp_path / "wrong.csv", tmp_path / "out", *SMALL)
+    (tmp_path / "broken.parquet").write_bytes(b"PAR1 this is not parquet")
+    with pytest.raises(InputError, match="broken.parquet: not a readable Parquet"):
+        run_job(tmp_path / "broken.parquet", tmp_path / "out", *SMALL)
+    write_csv(clean_frame(1, 10), tmp_path / "ok.csv")
+    with pytest.raises(JobArgumentError, match="unknown argument"):
+        run_job(tmp_path / "ok.csv", tmp_path / "out", "--num-step", 4)
+    with pytest.raises(JobArgumentError, match="--batch-size must be >= 1"):
+        run_job(tmp_path / "ok.csv", tmp_path / "out", "--batch-size", 0)
+
+
+def test_column_names_and_covariates_from_flags(tmp_path):
+    frame = synthetic.generate(2, 30, 30, seed=3, gap_fraction=0.0, num_covariates=2)
+    frame = frame.rename(columns={"series_id": "id", "timestamp": "ts", "value": "y"})
+    source = write_csv(frame.rename(columns={}), tmp_path / "in.csv")
+    metadata = run_job(
+        source,
+        tmp_path / "out",
+        *SMALL,
+        "--series-id-column",
+        "id",
+        "--timestamp-column",
+        "ts",
+        "--value-column",
+        "y",
+        "--covariates",
+        "covariate_0,covariate_1",
+    )
+    assert metadata["feature_names"][:3] == ["value", "covariate_0", "covariate_1"]
+    rows = read_split(tmp_path / "out", "train")
+    first = rows["series_id"] == "series-000000"
+    got = rows["inputs"][first][0, :, 1]
+    want = frame[frame["id"] == "series-000000"]["covariate_0"].to_numpy()[: len(got)]
+    np.testing.assert_allclose(got, want.astype(np.float32))
+
+
+def test_multi_processing_runner_gives_the_same_files(tmp_path):
+    source = write_csv(clean_frame(5, 90), tmp_path / "in.csv")
+    run_job(source, tmp_path / "inproc", *SMALL, "--direct_running_mode", "in_memory")
+    run_job(
+        source,
+        tmp_path / "multi",
+        *SMALL,
+        "--direct_running_mode",
+        "multi_processing",
+        "--direct_num_workers",
+        2,
+    )
+    assert file_bytes(tmp_path / "inproc") == file_bytes(tmp_path / "multi")
+
+
+def test_padding_waste_bound_on_synthetic_and_single_long_series(tmp_path):
+    frame = synthetic.generate(60, 300, 3000, seed=7)
+    source = write_csv(frame, tmp_path / "syn.csv")
+    metadata = run_job(source, tmp_path / "syn", "--num-steps", 32, "--batch-size", 16)
+    assert metadata["splits"]["train"]["padding_waste"] <= 0.05
+    long = synthetic.generate(1, 20000, 20000, seed=2)
+    source = write_csv(long, tmp_path / "long.csv")
+    metadata = run_job(source, tmp_path / "long", "--num-steps", 64, "--batch-size", 32)
+    train = metadata["splits"]["train"]
+    assert train["padding_waste"] <= 0.05
+    rows = read_split(tmp_path / "long", "train")
+    busy_lanes = {lane for lane, sid in zip(rows["lane"], rows["series_id"]) if sid}
+    assert busy_lanes == set(range(32)), "one long series must fill every lane"
+
+
+def test_embedded_dataset_meets_padding_target(tmp_path, embedded_csv):
+    metadata = run_job(embedded_csv, tmp_path / "out")
+    assert metadata["num_series"] == 2 and metadata["freq"] == "h"
+    assert metadata["counts"]["rows_rejected"] == 0
+    assert metadata["padding_waste"] <= 0.05
+    # The one missing hour per series is filled and flagged unobserved.
+    for info in metadata["series"].values():
+        assert info["length"] == info["observed"] + 1
+
+
+def test_windows_layout_is_independent_shuffled_rows(tmp_path):
+    source = write_csv(clean_frame(3, 100), tmp_path / "in.csv")
+    metadata = run_job(
+        source,
+        tmp_path / "out",
+        *SMALL,
+        "--layout",
+        "windows",
+        "--window-stride",
+        4,
+        "--num-shards",
+        2,
+    )
+    assert len(metadata["splits"]["train"]["files"]) == 2
+    rows = read_split(tmp_path / "out", "train")
+    assert rows["reset"].all() and (rows["lane"] == -1).all()
+    order = list(zip(rows["series_id"], rows["chunk_index"]))
+    assert order != sorted(order), "windows must be shuffled"
+    assert len(set(order)) == len(order) == metadata["splits"]["train"]["records"]
+
+
+def test_damaged_gzip_written_by_other_tools_is_not_skipped(tmp_path):
+    """A plain tf.data reader of our files sees framing errors too (no silent skip)."""
+    import tensorflow as tf
+
+    source = write_csv(clean_frame(1, 60), tmp_path / "in.csv")
+    metadata = run_job(source, tmp_path / "out", *SMALL)
+    path = tmp_path / "out" / metadata["splits"]["train"]["files"][0]["name"]
+    raw = bytearray(gzip.decompress(path.read_bytes()))
+    raw[20] ^= 0xFF
+    path.write_bytes(gzip.compress(bytes(raw)))
+    with pytest.raises(tf.errors.DataLossError):
+        list(tf.data.TFRecordDataset(str(path), compression_type="GZIP"))
+    shutil.rmtree(tmp_path / "out")
+    assert not os.path.exists(tmp_path / "out")

@@ -1,0 +1,212 @@
+"""Unit tests of the pure numpy/pandas pieces (no Beam pipeline, no TensorFlow except to
+check our protobuf bytes against TensorFlow's own)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from pipeline import chunking, series, synthetic, validation
+from pipeline.tfrecord import encode_example, frame_record
+
+HOUR_NS = 3600 * 10**9
+
+
+@settings(max_examples=60)
+@given(
+    floats=st.lists(st.floats(width=32, allow_nan=False), max_size=20),
+    ints=st.lists(st.integers(-(2**63), 2**63 - 1), max_size=10),
+    text=st.binary(max_size=300),
+)
+def test_encoded_example_is_byte_identical_to_tensorflow(floats, ints, text):
+    import tensorflow as tf
+
+    features = {
+        "a_bytes": text,
+        "b_floats": np.array(floats, np.float32),
+        "c_ints": np.array(ints, np.int64),
+        "d_scalar": 7,
+    }
+    ours = encode_example(features)
+    proto = tf.train.Example(
+        features=tf.train.Features(
+            feature={
+                "a_bytes": tf.train.Feature(bytes_list=tf.train.BytesList(value=[text])),
+                "b_floats": tf.train.Feature(float_list=tf.train.FloatList(value=floats)),
+                "c_ints": tf.train.Feature(int64_list=tf.train.Int64List(value=ints)),
+                "d_scalar": tf.train.Feature(int64_list=tf.train.Int64List(value=[7])),
+            }
+        )
+    )
+    assert tf.train.Example.FromString(ours) == proto
+    assert len(ours) == len(proto.SerializeToString(deterministic=True))
+
+
+def test_tfrecord_framing_reads_back_in_tensorflow(tmp_path):
+    import tensorflow as tf
+
+    records = [b"", b"x", bytes(range(256)) * 40]
+    (tmp_path / "f.tfrecord").write_bytes(b"".join(frame_record(r) for r in records))
+    assert [r.numpy() for r in tf.data.TFRecordDataset(str(tmp_path / "f.tfrecord"))] == records
+
+
+def test_timestamps_iso_variants_offsets_and_impossible_dates():
+    strings = pa.array(
+        [
+            "2020-01-01T00:00:00",
+            "2020-01-01 01:00:00",
+            "2020-01-01T03:00:00+02:00",
+            "2020-01-01T01:00:00Z",
+            "2021-02-30",
+            "soon",
+            None,
+        ]
+    )
+    got = validation.parse_timestamps(strings)
+    hours = (got[:4] - got[0]) // HOUR_NS
+    assert hours.tolist() == [0, 1, 1, 1]
+    assert (got[4:] == series.NAT).all()
+
+
+def test_numbers_distinguish_nan_literals_from_garbage():
+    values, is_number = validation.parse_numbers(pa.array(["1.5", "nan", "inf", "", "x1", "2e3"]))
+    assert is_number.tolist() == [True, True, True, False, False, True]
+    assert values[0] == 1.5 and values[5] == 2000.0 and np.isinf(values[2])
+
+
+def test_deduplicate_keeps_first_exact_repeat_and_rejects_all_conflicts():
+    rows = series.Observations(
+        timestamp=np.array([3, 1, 1, 2, 2, 1], np.int64) * HOUR_NS,
+        value=np.array([5.0, 1.0, 1.0, 2.0, 9.0, 1.0]),
+        covariates=np.zeros((6, 0)),
+        source_index=np.zeros(6, np.int32),
+        row_number=np.arange(2, 8, dtype=np.int64),
+        sources=("f.csv",),
+    )
+    unique, rejected = series.deduplicate(rows)
+    assert (unique.timestamp // HOUR_NS).tolist() == [1, 3]
+    assert unique.row_number.tolist() == [3, 2]  # the first of the repeated rows is kept
+    assert sorted(rows.row_number[rejected["duplicate"]].tolist()) == [4, 7]
+    assert sorted(rows.row_number[rejected["conflict"]].tolist()) == [5, 6]
+
+
+def test_frequency_votes_and_calendar_frequencies():
+    hourly = np.arange(0, 50, dtype=np.int64) * HOUR_NS
+    gappy = np.delete(hourly, [3, 10, 11])
+    votes = [series.frequency_vote(hourly), series.frequency_vote(gappy)]
+    import collections
+
+    aliases = collections.Counter(a for a, _ in votes if a)
+    steps = collections.Counter(s for _, s in votes if s)
+    assert series.choose_frequency(aliases, steps) == "h"
+    assert series.choose_frequency(collections.Counter(), steps) == "h"
+    months = pd.date_range("2020-01-01", periods=12, freq="MS").as_unit("ns").asi8
+    assert series.frequency_vote(months)[0] == "MS"
+    with pytest.raises(ValueError, match="pass --freq"):
+        series.choose_frequency(collections.Counter(), collections.Counter({31 * 86400 * 10**9: 3}))
+
+
+def test_regularise_fills_gaps_flags_them_and_rejects_off_grid():
+    ts = np.array([0, 1, 4, 5], np.int64) * HOUR_NS
+    ts = np.insert(ts, 2, int(1.5 * HOUR_NS))
+    obs = series.Observations(
+        ts,
+        np.array([1.0, 2.0, 99.0, 5.0, 6.0]),
+        np.zeros((5, 0)),
+        np.zeros(5, np.int32),
+        np.arange(5),
+        ("f",),
+    )
+    for fill, expected in [
+        ("ffill", [1, 2, 2, 2, 5, 6]),
+        ("zero", [1, 2, 0, 0, 5, 6]),
+        ("interpolate", [1, 2, 3, 4, 5, 6]),
+    ]:
+        regular, off_grid = series.regularise("s", obs, "h", fill)
+        assert off_grid.tolist() == [False, False, True, False, False]
+        assert regular.value.tolist() == expected
+        assert regular.observed.tolist() == [True, True, False, False, True, True]
+
+
+def test_calendar_features_follow_the_clock():
+    names = series.calendar_feature_names("h")
+    stamps = pd.DatetimeIndex(["2021-01-04 06:00", "2021-01-05 18:00"]).as_unit("ns").asi8
+    feats = dict(zip(names, series.calendar_features(stamps, names).T))
+    np.testing.assert_allclose(feats["hour_of_day_sin"], [1.0, -1.0], atol=1e-12)
+    # 2021-01-04 is a Monday: phase (0 + 0.25) / 7.
+    np.testing.assert_allclose(feats["day_of_week_sin"][0], np.sin(2 * np.pi * 0.25 / 7))
+    assert series.calendar_feature_names("MS") == ("day_of_year_sin", "day_of_year_cos")
+
+
+@st.composite
+def chunk_sets(draw):
+    counts = draw(st.lists(st.integers(0, 40), min_size=1, max_size=12))
+    return (
+        [(f"s{i}", c) for i, c in enumerate(counts)],
+        draw(st.integers(1, 6)),
+        draw(st.integers(1, 8)),
+        draw(st.integers(0, 2)),
+    )
+
+
+@settings(max_examples=300)
+@given(chunk_sets())
+def test_pack_lanes_places_every_chunk_once_with_full_lanes(drawn):
+    counts, batch, max_batches, warmup = drawn
+    layout = chunking.pack_lanes(counts, batch, max_batches, warmup)
+    placed = {}
+    occupancy = {}
+    for seg in layout.segments:
+        assert 0 <= seg.lane < batch and 0 <= seg.stream < layout.num_streams
+        assert seg.warmup_chunks <= seg.first_chunk
+        for k in range(seg.num_rows):
+            cell = (seg.stream, seg.lane, seg.row + k)
+            assert cell not in occupancy and seg.row + k < layout.num_batches
+            occupancy[cell] = seg
+        for c in range(seg.first_chunk, seg.first_chunk + seg.num_chunks):
+            assert (seg.series_id, c) not in placed
+            placed[(seg.series_id, c)] = seg
+    assert set(placed) == {(s, c) for s, n in counts for c in range(n)}
+    total = sum(n for _, n in counts)
+    if total:
+        # Only the tail of the last lane in use may be empty.
+        cells = sorted(occupancy, key=lambda c: (c[0] * batch + c[1], c[2]))
+        used_lanes = {c[0] * batch + c[1] for c in cells}
+        for lane in range(max(used_lanes)):
+            assert all(
+                (lane // batch, lane % batch, r) in occupancy for r in range(layout.num_batches)
+            )
+        assert layout.num_batches <= max_batches + warmup + 1
+
+
+def test_single_long_series_fills_all_lanes_with_small_waste():
+    layout = chunking.pack_lanes([("long", 1000)], 32, 256, warmup_chunks=1)
+    assert {s.lane for s in layout.segments} == set(range(32))
+    assert layout.num_batches * 32 - 1000 - 31 < 32
+
+
+def test_cut_rows_pads_with_zeros_and_hides_values_past_track_end():
+    features = np.arange(10, dtype=np.float32)[:, None] + 1
+    observed = np.ones(10, bool)
+    track = chunking.Track(0, 7, 0)
+    rows = chunking.cut_rows(features, observed, track, np.array([0, 4]), np.zeros(2, bool), 4, 3)
+    assert rows.sequence_length.tolist() == [4, 3]
+    assert rows.values[1, :, 0].tolist() == [5, 6, 7, 0]
+    assert rows.lookahead[0].tolist() == [5, 6, 7]
+    assert rows.lookahead[1].tolist() == [0, 0, 0]  # points 8..10 are past the track end
+    assert rows.lookahead_observed[1].tolist() == [0, 0, 0]
+
+
+def test_synthetic_generator_is_deterministic_and_varied():
+    a = synthetic.generate(5, 100, 400, seed=3)
+    b = synthetic.generate(5, 100, 400, seed=3)
+    pd.testing.assert_frame_equal(a, b)
+    sizes = a.groupby("series_id").size()
+    starts = a.groupby("series_id")["timestamp"].min()
+    assert sizes.nunique() > 1 and starts.nunique() > 1
+    prefix = a[a.series_id.isin(sizes.index[:3])].reset_index(drop=True)
+    pd.testing.assert_frame_equal(synthetic.generate(3, 100, 400, seed=3), prefix)
