@@ -263,17 +263,18 @@ def config_from_options(options: DatasetOptions) -> DatasetConfig:
 
 @dataclass
 class PreparedSeries:
-    """A series ready to be cut: features, split point, scaling, tracks."""
+    """A series with its split point, scaling and tracks (features are built when cutting)."""
 
-    series_id: str
-    timestamp: np.ndarray
-    features: np.ndarray  # float32 [n, F]
-    observed: np.ndarray  # bool [n]
+    regular: series_lib.RegularSeries
     train_length: int
     loc: float
     scale: float
     tracks: dict[str, chunking.Track]
     digest: str
+
+    @property
+    def series_id(self) -> str:
+        return self.regular.series_id
 
 
 def feature_names(config: DatasetConfig, freq: str) -> tuple[str, ...]:
@@ -284,7 +285,7 @@ def calendar_names(config: DatasetConfig, freq: str) -> tuple[str, ...]:
     return () if config.calendar_features == "none" else series_lib.calendar_feature_names(freq)
 
 
-def prepare_series(assembled: AssembledSeries, config: DatasetConfig, freq: str) -> PreparedSeries:
+def prepare_series(assembled: AssembledSeries, config: DatasetConfig) -> PreparedSeries:
     regular = assembled.regular
     train_length = series_lib.split_index(
         regular.timestamp, config.validation_fraction, config.validation_start_ns
@@ -292,13 +293,8 @@ def prepare_series(assembled: AssembledSeries, config: DatasetConfig, freq: str)
     observed_train = regular.observed.copy()
     observed_train[train_length:] = False
     loc, scale = series_lib.scaling_stats(regular.value, observed_train, config.scaling)
-    calendar = series_lib.calendar_features(regular.timestamp, calendar_names(config, freq))
-    features = np.column_stack([regular.value, regular.covariates, calendar]).astype(np.float32)
     return PreparedSeries(
-        series_id=regular.series_id,
-        timestamp=regular.timestamp,
-        features=features,
-        observed=regular.observed,
+        regular=regular,
         train_length=train_length,
         loc=loc,
         scale=scale,
@@ -307,30 +303,31 @@ def prepare_series(assembled: AssembledSeries, config: DatasetConfig, freq: str)
     )
 
 
-def series_summary(prepared: PreparedSeries, config: DatasetConfig) -> dict:
+def series_features(regular: series_lib.RegularSeries, config: DatasetConfig, freq: str):
+    """Model inputs [n, F] (float32): value, covariates, calendar features."""
+    calendar = series_lib.calendar_features(regular.timestamp, calendar_names(config, freq))
+    return np.column_stack([regular.value, regular.covariates, calendar]).astype(np.float32)
+
+
+def series_summary(assembled: AssembledSeries, config: DatasetConfig) -> dict:
+    prepared = prepare_series(assembled, config)
+    regular = prepared.regular
     return {
-        "series_id": prepared.series_id,
-        "start": pd.Timestamp(int(prepared.timestamp[0]), unit="ns").isoformat(),
-        "end": pd.Timestamp(int(prepared.timestamp[-1]), unit="ns").isoformat(),
-        "length": int(len(prepared.timestamp)),
-        "observed": int(prepared.observed.sum()),
+        "series_id": regular.series_id,
+        "start": pd.Timestamp(int(regular.timestamp[0]), unit="ns").isoformat(),
+        "end": pd.Timestamp(int(regular.timestamp[-1]), unit="ns").isoformat(),
+        "length": int(len(regular)),
+        "observed": int(regular.observed.sum()),
         "train_length": int(prepared.train_length),
         "loc": prepared.loc,
         "scale": prepared.scale,
         "digest": prepared.digest,
         "chunks": {
-            split: prepared.tracks[split].num_chunks(config.num_steps)
-            if split in prepared.tracks
-            else 0
-            for split in SPLITS
+            split: track.num_chunks(config.num_steps) for split, track in prepared.tracks.items()
         },
         "windows": {
-            split: len(
-                chunking.window_starts(prepared.tracks[split], config.num_steps, stride(config))
-            )
-            if split in prepared.tracks
-            else 0
-            for split in SPLITS
+            split: len(chunking.window_starts(track, config.num_steps, stride(config)))
+            for split, track in prepared.tracks.items()
         },
     }
 
@@ -355,7 +352,7 @@ def make_plan(summaries: list[dict], config: DatasetConfig) -> dict:
                 else max(config.warmup_chunks, math.ceil(config.warmup_steps / config.num_steps))
             )
             layout = chunking.pack_lanes(
-                [(i, by_id[i]["chunks"][split]) for i in ids],
+                [(i, by_id[i]["chunks"].get(split, 0)) for i in ids],
                 config.batch_size,
                 config.max_batches_per_stream,
                 warmup,
@@ -369,7 +366,7 @@ def make_plan(summaries: list[dict], config: DatasetConfig) -> dict:
                 "segments": dict(segments),
             }
         else:
-            windows = sum(by_id[i]["windows"][split] for i in ids)
+            windows = sum(by_id[i]["windows"].get(split, 0) for i in ids)
             shards = config.num_shards or max(1, math.ceil(windows / 8192))
             plan["splits"][split] = {"num_shards": shards if windows else 0}
     return plan
@@ -378,65 +375,69 @@ def make_plan(summaries: list[dict], config: DatasetConfig) -> dict:
 # --- cutting and writing ------------------------------------------------------------------
 
 
+ROW_STATS = "row_stats"
+
+
 class _CutRowsFn(beam.DoFn):
-    """Cut one series into encoded rows, keyed by the file they belong to."""
+    """Cut one series into encoded rows, keyed by the file they belong to; also output the
+    row counts (padding waste, targets) of what was cut."""
 
     def __init__(self, config: DatasetConfig):
         self._config = config
 
-    def process(self, prepared: PreparedSeries, plan):
+    def process(self, assembled: AssembledSeries, plan, frequency):
         config = self._config
         T, H = config.num_steps, config.horizon
+        prepared = prepare_series(assembled, config)
+        regular = prepared.regular
+        features = series_features(regular, config, frequency["freq"])
+        stats: collections.Counter = collections.Counter()
         for split, track in prepared.tracks.items():
             if config.layout == "stateful":
-                for segment in plan["splits"][split]["segments"].get(prepared.series_id, []):
-                    rows = chunking.segment_rows(
-                        prepared.features, prepared.observed, track, segment, T, H
-                    )
+                for segment in plan["splits"][split]["segments"].get(regular.series_id, []):
+                    rows = chunking.segment_rows(features, regular.observed, track, segment, T, H)
+                    _count_rows(stats, split, rows, T, H)
                     reset = np.zeros(len(rows), np.int64)
                     reset[0] = 1
                     records = encode_rows(
-                        prepared.series_id,
+                        regular.series_id,
                         rows,
-                        prepared.timestamp,
+                        regular.timestamp,
                         prepared.loc,
                         prepared.scale,
                         segment.lane,
                         reset,
                     )
                     yield (split, segment.stream), (segment.lane, segment.row, records)
-            else:
-                starts = chunking.window_starts(track, T, stride(config))
-                if len(starts) == 0:
-                    continue
-                rows = chunking.cut_rows(
-                    prepared.features,
-                    prepared.observed,
-                    track,
-                    starts,
-                    np.zeros(len(starts), bool),
-                    T,
-                    H,
-                    chunk_index=starts // stride(config),
-                )
-                records = encode_rows(
-                    prepared.series_id,
-                    rows,
-                    prepared.timestamp,
-                    prepared.loc,
-                    prepared.scale,
-                    -1,
-                    np.ones(len(rows), np.int64),
-                )
-                shards = plan["splits"][split]["num_shards"]
-                for window, record in zip(rows.chunk_index, records):
-                    key = chunking.stable_hash(config.seed, split, prepared.series_id, int(window))
-                    yield (split, key % shards), (key, record)
-
-
-def file_name(split: str, index: int, count: int) -> str:
-    kind = "stream" if split else "shard"
-    return f"{kind}-{index:05d}-of-{count:05d}.tfrecord.gz"
+                continue
+            starts = chunking.window_starts(track, T, stride(config))
+            if len(starts) == 0:
+                continue
+            rows = chunking.cut_rows(
+                features,
+                regular.observed,
+                track,
+                starts,
+                np.zeros(len(starts), bool),
+                T,
+                H,
+                chunk_index=starts // stride(config),
+            )
+            _count_rows(stats, split, rows, T, H)
+            records = encode_rows(
+                regular.series_id,
+                rows,
+                regular.timestamp,
+                prepared.loc,
+                prepared.scale,
+                -1,
+                np.ones(len(rows), np.int64),
+            )
+            shards = plan["splits"][split]["num_shards"]
+            for window, record in zip(rows.chunk_index, records):
+                key = chunking.stable_hash(config.seed, split, regular.series_id, int(window))
+                yield (split, key % shards), (key, record)
+        yield beam.pvalue.TaggedOutput(ROW_STATS, dict(stats))
 
 
 class _WriteFileFn(beam.DoFn):
@@ -501,34 +502,6 @@ class _SplitStatsFn(beam.CombineFn):
         return dict(accumulator)
 
 
-def row_stats(prepared: PreparedSeries, plan: dict, config: DatasetConfig) -> dict:
-    """Counts used for padding waste and the 'every target once' check (per split)."""
-    T, H = config.num_steps, config.horizon
-    stats: collections.Counter = collections.Counter()
-    for split, track in prepared.tracks.items():
-        if config.layout == "stateful":
-            segments = plan["splits"][split]["segments"].get(prepared.series_id, [])
-            for segment in segments:
-                rows = chunking.segment_rows(
-                    prepared.features, prepared.observed, track, segment, T, H
-                )
-                _count_rows(stats, split, rows, T, H)
-        else:
-            starts = chunking.window_starts(track, T, stride(config))
-            if len(starts):
-                rows = chunking.cut_rows(
-                    prepared.features,
-                    prepared.observed,
-                    track,
-                    starts,
-                    np.zeros(len(starts), bool),
-                    T,
-                    H,
-                )
-                _count_rows(stats, split, rows, T, H)
-    return dict(stats)
-
-
 def _count_rows(stats, split, rows: chunking.Rows, T: int, H: int) -> None:
     stats[f"{split}.rows"] += len(rows)
     stats[f"{split}.valid_steps"] += int(rows.sequence_length.sum())
@@ -568,10 +541,8 @@ class BuildDataset(beam.PTransform):
             AssembleConfig(config.freq, config.fill)
         )
         frequency = beam.pvalue.AsSingleton(assembled["frequency"])
-        prepared = assembled["series"] | "Prepare" >> beam.Map(
-            lambda a, f: prepare_series(a, config, f["freq"]), f=frequency
-        )
-        summaries = prepared | "Summarise" >> beam.Map(series_summary, config)
+        series = assembled["series"]
+        summaries = series | "Summarise" >> beam.Map(series_summary, config)
         plan = (
             summaries
             | "CollectSummaries" >> beam.combiners.ToList()
@@ -580,9 +551,11 @@ class BuildDataset(beam.PTransform):
         num_features = frequency.pvalue | "NumFeatures" >> beam.Map(
             lambda f: len(feature_names(config, f["freq"])) if "freq" in f else 0
         )
+        cut = series | "CutRows" >> beam.ParDo(
+            _CutRowsFn(config), plan=beam.pvalue.AsSingleton(plan), frequency=frequency
+        ).with_outputs(ROW_STATS, main="rows")
         files = (
-            prepared
-            | "CutRows" >> beam.ParDo(_CutRowsFn(config), plan=beam.pvalue.AsSingleton(plan))
+            cut.rows
             | "GroupByFile" >> beam.GroupByKey()
             | "WriteFiles"
             >> beam.ParDo(
@@ -591,11 +564,7 @@ class BuildDataset(beam.PTransform):
                 num_features=beam.pvalue.AsSingleton(num_features),
             )
         )
-        stats = (
-            prepared
-            | "RowStats" >> beam.Map(row_stats, beam.pvalue.AsSingleton(plan), config)
-            | "SumRowStats" >> beam.CombineGlobally(_SplitStatsFn())
-        )
+        stats = cut[ROW_STATS] | "SumRowStats" >> beam.CombineGlobally(_SplitStatsFn())
         rows_read = read[ROWS_READ] | "CountRowsRead" >> beam.CombineGlobally(sum)
         rejected = (
             (read[REJECTED], assembled[REJECTED])
