@@ -4,12 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-import schemas
 from pipeline.chunking import Rows
 from pipeline.series import NS_PER_SECOND
 from pipeline.tfrecord import encode_example
-
-FEATURES = schemas.tfrecord_feature_names()
 
 
 def encode_rows(

@@ -21,7 +21,6 @@ from pipeline.validation import InputColumns, empty_rejected, rejected_frame, va
 REJECTED = "rejected"
 ROWS_READ = "rows_read"
 FREQUENCY_VOTE = "frequency_vote"
-SUMMARY = "summary"
 
 
 class _ReadFileFn(beam.DoFn):

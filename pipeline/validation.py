@@ -20,7 +20,6 @@ from pipeline.series import SeriesPart
 
 MAX_SERIES_ID_LENGTH = schemas.load(schemas.INPUT)["columns"]["series_id"]["max_length"]
 REJECTED_COLUMNS = tuple(schemas.load(schemas.REJECTED)["fields"])
-NS_PER_SECOND = 1_000_000_000
 
 # Checked in this order; a row is rejected for the first reason that applies.
 _ROW_CHECKS = (

@@ -210,3 +210,18 @@ def test_synthetic_generator_is_deterministic_and_varied():
     assert sizes.nunique() > 1 and starts.nunique() > 1
     prefix = a[a.series_id.isin(sizes.index[:3])].reset_index(drop=True)
     pd.testing.assert_frame_equal(synthetic.generate(3, 100, 400, seed=3), prefix)
+
+
+def test_encoded_rows_carry_exactly_the_contract_features():
+    import tensorflow as tf
+
+    import schemas
+    from pipeline.examples import encode_empty_row, encode_rows
+
+    features = np.ones((6, 2), np.float32)
+    track = chunking.Track(0, 6, 0)
+    rows = chunking.cut_rows(features, np.ones(6, bool), track, np.array([0]), [False], 4, 2)
+    records = encode_rows("s", rows, np.arange(6) * HOUR_NS, 0.0, 1.0, 0, np.ones(1, np.int64))
+    for record in records + [encode_empty_row(0, 4, 2, 2)]:
+        names = set(tf.train.Example.FromString(record).features.feature)
+        assert names == set(schemas.tfrecord_feature_names())
