@@ -16,6 +16,7 @@ from apache_beam.io.filesystems import FileSystems
 METADATA = "metadata.json"
 SUCCESS = "_SUCCESS"
 STAGING = "_staging"
+SPILL = "_spill"
 DATA_DIRECTORIES = ("train", "validation", "rejected")
 
 
@@ -44,7 +45,7 @@ def prepare_staging(output: str, run_id: str) -> str:
     staging = FileSystems.join(output, STAGING, run_id)
     if FileSystems.exists(staging):
         FileSystems.delete([staging])
-    for directory in DATA_DIRECTORIES:
+    for directory in (*DATA_DIRECTORIES, SPILL):
         _ensure_directory(FileSystems.join(staging, directory))
     return staging
 
@@ -53,6 +54,13 @@ def _ensure_directory(path: str) -> None:
     # Object stores have no directories; mkdirs is a no-op there and fails locally if present.
     if not FileSystems.exists(path):
         FileSystems.mkdirs(path)
+
+
+def remove_spill(staging: str) -> None:
+    """Delete a run's spill files (intermediate data, not part of any output)."""
+    path = FileSystems.join(staging, SPILL)
+    if FileSystems.exists(path):
+        FileSystems.delete([path])
 
 
 def _list(directory: str) -> list[str]:

@@ -8,6 +8,7 @@ pipeline on whatever runner the Beam options name, and commits the run atomicall
 from __future__ import annotations
 
 import collections
+import functools
 import hashlib
 import json
 import logging
@@ -22,12 +23,12 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions
 
 import schemas
-from pipeline import chunking, commit
+from pipeline import chunking, commit, spill
 from pipeline import series as series_lib
 from pipeline.examples import encode_empty_row, encode_rows
 from pipeline.inputs import InputError, check_input, list_inputs
 from pipeline.options import JobArgumentError, parse_job_options
-from pipeline.tfrecord import write_tfrecord_file
+from pipeline.tfrecord import frame_record, write_tfrecord_file
 from pipeline.transforms import (
     REJECTED,
     ROWS_READ,
@@ -36,6 +37,7 @@ from pipeline.transforms import (
     AssembleSeries,
     ReadInputs,
     WriteRejected,
+    assemble,
 )
 from pipeline.validation import InputColumns
 
@@ -379,36 +381,43 @@ ROW_STATS = "row_stats"
 
 
 class _CutRowsFn(beam.DoFn):
-    """Cut one series into encoded rows, keyed by the file they belong to; also output the
-    row counts (padding waste, targets) of what was cut."""
+    """Cut one series into encoded rows, spill them (one file per series) and output, keyed by
+    the TFRecord file they belong to, references to them; also the row counts (padding waste,
+    targets) of what was cut."""
 
-    def __init__(self, config: DatasetConfig):
+    def __init__(self, config: DatasetConfig, spill_dir: str):
         self._config = config
+        self._spill_dir = spill_dir
 
-    def process(self, assembled: AssembledSeries, plan, frequency):
+    def process(self, element, plan, frequency):
+        series_id, refs = element
+        assembled, _ = assemble(series_id, refs, frequency["freq"], self._config.fill)
+        if assembled is None:
+            return
         config = self._config
         T, H = config.num_steps, config.horizon
         prepared = prepare_series(assembled, config)
         regular = prepared.regular
         features = series_features(regular, config, frequency["freq"])
+
+        def encode(rows: chunking.Rows, lanes, reset) -> list[bytes]:
+            return encode_rows(
+                series_id, rows, regular.timestamp, prepared.loc, prepared.scale, lanes, reset
+            )
+
         stats: collections.Counter = collections.Counter()
+        blobs: list[bytes] = []
+        keys: list[tuple] = []
         for split, track in prepared.tracks.items():
             if config.layout == "stateful":
-                for segment in plan["splits"][split]["segments"].get(regular.series_id, []):
+                for segment in plan["splits"][split]["segments"].get(series_id, []):
                     rows = chunking.segment_rows(features, regular.observed, track, segment, T, H)
                     _count_rows(stats, split, rows, T, H)
                     reset = np.zeros(len(rows), np.int64)
                     reset[0] = 1
-                    records = encode_rows(
-                        regular.series_id,
-                        rows,
-                        regular.timestamp,
-                        prepared.loc,
-                        prepared.scale,
-                        segment.lane,
-                        reset,
-                    )
-                    yield (split, segment.stream), (segment.lane, segment.row, records)
+                    records = encode(rows, segment.lane, reset)
+                    blobs.append(b"".join(frame_record(r) for r in records))
+                    keys.append(((split, segment.stream), (segment.lane, segment.row)))
                 continue
             starts = chunking.window_starts(track, T, stride(config))
             if len(starts) == 0:
@@ -424,24 +433,22 @@ class _CutRowsFn(beam.DoFn):
                 chunk_index=starts // stride(config),
             )
             _count_rows(stats, split, rows, T, H)
-            records = encode_rows(
-                regular.series_id,
-                rows,
-                regular.timestamp,
-                prepared.loc,
-                prepared.scale,
-                -1,
-                np.ones(len(rows), np.int64),
-            )
             shards = plan["splits"][split]["num_shards"]
-            for window, record in zip(rows.chunk_index, records):
-                key = chunking.stable_hash(config.seed, split, regular.series_id, int(window))
-                yield (split, key % shards), (key, record)
+            for window, record in zip(rows.chunk_index, encode(rows, -1, np.ones(len(rows)))):
+                key = chunking.stable_hash(config.seed, split, series_id, int(window))
+                blobs.append(frame_record(record))
+                keys.append(((split, key % shards), key))
+        if blobs:
+            name = hashlib.sha256(series_id.encode("utf-8")).hexdigest()[:32]
+            path = FileSystems.join(self._spill_dir, f"rows-{name}.tfrecords")
+            for (file_key, position), ref in zip(keys, spill.write_blobs(path, blobs)):
+                yield file_key, (position, ref)
         yield beam.pvalue.TaggedOutput(ROW_STATS, dict(stats))
 
 
 class _WriteFileFn(beam.DoFn):
-    """Write one stream (lanes x batches, empty lanes filled) or one shard of windows."""
+    """Write one stream (lanes x batches, empty lanes filled) or one shard of windows from the
+    spilled rows of its series."""
 
     def __init__(self, config: DatasetConfig, staging: str):
         self._config = config
@@ -449,30 +456,35 @@ class _WriteFileFn(beam.DoFn):
 
     def process(self, element, plan, num_features):
         (split, index), items = element
+        items = sorted(items, key=lambda item: item[0])
+        blobs = spill.read_blobs([ref for _, ref in items])
         config = self._config
         split_plan = plan["splits"][split]
         if config.layout == "stateful":
             count = split_plan["num_streams"]
             name = f"stream-{index:05d}-of-{count:05d}.tfrecord.gz"
-            records = self._stream_records(list(items), split_plan["num_batches"], num_features)
+            segments = [(lane, row, blob) for ((lane, row), _), blob in zip(items, blobs)]
+            records = self._stream_records(segments, split_plan["num_batches"], num_features)
         else:
             count = split_plan["num_shards"]
             name = f"shard-{index:05d}-of-{count:05d}.tfrecord.gz"
-            records = [record for _, record in sorted(items)]
-        info = write_tfrecord_file(FileSystems.join(self._staging, split, name), records)
+            records = blobs  # already in shuffle-key order
+        info = write_tfrecord_file(
+            FileSystems.join(self._staging, split, name), records, framed=True
+        )
         info.update(split=split, index=index, name=f"{split}/{name}")
         if config.layout == "stateful":
             info["batches"] = split_plan["num_batches"]
         yield info
 
-    def _stream_records(self, items, num_batches, num_features):
+    def _stream_records(self, segments, num_batches, num_features):
         config = self._config
         grid: list[list[bytes | None]] = [[None] * config.batch_size for _ in range(num_batches)]
-        for lane, row, records in items:
-            for offset, record in enumerate(records):
+        for lane, row, blob in segments:
+            for offset, record in enumerate(spill.split_framed(blob)):
                 grid[row + offset][lane] = record
         empty = [
-            encode_empty_row(lane, config.num_steps, num_features, config.horizon)
+            frame_record(encode_empty_row(lane, config.num_steps, num_features, config.horizon))
             for lane in range(config.batch_size)
         ]
         return [
@@ -536,13 +548,14 @@ class BuildDataset(beam.PTransform):
 
     def expand(self, pbegin):
         config = self._config
-        read = pbegin | "ReadInputs" >> ReadInputs(self._paths, config.columns)
+        spill_dir = FileSystems.join(self._staging, commit.SPILL)
+        read = pbegin | "ReadInputs" >> ReadInputs(self._paths, config.columns, spill_dir)
         assembled = read.accepted | "AssembleSeries" >> AssembleSeries(
-            AssembleConfig(config.freq, config.fill)
+            AssembleConfig(config.freq, config.fill),
+            summarise=functools.partial(series_summary, config=config),
         )
         frequency = beam.pvalue.AsSingleton(assembled["frequency"])
-        series = assembled["series"]
-        summaries = series | "Summarise" >> beam.Map(series_summary, config)
+        summaries = assembled["summaries"]
         plan = (
             summaries
             | "CollectSummaries" >> beam.combiners.ToList()
@@ -551,8 +564,8 @@ class BuildDataset(beam.PTransform):
         num_features = frequency.pvalue | "NumFeatures" >> beam.Map(
             lambda f: len(feature_names(config, f["freq"])) if "freq" in f else 0
         )
-        cut = series | "CutRows" >> beam.ParDo(
-            _CutRowsFn(config), plan=beam.pvalue.AsSingleton(plan), frequency=frequency
+        cut = assembled["series"] | "CutRows" >> beam.ParDo(
+            _CutRowsFn(config, spill_dir), plan=beam.pvalue.AsSingleton(plan), frequency=frequency
         ).with_outputs(ROW_STATS, main="rows")
         files = (
             cut.rows
@@ -724,6 +737,7 @@ def run(argv: list[str]) -> dict:
     print(f"rnncast dataset: {len(paths)} input file(s), run {run_id}", file=sys.stderr)
     with beam.Pipeline(options=pipeline_options) as pipeline:
         _ = pipeline | "BuildDataset" >> BuildDataset(config, paths, staging, run_id)
+    commit.remove_spill(staging)
     staged = commit.read_json(FileSystems.join(staging, commit.METADATA))
     check_run(staged, config, staging)
     metadata = commit.commit_run(config.output, staging, staged)

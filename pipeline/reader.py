@@ -171,9 +171,7 @@ def make_dataset(
         )
     else:
         batch = batch_size or metadata["batch_size"]
-        dataset = tf.data.TFRecordDataset(
-            tf.constant(paths, tf.string), compression_type="GZIP", num_parallel_reads=None
-        )
+        dataset = tf.data.TFRecordDataset(tf.constant(paths, tf.string), compression_type="GZIP")
         if shuffle_seed is not None:
             dataset = dataset.shuffle(8192, seed=shuffle_seed, reshuffle_each_iteration=True)
         dataset = dataset.batch(batch)

@@ -74,23 +74,17 @@ class RegularSeries:
 
 
 def combine_parts(parts: list[SeriesPart]) -> Observations:
-    """Concatenate the parts of one series (all rows, duplicates included) in provenance order."""
-    parts = sorted(parts, key=lambda p: (p.source, int(p.row_number[0]) if len(p) else -1))
+    """Concatenate the (one or more) parts of one series, duplicates included, in provenance
+    order."""
+    parts = sorted(parts, key=lambda p: (p.source, int(p.row_number[0])))
     sources = tuple(sorted({p.source for p in parts}))
     index = {s: i for i, s in enumerate(sources)}
-    width = parts[0].covariates.shape[1] if parts else 0
     return Observations(
-        timestamp=np.concatenate([p.timestamp for p in parts]) if parts else np.zeros(0, np.int64),
-        value=np.concatenate([p.value for p in parts]) if parts else np.zeros(0),
-        covariates=(
-            np.concatenate([p.covariates for p in parts]) if parts else np.zeros((0, width))
-        ),
-        source_index=np.concatenate([np.full(len(p), index[p.source], np.int32) for p in parts])
-        if parts
-        else np.zeros(0, np.int32),
-        row_number=np.concatenate([p.row_number for p in parts])
-        if parts
-        else np.zeros(0, np.int64),
+        timestamp=np.concatenate([p.timestamp for p in parts]),
+        value=np.concatenate([p.value for p in parts]),
+        covariates=np.concatenate([p.covariates for p in parts]),
+        source_index=np.concatenate([np.full(len(p), index[p.source], np.int32) for p in parts]),
+        row_number=np.concatenate([p.row_number for p in parts]),
         sources=sources,
     )
 

@@ -90,12 +90,13 @@ def frame_record(record: bytes) -> bytes:
     )
 
 
-def write_tfrecord_file(path: str, records: Iterable[bytes]) -> dict:
+def write_tfrecord_file(path: str, records: Iterable[bytes], framed: bool = False) -> dict:
     """Write GZIP TFRecords to ``path`` through Beam ``FileSystems`` (any scheme).
 
     The file is written under a temporary name and renamed when complete, so it never appears
     half-written under its final name. Compression is done here (zlib, mtime 0) rather than by
     the file system so the bytes are deterministic and their SHA-256 is known without a re-read.
+    ``framed`` records already carry their TFRecord framing (see :func:`frame_record`).
     Returns ``{"path", "records", "bytes", "sha256"}``.
     """
     temporary = f"{path}.tmp-{hashlib.sha256(path.encode()).hexdigest()[:8]}"
@@ -108,9 +109,9 @@ def write_tfrecord_file(path: str, records: Iterable[bytes]) -> dict:
         pending: list[bytes] = []
         pending_size = 0
         for record in records:
-            framed = frame_record(record)
-            pending.append(framed)
-            pending_size += len(framed)
+            record = record if framed else frame_record(record)
+            pending.append(record)
+            pending_size += len(record)
             count += 1
             if pending_size >= 1 << 22:
                 size += _write_compressed(sink, compressor, b"".join(pending), digest)

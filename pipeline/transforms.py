@@ -15,6 +15,7 @@ import pandas as pd
 from apache_beam.io.filesystems import FileSystems
 
 from pipeline import series as series_lib
+from pipeline import spill
 from pipeline.inputs import read_batches
 from pipeline.validation import InputColumns, empty_rejected, rejected_frame, validate_batch
 
@@ -24,11 +25,13 @@ FREQUENCY_VOTE = "frequency_vote"
 
 
 class _ReadFileFn(beam.DoFn):
-    def __init__(self, columns: InputColumns):
+    def __init__(self, columns: InputColumns, spill_dir: str):
         self._columns = columns
+        self._spill_dir = spill_dir
 
     def process(self, path: str):
-        for table, row_numbers, malformed in read_batches(path, self._columns):
+        name = hashlib.sha256(path.encode("utf-8")).hexdigest()[:24]
+        for index, (table, row_numbers, malformed) in enumerate(read_batches(path, self._columns)):
             yield beam.pvalue.TaggedOutput(ROWS_READ, table.num_rows + len(malformed))
             if malformed:
                 yield beam.pvalue.TaggedOutput(
@@ -45,20 +48,26 @@ class _ReadFileFn(beam.DoFn):
             parts, rejected = validate_batch(table, self._columns, path, row_numbers)
             if len(rejected):
                 yield beam.pvalue.TaggedOutput(REJECTED, rejected)
-            yield from parts
+            if parts:
+                spill_path = FileSystems.join(self._spill_dir, f"parts-{name}-{index:06d}.arrow")
+                refs = spill.write_parts(spill_path, [part for _, part in parts])
+                for (series_id, _), ref in zip(parts, refs):
+                    yield series_id, ref
 
 
 class ReadInputs(beam.PTransform):
     """Read input files in Arrow batches and validate every row.
 
-    Outputs: main ``(series_id, SeriesPart)``; ``rejected`` dead-letter frames; ``rows_read``
-    counts. Files are spread over workers; within a file, rows are read in batches.
+    Accepted rows are spilled, per input batch and series, under ``spill_dir``. Outputs: main
+    ``(series_id, PartRef)``; ``rejected`` dead-letter frames; ``rows_read`` counts. Files are
+    spread over workers; within a file, rows are read in batches.
     """
 
-    def __init__(self, paths: list[str], columns: InputColumns):
+    def __init__(self, paths: list[str], columns: InputColumns, spill_dir: str):
         super().__init__()
         self._paths = list(paths)
         self._columns = columns
+        self._spill_dir = spill_dir
 
     def expand(self, pbegin):
         return (
@@ -66,7 +75,7 @@ class ReadInputs(beam.PTransform):
             | "ListFiles" >> beam.Create(self._paths)
             | "SpreadFiles" >> beam.Reshuffle()
             | "ReadAndValidate"
-            >> beam.ParDo(_ReadFileFn(self._columns)).with_outputs(
+            >> beam.ParDo(_ReadFileFn(self._columns, self._spill_dir)).with_outputs(
                 REJECTED, ROWS_READ, main="accepted"
             )
         )
@@ -107,18 +116,23 @@ def rejected_observations(
     return pd.concat(frames, ignore_index=True) if frames else empty_rejected()
 
 
+def load_unique(refs: list[spill.PartRef]) -> tuple[series_lib.Observations, ...]:
+    """Read a series' spilled rows; return ``(all rows, unique rows, rejected positions)``."""
+    rows = series_lib.combine_parts(spill.read_parts(list(refs)))
+    unique, rejected = series_lib.deduplicate(rows)
+    return rows, unique, rejected
+
+
 class _DeduplicateFn(beam.DoFn):
     def process(self, element):
-        series_id, parts = element
-        rows = series_lib.combine_parts(list(parts))
-        unique, rejected = series_lib.deduplicate(rows)
+        series_id, refs = element
+        rows, unique, rejected = load_unique(refs)
         for reason, positions in rejected.items():
             if len(positions):
                 yield beam.pvalue.TaggedOutput(
                     REJECTED, rejected_observations(series_id, rows, positions, reason)
                 )
         yield beam.pvalue.TaggedOutput(FREQUENCY_VOTE, series_lib.frequency_vote(unique.timestamp))
-        yield series_id, unique
 
 
 class _FrequencyFn(beam.CombineFn):
@@ -167,28 +181,38 @@ class AssembledSeries:
         self.digest = digest
 
 
+def assemble(
+    series_id: str, refs: list[spill.PartRef], freq: str, fill: str
+) -> tuple[AssembledSeries | None, pd.DataFrame]:
+    """Load, de-duplicate and regularise one series from its spilled rows; also return the
+    dead-letter frame of its off-grid rows. ``None`` when no row is on the grid."""
+    _, unique, _ = load_unique(refs)
+    regular, off_grid = series_lib.regularise(series_id, unique, freq, fill)
+    rejected = (
+        rejected_observations(series_id, unique, np.flatnonzero(off_grid), "off_grid")
+        if off_grid.any()
+        else empty_rejected()
+    )
+    if len(regular) == 0:
+        return None, rejected
+    return AssembledSeries(regular, series_digest(regular)), rejected
+
+
 class _RegulariseFn(beam.DoFn):
-    def __init__(self, config: AssembleConfig):
+    def __init__(self, config: AssembleConfig, summarise):
         self._config = config
+        self._summarise = summarise
 
     def process(self, element, frequency):
-        series_id, observations = element
+        series_id, refs = element
         if "error" in frequency:
             # The job reports the frequency error once; the rows are not lost, the run fails.
             return
-        regular, off_grid = series_lib.regularise(
-            series_id, observations, frequency["freq"], self._config.fill
-        )
-        if off_grid.any():
-            yield beam.pvalue.TaggedOutput(
-                REJECTED,
-                rejected_observations(
-                    series_id, observations, np.flatnonzero(off_grid), "off_grid"
-                ),
-            )
-        if len(regular) == 0:
-            return
-        yield AssembledSeries(regular, series_digest(regular))
+        assembled, rejected = assemble(series_id, refs, frequency["freq"], self._config.fill)
+        if len(rejected):
+            yield beam.pvalue.TaggedOutput(REJECTED, rejected)
+        if assembled is not None:
+            yield self._summarise(assembled)
 
 
 def series_digest(regular: series_lib.RegularSeries) -> str:
@@ -202,20 +226,24 @@ def series_digest(regular: series_lib.RegularSeries) -> str:
 
 
 class AssembleSeries(beam.PTransform):
-    """Group rows per series, reject duplicates/conflicts/off-grid rows, infer the frequency
-    (unless given) and place every series on its regular grid.
+    """Group spilled rows per series, reject duplicates/conflicts/off-grid rows, infer the
+    frequency (unless given) and place every series on its regular grid.
 
-    Outputs: main ``AssembledSeries``; ``rejected`` frames; ``frequency`` (singleton dict).
+    Only references are shuffled; each pass re-reads one series' rows from the spill. Outputs:
+    ``series`` ``(series_id, [PartRef])`` for later passes (see :func:`assemble`);
+    ``summaries``: ``summarise(AssembledSeries)`` per series; ``rejected`` frames;
+    ``frequency`` (singleton dict).
     """
 
-    def __init__(self, config: AssembleConfig):
+    def __init__(self, config: AssembleConfig, summarise):
         super().__init__()
         self._config = config
+        self._summarise = summarise
 
     def expand(self, accepted):
         grouped = accepted | "GroupBySeries" >> beam.GroupByKey()
         unique = grouped | "Deduplicate" >> beam.ParDo(_DeduplicateFn()).with_outputs(
-            REJECTED, FREQUENCY_VOTE, main="unique"
+            REJECTED, FREQUENCY_VOTE
         )
         if self._config.freq:
             frequency = accepted.pipeline | "GivenFrequency" >> beam.Create(
@@ -225,11 +253,17 @@ class AssembleSeries(beam.PTransform):
             frequency = unique[FREQUENCY_VOTE] | "InferFrequency" >> beam.CombineGlobally(
                 _FrequencyFn()
             )
-        regular = unique.unique | "Regularise" >> beam.ParDo(
-            _RegulariseFn(self._config), frequency=beam.pvalue.AsSingleton(frequency)
-        ).with_outputs(REJECTED, main="series")
+        regular = grouped | "Regularise" >> beam.ParDo(
+            _RegulariseFn(self._config, self._summarise),
+            frequency=beam.pvalue.AsSingleton(frequency),
+        ).with_outputs(REJECTED, main="summaries")
         rejected = (unique[REJECTED], regular[REJECTED]) | "FlattenRejected" >> beam.Flatten()
-        return {"series": regular.series, REJECTED: rejected, "frequency": frequency}
+        return {
+            "series": grouped,
+            "summaries": regular.summaries,
+            REJECTED: rejected,
+            "frequency": frequency,
+        }
 
 
 def _sorted_rejected(frames) -> pd.DataFrame:
