@@ -8,6 +8,7 @@ import json
 
 import jsonschema
 import numpy as np
+import pandas as pd
 import pytest
 from conftest import read_split, run_job, write_csv
 
@@ -308,3 +309,16 @@ def test_damaged_gzip_written_by_other_tools_is_not_skipped(tmp_path):
     path.write_bytes(gzip.compress(bytes(raw)))
     with pytest.raises(tf.errors.DataLossError):
         list(tf.data.TFRecordDataset(str(path), compression_type="GZIP"))
+
+
+def test_validation_start_splits_every_series_at_that_time(tmp_path):
+    frame = synthetic.generate(3, 120, 200, seed=5, gap_fraction=0.0)
+    source = write_csv(frame, tmp_path / "in.csv")
+    split_at = pd.Timestamp(frame["timestamp"].median()).floor("h")
+    metadata = run_job(source, tmp_path / "out", *SMALL, "--validation-start", split_at.isoformat())
+    for sid, info in metadata["series"].items():
+        stamps = pd.DatetimeIndex(frame[frame["series_id"] == sid]["timestamp"])
+        assert info["train_length"] == int((stamps < split_at).sum())
+    rows = read_split(tmp_path / "out", "train")
+    last_input = rows["start_time"] + (rows["sequence_length"] - 1) * 3600
+    assert (last_input[rows["sequence_length"] > 0] < split_at.timestamp()).all()

@@ -36,6 +36,16 @@ def series_sets(draw):
                 }
             )
         )
+    ghost_rows = draw(st.integers(0, 2))  # a series whose every row is rejected: length 0
+    frames.append(
+        pd.DataFrame(
+            {
+                "series_id": "ghost",
+                "timestamp": pd.Timestamp("2021-03-01") + pd.to_timedelta(range(ghost_rows), "h"),
+                "value": [np.nan] * ghost_rows,
+            }
+        )
+    )
     frame = pd.concat(frames, ignore_index=True)
     frame = frame.sample(frac=1.0, random_state=draw(st.integers(0, 1000))).reset_index(drop=True)
     options = {
@@ -53,7 +63,7 @@ def series_sets(draw):
 def expected_points(frame: pd.DataFrame, fraction: float):
     """Per series: grid start, length, split index, and the observed points by grid index."""
     out = {}
-    for sid, group in frame.groupby("series_id"):
+    for sid, group in frame[np.isfinite(frame["value"])].groupby("series_id"):
         ts = pd.DatetimeIndex(group["timestamp"]).as_unit("s").asi8
         order = np.argsort(ts)
         ts, values = ts[order], group["value"].to_numpy()[order]
@@ -178,6 +188,14 @@ def test_every_point_once_in_its_lane(tmp_path_factory, drawn):
         "h",
         "--calendar-features",
         "none",
+        "--max-rejected-fraction",
+        1.0,
     )
-    assert metadata["counts"]["rows_read"] == len(frame) == metadata["counts"]["rows_accepted"]
+    ghosts = int((frame["series_id"] == "ghost").sum())
+    counts = metadata["counts"]
+    assert counts["rows_read"] == len(frame)
+    assert counts["rows_accepted"] == len(frame) - ghosts
+    # pandas writes NaN to CSV as an empty field: a missing value.
+    assert counts["rejected_by_reason"]["invalid_value"] == counts["rows_rejected"] == ghosts
+    assert "ghost" not in metadata["series"]
     check_dataset(tmp / "out", frame, opts, metadata)
