@@ -7,11 +7,15 @@ import logging
 import os
 import sys
 
+from model.errors import ExportError, TrainError
+from pipeline.errors import DatasetError
 from pipeline.inputs import InputError
 from pipeline.options import JobArgumentError
 
 COMMANDS = {
     "dataset": "Beam job: series (CSV/Parquet) -> stateful TFRecord batches + metadata.json.",
+    "train": "Train an RNN forecaster on a dataset (truncated BPTT), then export it.",
+    "export": "Export a trained model directory as a SavedModel (step/forecast signatures).",
     "synthetic": "Write the deterministic synthetic series set (CSV or Parquet).",
     "demo": "Run the main flow end to end on the embedded real dataset.",
 }
@@ -21,6 +25,30 @@ def _dataset(argv: list[str]) -> int:
     from pipeline import dataset_job
 
     dataset_job.run(argv)
+    return 0
+
+
+def _train(argv: list[str]) -> int:
+    from model import export, train
+
+    code = train.main(argv)
+    model_dir = argv[argv.index("--model-dir") + 1] if "--model-dir" in argv else None
+    if code == 0 and model_dir:
+        print(f"rnncast train: exported {export.export_model(model_dir)}")
+    return code
+
+
+def _export(argv: list[str]) -> int:
+    from model import export
+
+    parser = argparse.ArgumentParser(
+        prog="rnncast export",
+        description="Write MODEL_DIR/export: a SavedModel with 'step' and 'forecast' "
+        "signatures, rnncast_model.json and model.keras, from the best checkpoint.",
+    )
+    parser.add_argument("--model-dir", required=True, help="Model directory of rnncast train.")
+    args = parser.parse_args(argv)
+    print(f"rnncast export: wrote {export.export_model(args.model_dir)}")
     return 0
 
 
@@ -58,31 +86,27 @@ def _demo(argv: list[str]) -> int:
 
     parser = argparse.ArgumentParser(
         prog="rnncast demo",
-        description="Run the main flow on the embedded NOAA hourly temperatures (2010): for now "
-        "the dataset job, writing TFRecords and metadata.json under --output.",
+        description="Run the main flow on the embedded NOAA hourly temperatures (2010): the "
+        "dataset job, training and export, writing everything under --output.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument("--output", default="rnncast-demo", help="Directory for all outputs.")
+    parser.add_argument("--epochs", type=int, default=15, help="Training epochs.")
     args, beam_args = parser.parse_known_args(argv)
-    dataset_job.run(
-        [
-            "--input",
-            embedded_data_path(),
-            "--output",
-            os.path.join(args.output, "dataset"),
-            "--num-steps",
-            "64",
-            "--batch-size",
-            "32",
-            "--horizon",
-            "24",
-            *beam_args,
-        ]
-    )
-    return 0
+    dataset = os.path.join(args.output, "dataset")
+    flags = ["--num-steps", "64", "--batch-size", "32", "--horizon", "24"]
+    dataset_job.run(["--input", embedded_data_path(), "--output", dataset, *flags, *beam_args])
+    model_dir = os.path.join(args.output, "model")
+    return _train(["--data", dataset, "--model-dir", model_dir, "--epochs", str(args.epochs)])
 
 
-HANDLERS = {"dataset": _dataset, "synthetic": _synthetic, "demo": _demo}
+HANDLERS = {
+    "dataset": _dataset,
+    "train": _train,
+    "export": _export,
+    "synthetic": _synthetic,
+    "demo": _demo,
+}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -104,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
         return HANDLERS[command](rest)
-    except (InputError, JobArgumentError) as err:
+    except (InputError, JobArgumentError, DatasetError, ExportError, TrainError) as err:
         print(f"rnncast {command}: error: {err}", file=sys.stderr)
         return 2
 

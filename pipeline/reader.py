@@ -15,10 +15,7 @@ from apache_beam.io.filesystems import FileSystems
 
 import schemas
 from pipeline import commit
-
-
-class DatasetError(ValueError):
-    """The dataset directory cannot be read; the message names the file and the fix."""
+from pipeline.errors import DatasetError
 
 
 def load_metadata(data_dir: str) -> dict:

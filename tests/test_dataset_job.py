@@ -14,9 +14,10 @@ from conftest import read_split, run_job, write_csv
 
 import schemas
 from pipeline import synthetic
+from pipeline.errors import DatasetError
 from pipeline.inputs import InputError
 from pipeline.options import JobArgumentError
-from pipeline.reader import DatasetError, make_dataset
+from pipeline.reader import make_dataset
 
 SMALL = ("--num-steps", 8, "--batch-size", 4, "--horizon", 3, "--freq", "h")
 

@@ -1,0 +1,371 @@
+"""``rnncast train``: truncated-BPTT training over the dataset job's stateful streams.
+
+Each epoch visits the training streams in a seeded random order. Within a stream, batches are
+read in order and each lane's final state is carried into the next batch as a plain tensor
+(so gradients stop at batch boundaries: truncated backpropagation through time); lanes whose
+``reset`` flag is set start from zero. Validation carries state the same way through the
+validation streams, whose first rows re-read each series' training tail to warm it up.
+Checkpoints are written at every epoch end (see :mod:`model.checkpoint`); a killed run resumes
+from the last complete one and, because every source of randomness is derived from
+``(seed, epoch)``, reaches the same weights as an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from model import checkpoint
+from model.errors import TrainError
+from model.forecaster import (
+    POINT_LOSSES,
+    RNNForecaster,
+    masked_loss_sums,
+    model_inputs,
+    reset_state,
+)
+from model.rnn import CELL_TYPES
+from pipeline.reader import load_metadata, make_dataset
+
+CONFIG_FILE = "train_config.json"
+HISTORY_FILE = "history.json"
+DATASET_FILE = "dataset_metadata.json"
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Settings of one training run (the model directory remembers them)."""
+
+    data: str
+    model_dir: str
+    cell: str = "gru"
+    layers: int = 2
+    units: int = 64
+    dropout: float = 0.1
+    quantiles: tuple[float, ...] = field(default_factory=lambda: (0.1, 0.5, 0.9))
+    loss: str = "mae"
+    epochs: int = 20
+    learning_rate: float = 3e-3
+    clip_norm: float = 1.0
+    seed: int = 0
+    patience: int = 5
+
+    def check(self) -> TrainConfig:
+        problems = []
+        if self.cell not in CELL_TYPES:
+            problems.append(f"--cell must be one of {sorted(CELL_TYPES)}")
+        if self.loss not in POINT_LOSSES:
+            problems.append(f"--loss must be one of {POINT_LOSSES}")
+        if self.layers < 1 or self.units < 1 or self.epochs < 1:
+            problems.append("--layers, --units and --epochs must be >= 1")
+        if not 0 <= self.dropout < 1:
+            problems.append("--dropout must be in [0, 1)")
+        if any(not 0 < q < 1 for q in self.quantiles) or len(set(self.quantiles)) != len(
+            self.quantiles
+        ):
+            problems.append("--quantiles must be distinct levels in (0, 1)")
+        if self.learning_rate <= 0 or self.clip_norm <= 0 or self.patience < 1:
+            problems.append("--learning-rate, --clip-norm and --patience must be positive")
+        if problems:
+            raise TrainError("rnncast train: " + "; ".join(problems))
+        return self
+
+    def model_settings(self) -> dict:
+        """What defines the model and its training (not where data and outputs live)."""
+        settings = asdict(self)
+        settings.pop("model_dir")
+        settings.pop("data")
+        settings["quantiles"] = sorted(self.quantiles)
+        return settings
+
+
+def build_model(config: TrainConfig, metadata: dict) -> RNNForecaster:
+    model = RNNForecaster(
+        cell_type=config.cell,
+        num_layers=config.layers,
+        units=config.units,
+        dropout=config.dropout,
+        horizon=metadata["horizon"],
+        quantiles=config.quantiles,
+        name="rnncast_forecaster",
+    )
+    model.build((metadata["batch_size"], metadata["num_steps"], len(metadata["feature_names"]) + 1))
+    return model
+
+
+def _reseed_dropout(model: keras.Model, seed: int, epoch: int) -> None:
+    """Derive every dropout layer's random state from ``(seed, epoch)`` so an epoch replays
+    identically after a resume."""
+    for index, layer in enumerate(model._flatten_layers()):  # noqa: SLF001 - Keras layer walk
+        if isinstance(layer, keras.layers.Dropout):
+            layer.seed_generator.state.assign(np.array([seed * 1000 + epoch, index], np.int64))
+
+
+class Trainer:
+    """Owns the model, optimizer and compiled steps of one training run."""
+
+    def __init__(self, config: TrainConfig, metadata: dict):
+        self.config = config
+        self.metadata = metadata
+        self.model = build_model(config, metadata)
+        self.levels = tuple(sorted(config.quantiles))
+        self.steps_per_epoch = sum(
+            f.get("batches", 0) for f in metadata["splits"]["train"]["files"]
+        )
+        schedule = keras.optimizers.schedules.CosineDecay(
+            config.learning_rate,
+            decay_steps=max(1, config.epochs * self.steps_per_epoch),
+            alpha=0.05,
+        )
+        self.optimizer = keras.optimizers.Adam(schedule, global_clipnorm=config.clip_norm)
+        self.optimizer.build(self.model.trainable_variables)
+        self._train_step = tf.function(self._train_step_impl, reduce_retracing=True)
+        self._eval_step = tf.function(self._eval_step_impl, reduce_retracing=True)
+
+    @property
+    def variables(self) -> list:
+        """Everything a checkpoint must hold, in a fixed order."""
+        return list(self.model.variables) + list(self.optimizer.variables)
+
+    def _forward(self, batch, state, training):
+        state = reset_state(state, batch["reset"])
+        x = model_inputs(batch["inputs"], batch["observed"])
+        point, quantiles, new_state = self.model(
+            x, state, batch["sequence_length"], training=training
+        )
+        total, count = masked_loss_sums(
+            point,
+            quantiles,
+            batch["targets"],
+            batch["target_mask"],
+            self.levels,
+            self.config.loss,
+        )
+        return total, count, new_state
+
+    def _train_step_impl(self, batch, state):
+        with tf.GradientTape() as tape:
+            total, count, new_state = self._forward(batch, state, training=True)
+            loss = total / tf.maximum(count, 1.0)
+        gradients = tape.gradient(loss, self.model.trainable_variables)
+        self.optimizer.apply_gradients(zip(gradients, self.model.trainable_variables))
+        # The carried state is a value, not a path for gradients: truncated BPTT.
+        return total, count, [tf.stop_gradient(s) for s in new_state]
+
+    def _eval_step_impl(self, batch, state):
+        return self._forward(batch, state, training=False)
+
+    def run_split(self, dataset: tf.data.Dataset, train: bool) -> tuple[float, int, int]:
+        """One pass over ``dataset``: mean loss over valid targets, batches, time steps."""
+        step = self._train_step if train else self._eval_step
+        total, count, batches, timesteps = 0.0, 0.0, 0, 0
+        state = None
+        for batch in dataset:
+            size = int(batch["sequence_length"].shape[0])
+            if state is None or int(state[0].shape[0]) != size:
+                state = self.model.zero_state(size)
+            batch = {k: batch[k] for k in _MODEL_KEYS}
+            batch_total, batch_count, state = step(batch, state)
+            total += float(batch_total)
+            count += float(batch_count)
+            batches += 1
+            timesteps += size * self.metadata["num_steps"]
+        return (total / count if count else math.nan), batches, timesteps
+
+
+_MODEL_KEYS = ("inputs", "observed", "targets", "target_mask", "sequence_length", "reset")
+
+
+def _write_json(path: str, payload) -> None:
+    temporary = path + ".tmp"
+    with open(temporary, "w", encoding="utf-8") as handle:
+        json.dump(payload, handle, indent=2, sort_keys=True)
+    os.replace(temporary, path)
+
+
+def train(config: TrainConfig, log=print) -> dict:
+    """Train (or resume training) into ``config.model_dir``; return the training summary."""
+    config.check()
+    tf.config.experimental.enable_op_determinism()
+    keras.utils.set_random_seed(config.seed)
+    metadata = load_metadata(config.data)
+    if metadata["layout"] != "stateful":
+        raise TrainError(
+            f"{config.data}: rnncast train needs the stateful layout; rerun 'rnncast dataset' "
+            "without --layout windows"
+        )
+    os.makedirs(config.model_dir, exist_ok=True)
+    settings = {
+        "train": config.model_settings(),
+        "dataset": {"run_id": metadata["run_id"], "fingerprint": metadata["input"]["fingerprint"]},
+    }
+    config_path = os.path.join(config.model_dir, CONFIG_FILE)
+    if os.path.exists(config_path):
+        with open(config_path, encoding="utf-8") as handle:
+            previous = json.load(handle)
+        if previous != settings:
+            raise TrainError(
+                f"{config.model_dir}: holds a run with other settings or data ({config_path}); "
+                "use a new --model-dir or the same flags and dataset to resume"
+            )
+    else:
+        _write_json(config_path, settings)
+        # The export needs the dataset's contract (features, horizon, scaling) without the data.
+        _write_json(os.path.join(config.model_dir, DATASET_FILE), metadata)
+
+    trainer = Trainer(config, metadata)
+    checkpoints = os.path.join(config.model_dir, "checkpoints")
+    best_dir = os.path.join(config.model_dir, "best")
+    state = checkpoint.restore(checkpoints, trainer.variables) or {
+        "epoch": 0,
+        "best_val_loss": None,
+        "best_epoch": None,
+        "bad_epochs": 0,
+        "stopped": False,
+    }
+    history_path = os.path.join(config.model_dir, HISTORY_FILE)
+    history = []
+    if os.path.exists(history_path) and state["epoch"]:
+        with open(history_path, encoding="utf-8") as handle:
+            history = [h for h in json.load(handle) if h["epoch"] <= state["epoch"]]
+    if state["epoch"]:
+        log(f"rnncast train: resuming after epoch {state['epoch']} from {checkpoints}")
+    writer = tf.summary.create_file_writer(os.path.join(config.model_dir, "logs"))
+    num_streams = len(metadata["splits"]["train"]["files"])
+    has_validation = bool(metadata["splits"]["validation"]["files"])
+
+    for epoch in range(state["epoch"] + 1, config.epochs + 1):
+        if state["stopped"]:
+            break
+        _reseed_dropout(trainer.model, config.seed, epoch)
+        order = np.random.default_rng([config.seed, epoch]).permutation(num_streams).tolist()
+        started = time.perf_counter()
+        train_loss, batches, timesteps = trainer.run_split(
+            make_dataset(config.data, "train", stream_order=order), train=True
+        )
+        elapsed = time.perf_counter() - started
+        val_loss = (
+            trainer.run_split(make_dataset(config.data, "validation"), train=False)[0]
+            if has_validation
+            else train_loss
+        )
+        improved = state["best_val_loss"] is None or val_loss < state["best_val_loss"]
+        if improved:
+            state.update(best_val_loss=val_loss, best_epoch=epoch, bad_epochs=0)
+            checkpoint.save(best_dir, epoch, trainer.model.variables, {"epoch": epoch}, keep=1)
+        else:
+            state["bad_epochs"] += 1
+        state["epoch"] = epoch
+        state["stopped"] = state["bad_epochs"] >= config.patience
+        record = {
+            "epoch": epoch,
+            "train_loss": train_loss,
+            "val_loss": val_loss,
+            "seconds": elapsed,
+            "timesteps_per_second": timesteps / elapsed if elapsed else None,
+            "learning_rate": float(trainer.optimizer.learning_rate),
+        }
+        history.append(record)
+        # The checkpoint is the commit point of the epoch; history follows it.
+        checkpoint.save(checkpoints, epoch, trainer.variables, state)
+        _write_json(history_path, history)
+        with writer.as_default(step=epoch):
+            for key in ("train_loss", "val_loss", "timesteps_per_second", "learning_rate"):
+                tf.summary.scalar(key, record[key] or 0.0)
+        writer.flush()
+        log(
+            f"epoch {epoch}/{config.epochs}  train {train_loss:.4f}  val {val_loss:.4f}  "
+            f"{batches} batches  {record['timesteps_per_second']:,.0f} timesteps/s"
+            f"{'  *best*' if improved else ''}"
+        )
+        if state["stopped"]:
+            log(f"rnncast train: early stop, no improvement for {config.patience} epochs")
+    return {"state": state, "history": history}
+
+
+def main(argv: list[str]) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(
+        prog="rnncast train",
+        description="Train a multi-layer RNN forecaster on a dataset written by 'rnncast "
+        "dataset' (truncated BPTT with state carried across batches), with checkpoints, "
+        "early stopping and resume; exports a SavedModel to MODEL_DIR/export at the end.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    defaults = TrainConfig(data="", model_dir="")
+    parser.add_argument("--data", required=True, help="Dataset directory (rnncast dataset).")
+    parser.add_argument("--model-dir", required=True, help="Checkpoints, logs and export.")
+    parser.add_argument(
+        "--cell", choices=sorted(CELL_TYPES), default=defaults.cell, help="Recurrent cell."
+    )
+    parser.add_argument("--layers", type=int, default=defaults.layers, help="Stacked layers.")
+    parser.add_argument("--units", type=int, default=defaults.units, help="Units per layer.")
+    parser.add_argument(
+        "--dropout",
+        type=float,
+        default=defaults.dropout,
+        help="Dropout on each layer's inputs and outputs (never the state).",
+    )
+    parser.add_argument(
+        "--quantiles",
+        default=",".join(map(str, defaults.quantiles)),
+        help="Comma-separated quantile levels of the pinball loss.",
+    )
+    parser.add_argument(
+        "--loss",
+        choices=POINT_LOSSES,
+        default=defaults.loss,
+        help="Point-forecast loss (added to the pinball loss).",
+    )
+    parser.add_argument("--epochs", type=int, default=defaults.epochs, help="Maximum epochs.")
+    parser.add_argument(
+        "--learning-rate",
+        type=float,
+        default=defaults.learning_rate,
+        help="Initial Adam learning rate (cosine decay to 5%%).",
+    )
+    parser.add_argument(
+        "--clip-norm", type=float, default=defaults.clip_norm, help="Global gradient-norm clipping."
+    )
+    parser.add_argument(
+        "--seed", type=int, default=defaults.seed, help="Seed; same seed, same weights."
+    )
+    parser.add_argument(
+        "--patience",
+        type=int,
+        default=defaults.patience,
+        help="Early stopping: epochs without validation improvement.",
+    )
+    args = parser.parse_args(argv)
+    config = TrainConfig(
+        data=args.data,
+        model_dir=args.model_dir,
+        cell=args.cell,
+        layers=args.layers,
+        units=args.units,
+        dropout=args.dropout,
+        quantiles=tuple(float(q) for q in args.quantiles.split(",") if q),
+        loss=args.loss,
+        epochs=args.epochs,
+        learning_rate=args.learning_rate,
+        clip_norm=args.clip_norm,
+        seed=args.seed,
+        patience=args.patience,
+    )
+    summary = train(config)
+    state = summary["state"]
+    print(
+        f"rnncast train: best val loss {state['best_val_loss']:.4f} at epoch "
+        f"{state['best_epoch']}; model dir {config.model_dir}",
+        file=sys.stdout,
+    )
+    return 0

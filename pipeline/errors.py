@@ -1,0 +1,5 @@
+"""Errors that carry a user-facing message (file and fix); cheap to import."""
+
+
+class DatasetError(ValueError):
+    """A dataset directory cannot be read; the message names the file and the fix."""
