@@ -181,6 +181,48 @@ class Trainer:
         return (total / count if count else math.nan), batches, timesteps
 
 
+def evaluate_split(trainer: Trainer, dataset: tf.data.Dataset) -> dict:
+    """Loss of the model and of the naive forecast (the last input value, for every horizon
+    and quantile) over the valid targets, and the empirical coverage of the outermost
+    quantile interval; state is carried through the streams as in training."""
+    levels = trainer.levels
+    sums = {"model": 0.0, "naive": 0.0, "count": 0.0, "covered": 0.0}
+    state = None
+    for batch in dataset:
+        size = int(batch["sequence_length"].shape[0])
+        if state is None or int(state[0].shape[0]) != size:
+            state = trainer.model.zero_state(size)
+        state = reset_state(state, batch["reset"])
+        x = model_inputs(batch["inputs"], batch["observed"])
+        point, quantiles, state = trainer.model(x, state, batch["sequence_length"])
+        targets, mask = batch["targets"], batch["target_mask"]
+        model_total, count = masked_loss_sums(
+            point, quantiles, targets, mask, levels, trainer.config.loss
+        )
+        last = tf.broadcast_to(batch["inputs"][:, :, :1], tf.shape(point))
+        naive_total, _ = masked_loss_sums(
+            last,
+            tf.repeat(last[..., None], len(levels), axis=-1),
+            targets,
+            mask,
+            levels,
+            trainer.config.loss,
+        )
+        inside = (targets >= quantiles[..., 0]) & (targets <= quantiles[..., -1]) & mask
+        sums["model"] += float(model_total)
+        sums["naive"] += float(naive_total)
+        sums["count"] += float(count)
+        sums["covered"] += float(tf.reduce_sum(tf.cast(inside, tf.float32)))
+    count = sums["count"] or math.nan
+    return {
+        "loss": sums["model"] / count,
+        "naive_loss": sums["naive"] / count,
+        "coverage": sums["covered"] / count,
+        "nominal_coverage": levels[-1] - levels[0] if levels else math.nan,
+        "targets": int(sums["count"]),
+    }
+
+
 _MODEL_KEYS = ("inputs", "observed", "targets", "target_mask", "sequence_length", "reset")
 
 

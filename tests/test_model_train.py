@@ -1,0 +1,317 @@
+"""Training, checkpoints, resume and export of the forecaster, on real dataset-job output."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from conftest import run_job, write_csv
+
+from model import checkpoint
+from model.errors import TrainError
+from model.export import export_model, load_trained
+from model.forecaster import model_inputs
+from model.train import Trainer, TrainConfig, evaluate_split, train
+from pipeline import synthetic
+from pipeline.reader import load_metadata, make_dataset
+
+ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+SMALL_MODEL = dict(cell="gru", layers=1, units=24, dropout=0.0, learning_rate=1e-2)
+
+
+@pytest.fixture(scope="module")
+def dataset_dir(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("learnable")
+    frame = synthetic.generate(8, 600, 800, seed=11, gap_fraction=0.005)
+    source = write_csv(frame, tmp / "series.csv")
+    run_job(
+        source,
+        tmp / "data",
+        "--num-steps",
+        24,
+        "--batch-size",
+        8,
+        "--horizon",
+        6,
+        "--validation-fraction",
+        0.2,
+        "--validation-warmup-steps",
+        48,
+    )
+    return str(tmp / "data")
+
+
+@pytest.fixture(scope="module")
+def trained(dataset_dir, tmp_path_factory):
+    model_dir = str(tmp_path_factory.mktemp("model") / "m")
+    config = TrainConfig(data=dataset_dir, model_dir=model_dir, epochs=12, **SMALL_MODEL)
+    summary = train(config, log=lambda _: None)
+    export_model(model_dir)
+    return config, summary
+
+
+def test_training_beats_naive_and_quantiles_cover(trained):
+    config, summary = trained
+    model, metadata, _ = load_trained(config.model_dir)
+    trainer = Trainer(config, metadata)
+    for target, source in zip(trainer.model.variables, model.variables):
+        target.assign(source)
+    result = evaluate_split(trainer, make_dataset(config.data, "validation"))
+    assert result["targets"] > 1000
+    assert result["loss"] < 0.7 * result["naive_loss"], result
+    assert abs(result["coverage"] - result["nominal_coverage"]) < 0.15, result
+    assert np.isclose(result["loss"], summary["state"]["best_val_loss"], rtol=1e-4)
+    losses = [h["val_loss"] for h in summary["history"]]
+    assert min(losses) < losses[0]
+
+
+def _validation_histories(data_dir):
+    batch = next(iter(make_dataset(data_dir, "validation", scale=False)))
+    return {
+        "inputs": batch["inputs"].numpy(),
+        "observed": batch["observed"].numpy().astype(np.float32),
+        "sequence_length": batch["sequence_length"].numpy().astype(np.int32),
+        "loc": batch["loc"].numpy(),
+        "scale": batch["scale"].numpy(),
+    }
+
+
+def _in_memory_forecast(model, histories):
+    x = histories["inputs"].copy()
+    x[..., 0] = (x[..., 0] - histories["loc"][:, None]) / histories["scale"][:, None]
+    lengths = histories["sequence_length"]
+    point, quantiles, _ = model(
+        model_inputs(tf.constant(x), tf.constant(histories["observed"])), None, lengths
+    )
+    last = np.maximum(lengths - 1, 0)
+    rows = np.arange(len(lengths))
+    scale, loc = histories["scale"], histories["loc"]
+    return (
+        point.numpy()[rows, last] * scale[:, None] + loc[:, None],
+        quantiles.numpy()[rows, last] * scale[:, None, None] + loc[:, None, None],
+    )
+
+
+LOADER = r"""
+import sys, numpy as np, tensorflow as tf
+export, data, out = sys.argv[1:]
+h = dict(np.load(data))
+m = tf.saved_model.load(export)
+f = m.forecast(h["inputs"], h["observed"], h["sequence_length"], h["loc"], h["scale"])
+# step over two halves with the carried state equals one pass.
+T = h["inputs"].shape[1]; half = T // 2
+first = np.minimum(h["sequence_length"], half).astype(np.int32)
+second = (h["sequence_length"] - first).astype(np.int32)
+state = np.zeros_like(m.step(h["inputs"][:, :1], h["observed"][:, :1], np.zeros_like(first),
+                              h["loc"], h["scale"],
+                              np.zeros((%d, len(first), %d), np.float32))["state"])
+a = m.step(h["inputs"][:, :half], h["observed"][:, :half], first, h["loc"], h["scale"], state)
+b = m.step(h["inputs"][:, half:], h["observed"][:, half:], second, h["loc"], h["scale"], a["state"])
+full = m.step(h["inputs"], h["observed"], h["sequence_length"], h["loc"], h["scale"], state)
+np.savez(out, point=f["point"].numpy(), quantiles=f["quantiles"].numpy(),
+         chunked=b["state"].numpy(), full=full["state"].numpy(),
+         rnncast_imported=np.array(any(k.split(".")[0] in ("model", "pipeline", "schemas")
+                                       for k in sys.modules)))
+"""
+
+
+def test_export_loads_in_a_fresh_process_and_matches_in_memory(trained, tmp_path):
+    config, _ = trained
+    model, _, _ = load_trained(config.model_dir)
+    histories = _validation_histories(config.data)
+    np.savez(tmp_path / "h.npz", **histories)
+    script = LOADER % (len(model.state_size), model.units)
+    subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            script,
+            os.path.join(config.model_dir, "export"),
+            str(tmp_path / "h.npz"),
+            str(tmp_path / "out.npz"),
+        ],
+        check=True,
+        env=ENV,
+        cwd=tmp_path,
+        timeout=300,
+    )
+    out = np.load(tmp_path / "out.npz")
+    assert not out["rnncast_imported"]
+    point, quantiles = _in_memory_forecast(model, histories)
+    np.testing.assert_allclose(out["point"], point, atol=1e-4, rtol=1e-5)
+    np.testing.assert_allclose(out["quantiles"], quantiles, atol=1e-4, rtol=1e-5)
+    assert (np.diff(out["quantiles"], axis=-1) >= 0).all(), "quantiles cross"
+    np.testing.assert_allclose(out["chunked"], out["full"], atol=1e-5)
+    description = json.loads(
+        open(os.path.join(config.model_dir, "export", "rnncast_model.json")).read()
+    )
+    assert description["quantiles"] == [0.1, 0.5, 0.9] and description["horizon"] == 6
+    assert description["feature_names"] == load_metadata(config.data)["feature_names"]
+
+
+def test_keras_file_loads_in_safe_mode(trained):
+    import keras
+
+    config, _ = trained
+    model, _, _ = load_trained(config.model_dir)
+    loaded = keras.saving.load_model(
+        os.path.join(config.model_dir, "export", "model.keras"), safe_mode=True
+    )
+    histories = _validation_histories(config.data)
+    x = model_inputs(tf.constant(histories["inputs"]), tf.constant(histories["observed"]))
+    lengths = histories["sequence_length"]
+    for a, b in zip(model(x, None, lengths)[:2], loaded(x, None, lengths)[:2]):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), atol=1e-6)
+
+
+def _checkpoint_arrays(directory):
+    pointer = checkpoint.latest(directory)
+    with np.load(os.path.join(directory, pointer["file"])) as arrays:
+        return pointer["state"], [arrays[k] for k in sorted(arrays.files)]
+
+
+def test_seeded_runs_reproduce(dataset_dir, tmp_path):
+    for name in ("a", "b"):
+        train(
+            TrainConfig(
+                dataset_dir,
+                str(tmp_path / name),
+                epochs=2,
+                dropout=0.2,
+                **{k: v for k, v in SMALL_MODEL.items() if k != "dropout"},
+            ),
+            log=lambda _: None,
+        )
+    state_a, arrays_a = _checkpoint_arrays(str(tmp_path / "a" / "checkpoints"))
+    state_b, arrays_b = _checkpoint_arrays(str(tmp_path / "b" / "checkpoints"))
+    assert state_a == state_b
+    for x, y in zip(arrays_a, arrays_b):
+        np.testing.assert_array_equal(x, y)
+    train(
+        TrainConfig(
+            dataset_dir,
+            str(tmp_path / "c"),
+            epochs=2,
+            seed=1,
+            dropout=0.2,
+            **{k: v for k, v in SMALL_MODEL.items() if k != "dropout"},
+        ),
+        log=lambda _: None,
+    )
+    _, arrays_c = _checkpoint_arrays(str(tmp_path / "c" / "checkpoints"))
+    assert any(not np.array_equal(x, y) for x, y in zip(arrays_a, arrays_c))
+
+
+def _train_command(data, model_dir, epochs):
+    return [
+        sys.executable,
+        "-m",
+        "pipeline.cli",
+        "train",
+        "--data",
+        data,
+        "--model-dir",
+        model_dir,
+        "--epochs",
+        str(epochs),
+        "--cell",
+        "lstm",
+        "--layers",
+        "2",
+        "--units",
+        "16",
+        "--dropout",
+        "0.1",
+        "--learning-rate",
+        "0.005",
+        "--patience",
+        "100",
+    ]
+
+
+def test_kill_and_resume_reaches_the_same_weights(dataset_dir, tmp_path):
+    epochs = 8
+    whole = str(tmp_path / "whole")
+    subprocess.run(
+        _train_command(dataset_dir, whole, epochs),
+        check=True,
+        env=ENV,
+        timeout=600,
+        capture_output=True,
+    )
+    killed = str(tmp_path / "killed")
+    process = subprocess.Popen(
+        _train_command(dataset_dir, killed, epochs),
+        env=ENV,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    pointer_path = os.path.join(killed, "checkpoints", "latest.json")
+    deadline = time.time() + 300
+    while time.time() < deadline:
+        pointer = (
+            checkpoint.latest(os.path.dirname(pointer_path))
+            if os.path.exists(pointer_path)
+            else None
+        )
+        if pointer and pointer["state"]["epoch"] >= 2:
+            break
+        time.sleep(0.02)
+    time.sleep(random.Random(0).uniform(0.0, 0.3))  # somewhere inside a later epoch
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    interrupted_at = checkpoint.latest(os.path.join(killed, "checkpoints"))["state"]["epoch"]
+    assert 2 <= interrupted_at < epochs, "the run must be killed mid-way"
+    resumed = subprocess.run(
+        _train_command(dataset_dir, killed, epochs),
+        check=True,
+        env=ENV,
+        timeout=600,
+        capture_output=True,
+        text=True,
+    )
+    assert f"resuming after epoch {interrupted_at}" in resumed.stdout
+    state_w, arrays_w = _checkpoint_arrays(os.path.join(whole, "checkpoints"))
+    state_k, arrays_k = _checkpoint_arrays(os.path.join(killed, "checkpoints"))
+    assert state_w == state_k
+    for x, y in zip(arrays_w, arrays_k):
+        np.testing.assert_array_equal(x, y)  # bitwise: op determinism, seeds per epoch
+    history = json.loads(open(os.path.join(killed, "history.json")).read())
+    assert [h["epoch"] for h in history] == list(range(1, epochs + 1))
+
+
+def test_half_written_or_corrupt_checkpoints(trained, tmp_path):
+    config, _ = trained
+    directory = os.path.join(config.model_dir, "checkpoints")
+    before = checkpoint.latest(directory)
+    # A crash while writing leaves a temporary file and no pointer to it.
+    with open(os.path.join(directory, "ckpt-999999.npz.tmp-1"), "wb") as handle:
+        handle.write(b"half")
+    model, metadata, _ = load_trained(config.model_dir)
+    trainer = Trainer(config, metadata)
+    state = checkpoint.restore(directory, trainer.variables)
+    assert state == before["state"]
+    target = os.path.join(directory, before["file"])
+    data = bytearray(open(target, "rb").read())
+    data[len(data) // 2] ^= 0xFF
+    copy = tmp_path / "ckpts"
+    copy.mkdir()
+    (copy / before["file"]).write_bytes(bytes(data))
+    (copy / "latest.json").write_text(json.dumps(before))
+    with pytest.raises(ValueError, match="SHA-256"):
+        checkpoint.restore(str(copy), trainer.variables)
+
+
+def test_model_dir_with_other_settings_is_refused(trained):
+    config, _ = trained
+    other = TrainConfig(config.data, config.model_dir, epochs=12, **{**SMALL_MODEL, "units": 8})
+    with pytest.raises(TrainError, match="other settings"):
+        train(other, log=lambda _: None)
