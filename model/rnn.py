@@ -192,6 +192,7 @@ class MaskedStackedRNN(keras.layers.Layer):
         layer_mask = ops.less(steps, ops.maximum(lengths, 1))
         has_steps = ops.greater(lengths, 0)  # [B, 1]
         valid_3d = ops.expand_dims(valid, -1)
+        all_full = ops.all(ops.greater_equal(lengths, time_steps))
 
         # Padding content is irrelevant; zero it so a length-0 row's discarded step (and any
         # NaN/inf garbage in the padding) cannot leak into anything.
@@ -202,7 +203,17 @@ class MaskedStackedRNN(keras.layers.Layer):
             if self.input_dropouts:
                 x = self.input_dropouts[i](x, training=training)
             level_state = initial_state[i * k : (i + 1) * k]
-            result = layer(x, initial_state=level_state, mask=layer_mask, training=training)
+            # Masked recurrences cost extra selects per step; batches without padding (most of
+            # a stream) take the unmasked kernel, which computes the same values.
+            result = ops.cond(
+                all_full,
+                lambda layer=layer, state=level_state, x=x: layer(
+                    x, initial_state=state, training=training
+                ),
+                lambda layer=layer, state=level_state, x=x: layer(
+                    x, initial_state=state, mask=layer_mask, training=training
+                ),
+            )
             outputs, new_state = result[0], list(result[1:])
             # Keras repeats the last valid output past the mask (cuDNN emits zeros): zero it
             # explicitly, as dynamic_rnn does, so the next level and the caller see zeros.

@@ -1,0 +1,182 @@
+"""Benchmark: rnncast's training step against a plain Keras ``Sequential`` + ``model.fit``.
+
+Same shapes and tensors for both (default B=32, T=64, 3 layers x 100 units, GRU and LSTM):
+  (a) rnncast's Trainer step: exact sequence_length masking, per-lane reset, state carried
+      from batch to batch, masked point + pinball loss, gradient clipping;
+  (b) keras.Sequential([GRU|LSTM x 3, Dense]) compiled with Adam and fitted with model.fit.
+Prints timesteps/s of each and their ratio (target >= 0.9), and the input pipeline's read
+rate (pipeline.reader.make_dataset over a dataset-job output of the same T and B) against the
+training rate (the reader must not be the bottleneck).
+
+    python benchmarks/bench_train.py [--cells gru,lstm] [--batches 40] [--repeats 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import sys
+import tempfile
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+from model.train import TrainConfig, Trainer  # noqa: E402
+
+
+def make_tensors(batches, B, T, F, H, seed=0):
+    rng = np.random.default_rng(seed)
+    lengths = np.full((batches, B), T, np.int32)
+    lengths[-1, : B // 4] = rng.integers(0, T, B // 4)  # a stream's last, partly padded rows
+    return {
+        "inputs": rng.normal(size=(batches, B, T, F)).astype(np.float32),
+        "observed": np.ones((batches, B, T), bool),
+        "targets": rng.normal(size=(batches, B, T, H)).astype(np.float32),
+        "target_mask": np.ones((batches, B, T, H), bool),
+        "sequence_length": lengths,
+        "reset": np.eye(1, batches, 0, dtype=bool).T.repeat(B, axis=1),
+    }
+
+
+def time_rnncast(cell, tensors, args) -> float:
+    batches, B, T, F = tensors["inputs"].shape
+    H = tensors["targets"].shape[-1]
+    metadata = {
+        "horizon": H,
+        "batch_size": B,
+        "num_steps": T,
+        "feature_names": [f"f{i}" for i in range(F)],
+        "splits": {"train": {"files": [{"batches": batches}]}},
+    }
+    config = TrainConfig(
+        data="",
+        model_dir="",
+        cell=cell,
+        layers=args.layers,
+        units=args.units,
+        dropout=0.0,
+        epochs=args.repeats + 1,
+    )
+    trainer = Trainer(config, metadata)
+    step = trainer._train_step  # noqa: SLF001 - the very step rnncast train runs
+    batch_list = [{k: tf.constant(v[i]) for k, v in tensors.items()} for i in range(batches)]
+
+    def epoch():
+        state = trainer.model.zero_state(B)
+        for batch in batch_list:
+            _, _, state = step(batch, state)
+        float(state[0][0, 0])
+
+    epoch()  # trace and warm up
+    best = min(_timed(epoch) for _ in range(args.repeats))
+    return batches * B * T / best
+
+
+def time_keras(cell, tensors, args) -> float:
+    batches, B, T, F = tensors["inputs"].shape
+    H = tensors["targets"].shape[-1]
+    layer = {"gru": keras.layers.GRU, "lstm": keras.layers.LSTM}[cell]
+    model = keras.Sequential(
+        [keras.Input((T, F + 1))]
+        + [layer(args.units, return_sequences=True) for _ in range(args.layers)]
+        + [keras.layers.Dense(H * 4)]
+    )
+    model.compile(optimizer=keras.optimizers.Adam(1e-3, global_clipnorm=1.0), loss="mae")
+    x = np.concatenate(
+        [tensors["inputs"], tensors["observed"][..., None].astype(np.float32)], axis=-1
+    ).reshape(batches * B, T, F + 1)
+    y = np.repeat(tensors["targets"], 4, axis=-1).reshape(batches * B, T, H * 4)
+    model.fit(x, y, batch_size=B, epochs=1, shuffle=False, verbose=0)  # trace and warm up
+
+    def epoch():
+        model.fit(x, y, batch_size=B, epochs=1, shuffle=False, verbose=0)
+
+    best = min(_timed(epoch) for _ in range(args.repeats))
+    return batches * B * T / best
+
+
+def _timed(fn) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def reader_rate(args) -> float:
+    from pipeline import dataset_job, synthetic
+    from pipeline.reader import make_dataset
+
+    with tempfile.TemporaryDirectory() as tmp:
+        frame = synthetic.generate(64, 3000, 5000, seed=3)
+        synthetic.write(frame, os.path.join(tmp, "s.parquet"))
+        dataset_job.run(
+            [
+                "--input",
+                os.path.join(tmp, "s.parquet"),
+                "--output",
+                os.path.join(tmp, "d"),
+                "--num-steps",
+                "64",
+                "--batch-size",
+                "32",
+                "--horizon",
+                "24",
+            ]
+        )
+        data = os.path.join(tmp, "d")
+        list(make_dataset(data, "train", verify=False))  # warm caches
+
+        def read():
+            for batch in make_dataset(data, "train", verify=False):
+                read.steps += int(batch["inputs"].shape[0] * batch["inputs"].shape[1])
+
+        read.steps = 0
+        elapsed = _timed(read)
+        return read.steps / elapsed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
+    parser.add_argument("--cells", default="gru,lstm")
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--num-steps", type=int, default=64)
+    parser.add_argument("--features", type=int, default=7)
+    parser.add_argument("--horizon", type=int, default=24)
+    parser.add_argument("--layers", type=int, default=3)
+    parser.add_argument("--units", type=int, default=100)
+    parser.add_argument("--batches", type=int, default=40)
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    devices = [d.device_type for d in tf.config.list_physical_devices()]
+    print(
+        f"machine: {platform.machine()}, {os.cpu_count()} cores, devices {devices}, "
+        f"tensorflow {tf.__version__}, keras {keras.__version__}"
+    )
+    tensors = make_tensors(
+        args.batches, args.batch_size, args.num_steps, args.features, args.horizon
+    )
+    slowest_training = None
+    for cell in args.cells.split(","):
+        ours = time_rnncast(cell, tensors, args)
+        plain = time_keras(cell, tensors, args)
+        slowest_training = max(ours, slowest_training or 0)
+        print(
+            f"{cell}: rnncast {ours:10,.0f} timesteps/s   keras fit {plain:10,.0f} "
+            f"timesteps/s   ratio {ours / plain:.2f} (target >= 0.9)"
+        )
+    rate = reader_rate(args)
+    print(
+        f"reader: {rate:,.0f} timesteps/s = {rate / slowest_training:.1f}x the fastest "
+        "training rate above (must be > 1)"
+    )
+
+
+if __name__ == "__main__":
+    main()
