@@ -194,40 +194,39 @@ class MaskedStackedRNN(keras.layers.Layer):
         valid_3d = ops.expand_dims(valid, -1)
         all_full = ops.all(ops.greater_equal(lengths, time_steps))
 
-        # Padding content is irrelevant; zero it so a length-0 row's discarded step (and any
-        # NaN/inf garbage in the padding) cannot leak into anything.
-        x = ops.where(valid_3d, inputs, ops.zeros_like(inputs))
-        k = self.states_per_layer
-        final_state: list[Any] = []
-        for i, layer in enumerate(self.rnn_layers):
-            if self.input_dropouts:
-                x = self.input_dropouts[i](x, training=training)
-            level_state = initial_state[i * k : (i + 1) * k]
-            # Masked recurrences cost extra selects per step; batches without padding (most of
-            # a stream) take the unmasked kernel, which computes the same values.
-            result = ops.cond(
-                all_full,
-                lambda layer=layer, state=level_state, x=x: layer(
-                    x, initial_state=state, training=training
-                ),
-                lambda layer=layer, state=level_state, x=x: layer(
-                    x, initial_state=state, mask=layer_mask, training=training
-                ),
-            )
-            outputs, new_state = result[0], list(result[1:])
-            # Keras repeats the last valid output past the mask (cuDNN emits zeros): zero it
-            # explicitly, as dynamic_rnn does, so the next level and the caller see zeros.
-            x = ops.where(valid_3d, outputs, ops.zeros_like(outputs))
-            # Keras masking already carries state through masked steps; rows of length 0 had
-            # one forced step, so select their incoming state back.
-            final_state.extend(
-                ops.where(has_steps, new, old)
-                for new, old in zip(new_state, level_state, strict=True)
-            )
-        if self.output_dropout is not None:
-            x = self.output_dropout(x, training=training)
-            x = ops.where(valid_3d, x, ops.zeros_like(x))
-        return x, final_state
+        def run_stack(masked: bool) -> tuple[Any, list[Any]]:
+            # Padding content is irrelevant; zero it so a length-0 row's discarded step (and
+            # any NaN/inf garbage in the padding) cannot leak into anything.
+            x = ops.where(valid_3d, inputs, ops.zeros_like(inputs)) if masked else inputs
+            k = self.states_per_layer
+            final_state: list[Any] = []
+            for i, layer in enumerate(self.rnn_layers):
+                if self.input_dropouts:
+                    x = self.input_dropouts[i](x, training=training)
+                level_state = initial_state[i * k : (i + 1) * k]
+                mask = layer_mask if masked else None
+                result = layer(x, initial_state=level_state, mask=mask, training=training)
+                x, new_state = result[0], list(result[1:])
+                if masked:
+                    # Keras repeats the last valid output past the mask (cuDNN emits zeros):
+                    # zero it, as dynamic_rnn does, so the next level and the caller see zeros.
+                    x = ops.where(valid_3d, x, ops.zeros_like(x))
+                    # Keras masking carries state through masked steps; rows of length 0 had
+                    # one forced step, so select their incoming state back.
+                    new_state = [
+                        ops.where(has_steps, new, old)
+                        for new, old in zip(new_state, level_state, strict=True)
+                    ]
+                final_state.extend(new_state)
+            if self.output_dropout is not None:
+                x = self.output_dropout(x, training=training)
+                if masked:
+                    x = ops.where(valid_3d, x, ops.zeros_like(x))
+            return x, final_state
+
+        # Batches without padding (most of a stream) skip every mask and select: same values,
+        # the plain (and on GPU, cuDNN) kernels.
+        return ops.cond(all_full, lambda: run_stack(False), lambda: run_stack(True))
 
     def compute_output_shape(
         self,
