@@ -8,7 +8,7 @@ import os
 import sys
 
 from model.errors import ExportError, TrainError
-from pipeline.errors import DatasetError
+from pipeline.errors import DatasetError, ModelError
 from pipeline.inputs import InputError
 from pipeline.options import JobArgumentError
 
@@ -16,6 +16,7 @@ COMMANDS = {
     "dataset": "Beam job: series (CSV/Parquet) -> stateful TFRecord batches + metadata.json.",
     "train": "Train an RNN forecaster on a dataset (truncated BPTT), then export it.",
     "export": "Export a trained model directory as a SavedModel (step/forecast signatures).",
+    "forecast": "Beam job: forecasts for every series from an exported model, incremental.",
     "synthetic": "Write the deterministic synthetic series set (CSV or Parquet).",
     "demo": "Run the main flow end to end on the embedded real dataset.",
 }
@@ -25,6 +26,13 @@ def _dataset(argv: list[str]) -> int:
     from pipeline import dataset_job
 
     dataset_job.run(argv)
+    return 0
+
+
+def _forecast(argv: list[str]) -> int:
+    from pipeline import forecast_job
+
+    forecast_job.run(argv)
     return 0
 
 
@@ -104,6 +112,7 @@ HANDLERS = {
     "dataset": _dataset,
     "train": _train,
     "export": _export,
+    "forecast": _forecast,
     "synthetic": _synthetic,
     "demo": _demo,
 }
@@ -128,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
         return HANDLERS[command](rest)
-    except (InputError, JobArgumentError, DatasetError, ExportError, TrainError) as err:
+    except (InputError, JobArgumentError, DatasetError, ExportError, TrainError, ModelError) as err:
         print(f"rnncast {command}: error: {err}", file=sys.stderr)
         return 2
 

@@ -40,12 +40,14 @@ def read_json(path: str) -> dict:
         return json.loads(source.read().decode("utf-8"))
 
 
-def prepare_staging(output: str, run_id: str) -> str:
+def prepare_staging(
+    output: str, run_id: str, directories: tuple[str, ...] = DATA_DIRECTORIES
+) -> str:
     """An empty staging directory for ``run_id`` under ``output``."""
     staging = FileSystems.join(output, STAGING, run_id)
     if FileSystems.exists(staging):
         FileSystems.delete([staging])
-    for directory in (*DATA_DIRECTORIES, SPILL):
+    for directory in (*directories, SPILL):
         _ensure_directory(FileSystems.join(staging, directory))
     return staging
 
@@ -69,7 +71,9 @@ def _list(directory: str) -> list[str]:
     return [m.path for m in FileSystems.match([FileSystems.join(directory, "*")])[0].metadata_list]
 
 
-def commit_run(output: str, staging: str, metadata: dict) -> dict:
+def commit_run(
+    output: str, staging: str, metadata: dict, directories: tuple[str, ...] = DATA_DIRECTORIES
+) -> dict:
     """Move a staged run's files into place and make it the run readers see."""
     run_id = metadata["run_id"]
     moves = []
@@ -78,7 +82,7 @@ def commit_run(output: str, staging: str, metadata: dict) -> dict:
         final = f"{directory}/{run_id}-{name}"
         moves.append((FileSystems.join(staging, entry["name"]), FileSystems.join(output, final)))
         entry["name"] = final
-    for directory in DATA_DIRECTORIES:
+    for directory in directories:
         _ensure_directory(FileSystems.join(output, directory))
     for source, destination in moves:
         if FileSystems.exists(destination):
@@ -90,9 +94,7 @@ def commit_run(output: str, staging: str, metadata: dict) -> dict:
     write_json(FileSystems.join(output, METADATA), metadata)
     write_bytes(success, (run_id + "\n").encode("utf-8"))
     keep = {FileSystems.join(output, e["name"]) for e in _file_entries(metadata)}
-    stale = [
-        p for d in DATA_DIRECTORIES for p in _list(FileSystems.join(output, d)) if p not in keep
-    ]
+    stale = [p for d in directories for p in _list(FileSystems.join(output, d)) if p not in keep]
     if stale:
         FileSystems.delete(stale)
     FileSystems.delete([staging])
@@ -103,7 +105,7 @@ def commit_run(output: str, staging: str, metadata: dict) -> dict:
 
 
 def _file_entries(metadata: dict) -> list[dict]:
-    entries = list(metadata.get("rejected_files", []))
+    entries = list(metadata.get("rejected_files", [])) + list(metadata.get("files", []))
     for split in metadata.get("splits", {}).values():
         entries.extend(split["files"])
     return entries

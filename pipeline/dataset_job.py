@@ -307,8 +307,7 @@ def prepare_series(assembled: AssembledSeries, config: DatasetConfig) -> Prepare
 
 def series_features(regular: series_lib.RegularSeries, config: DatasetConfig, freq: str):
     """Model inputs [n, F] (float32): value, covariates, calendar features."""
-    calendar = series_lib.calendar_features(regular.timestamp, calendar_names(config, freq))
-    return np.column_stack([regular.value, regular.covariates, calendar]).astype(np.float32)
+    return series_lib.model_features(regular, calendar_names(config, freq))
 
 
 def series_summary(assembled: AssembledSeries, config: DatasetConfig) -> dict:

@@ -3,3 +3,7 @@
 
 class DatasetError(ValueError):
     """A dataset directory cannot be read; the message names the file and the fix."""
+
+
+class ModelError(ValueError):
+    """An exported model or a saved state cannot be used; the message names the path."""

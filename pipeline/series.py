@@ -169,11 +169,14 @@ def nominal_period_ns(freq: str) -> int:
     return int(((origin + 2 * offset) - (origin + offset)).value)
 
 
-def grid_positions(timestamp: np.ndarray, freq: str) -> tuple[np.ndarray, np.ndarray]:
+def grid_positions(
+    timestamp: np.ndarray, freq: str, anchor: int | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Grid index of each (sorted, unique) timestamp, or -1 where it is off the grid; and the grid.
 
     Fixed frequencies are anchored at the phase most timestamps share; calendar frequencies
-    (month start, week ending Sunday, ...) use pandas' anchoring.
+    (month start, week ending Sunday, ...) use pandas' anchoring. ``anchor`` (ns) forces the
+    grid through that instant (an incremental run continues the grid of the previous one).
     """
     if len(timestamp) == 0:
         return np.zeros(0, np.int64), np.zeros(0, np.int64)
@@ -182,16 +185,19 @@ def grid_positions(timestamp: np.ndarray, freq: str) -> tuple[np.ndarray, np.nda
         step = int(offset.nanos)
         # Anchor at the phase most points share, so one stray first point cannot shift the grid.
         phase = timestamp % step
-        phases, first_seen, counts = np.unique(phase, return_index=True, return_counts=True)
-        best = np.lexsort((first_seen, -counts))[0]
-        on_grid = phase == phases[best]
+        if anchor is None:
+            phases, first_seen, counts = np.unique(phase, return_index=True, return_counts=True)
+            grid_phase = phases[np.lexsort((first_seen, -counts))[0]]
+        else:
+            grid_phase = anchor % step
+        on_grid = phase == grid_phase
         anchor = timestamp[on_grid][0]
         position = np.where(on_grid, (timestamp - anchor) // step, -1)
         last = int(position.max())
         return position, anchor + step * np.arange(last + 1, dtype=np.int64)
     grid = (
         pd.date_range(
-            pd.Timestamp(int(timestamp[0]), unit="ns"),
+            pd.Timestamp(int(timestamp[0] if anchor is None else anchor), unit="ns"),
             pd.Timestamp(int(timestamp[-1]), unit="ns"),
             freq=offset,
         )
@@ -210,7 +216,11 @@ def grid_positions(timestamp: np.ndarray, freq: str) -> tuple[np.ndarray, np.nda
 
 
 def regularise(
-    series_id: str, observations: Observations, freq: str, fill: str = "ffill"
+    series_id: str,
+    observations: Observations,
+    freq: str,
+    fill: str = "ffill",
+    anchor: int | None = None,
 ) -> tuple[RegularSeries, np.ndarray]:
     """Place observations on the regular grid; fill missing points (flagged unobserved).
 
@@ -218,7 +228,7 @@ def regularise(
     """
     if fill not in FILL_METHODS:
         raise ValueError(f"unknown fill method {fill!r}; choose from {FILL_METHODS}")
-    position, grid = grid_positions(observations.timestamp, freq)
+    position, grid = grid_positions(observations.timestamp, freq, anchor)
     on_grid = position >= 0
     n = len(grid)
     observed = np.zeros(n, dtype=bool)
@@ -310,3 +320,9 @@ def calendar_features(timestamp: np.ndarray, names: tuple[str, ...]) -> np.ndarr
         angle = 2 * np.pi * phases[cycle]
         out[:, k] = np.sin(angle) if trig == "sin" else np.cos(angle)
     return out
+
+
+def model_features(regular: RegularSeries, calendar_names: tuple[str, ...]) -> np.ndarray:
+    """Model inputs [n, F] (float32, raw units): value, covariates, calendar features."""
+    calendar = calendar_features(regular.timestamp, calendar_names)
+    return np.column_stack([regular.value, regular.covariates, calendar]).astype(np.float32)

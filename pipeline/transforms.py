@@ -231,11 +231,12 @@ class AssembleSeries(beam.PTransform):
 
     Only references are shuffled; each pass re-reads one series' rows from the spill. Outputs:
     ``series`` ``(series_id, [PartRef])`` for later passes (see :func:`assemble`);
-    ``summaries``: ``summarise(AssembledSeries)`` per series; ``rejected`` frames;
-    ``frequency`` (singleton dict).
+    ``summaries``: ``summarise(AssembledSeries)`` per series (with the off-grid rows in
+    ``rejected``; skipped when ``summarise`` is None, for jobs that place series on the grid
+    themselves); ``rejected`` frames; ``frequency`` (singleton dict).
     """
 
-    def __init__(self, config: AssembleConfig, summarise):
+    def __init__(self, config: AssembleConfig, summarise=None):
         super().__init__()
         self._config = config
         self._summarise = summarise
@@ -253,17 +254,17 @@ class AssembleSeries(beam.PTransform):
             frequency = unique[FREQUENCY_VOTE] | "InferFrequency" >> beam.CombineGlobally(
                 _FrequencyFn()
             )
-        regular = grouped | "Regularise" >> beam.ParDo(
-            _RegulariseFn(self._config, self._summarise),
-            frequency=beam.pvalue.AsSingleton(frequency),
-        ).with_outputs(REJECTED, main="summaries")
-        rejected = (unique[REJECTED], regular[REJECTED]) | "FlattenRejected" >> beam.Flatten()
-        return {
-            "series": grouped,
-            "summaries": regular.summaries,
-            REJECTED: rejected,
-            "frequency": frequency,
-        }
+        outputs = {"series": grouped, REJECTED: unique[REJECTED], "frequency": frequency}
+        if self._summarise is not None:
+            regular = grouped | "Regularise" >> beam.ParDo(
+                _RegulariseFn(self._config, self._summarise),
+                frequency=beam.pvalue.AsSingleton(frequency),
+            ).with_outputs(REJECTED, main="summaries")
+            outputs["summaries"] = regular.summaries
+            outputs[REJECTED] = (unique[REJECTED], regular[REJECTED]) | "FlattenRejected" >> (
+                beam.Flatten()
+            )
+        return outputs
 
 
 def _sorted_rejected(frames) -> pd.DataFrame:

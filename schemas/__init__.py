@@ -15,8 +15,10 @@ INPUT = "input"
 TFRECORD = "tfrecord"
 METADATA = "metadata"
 REJECTED = "rejected"
+FORECAST = "forecast"
+STATE = "state"
 
-CURRENT_VERSIONS = {INPUT: 1, TFRECORD: 1, METADATA: 1, REJECTED: 1}
+CURRENT_VERSIONS = {INPUT: 1, TFRECORD: 1, METADATA: 1, REJECTED: 1, FORECAST: 1, STATE: 1}
 
 
 @functools.cache

@@ -1,0 +1,539 @@
+"""``rnncast forecast``: apply an exported model to the series (Beam), incrementally from state.
+
+Reads and validates the input exactly like the dataset job (the same transforms), places each
+series on the model's grid, runs the SavedModel's ``step`` signature over the history chunk by
+chunk with carried state — many series as lanes of each call, the model loaded once per worker
+process — and writes an H-step forecast per series. With ``--state-out`` it also writes each
+series' state after its last observed point; a later run with ``--state-in`` reads only the
+points after it. Outputs and state are committed atomically (forecasts first, then state), so a
+crash leaves the previous state usable.
+"""
+
+from __future__ import annotations
+
+import collections
+import hashlib
+import io
+import json
+import sys
+from dataclasses import asdict, dataclass, field
+
+import apache_beam as beam
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+from apache_beam.io.filesystems import FileSystems
+from apache_beam.options.pipeline_options import PipelineOptions
+from apache_beam.utils import shared
+
+import schemas
+from pipeline import commit, forecasting
+from pipeline.errors import ModelError
+from pipeline.inputs import InputError, check_input, list_inputs
+from pipeline.options import JobArgumentError, parse_job_options
+from pipeline.transforms import (
+    REJECTED,
+    ROWS_READ,
+    AssembleConfig,
+    AssembleSeries,
+    ReadInputs,
+    WriteRejected,
+    load_unique,
+    rejected_observations,
+)
+from pipeline.validation import InputColumns
+
+DESCRIPTION = (
+    "Apply a model exported by 'rnncast train' to long-format series (CSV/Parquet): an H-step "
+    "point and quantile forecast per series, written as Parquet into --output; optionally the "
+    "per-series RNN state (--state-out) so the next run (--state-in) reads only new points. A "
+    "Beam job: DirectRunner by default, any runner with --runner."
+)
+FORECASTS = "forecasts"
+OUTPUT_DIRECTORIES = (FORECASTS, "rejected")
+STATE_DIRECTORIES = ("state",)
+
+
+class ForecastOptions(PipelineOptions):
+    """Flags of ``rnncast forecast``."""
+
+    @classmethod
+    def _add_argparse_args(cls, parser):
+        g = parser.add_argument_group("rnncast forecast")
+        g.add_argument("--model", help="Export directory (MODEL_DIR/export of rnncast train).")
+        g.add_argument("--input", help="Input series: a CSV/Parquet file, a glob or a directory.")
+        g.add_argument("--output", help="Output directory for forecasts and rejected rows.")
+        g.add_argument(
+            "--state-in",
+            default=None,
+            help="State directory of an earlier run (--state-out) to continue from.",
+        )
+        g.add_argument(
+            "--state-out",
+            default=None,
+            help="Directory to write each series' state to (committed atomically).",
+        )
+        g.add_argument(
+            "--horizon",
+            type=int,
+            default=None,
+            help="Steps to forecast, at most the model's horizon (default: all).",
+        )
+        g.add_argument(
+            "--as-of",
+            default=None,
+            help="Ignore points after this timestamp (ISO-8601, UTC): forecast as of then.",
+        )
+        g.add_argument(
+            "--lanes", type=int, default=256, help="Series run together as lanes of one model call."
+        )
+        g.add_argument("--series-id-column", default="series_id", help="Column with the id.")
+        g.add_argument("--timestamp-column", default="timestamp", help="Column with the time.")
+        g.add_argument("--value-column", default="value", help="Column with the value.")
+        g.add_argument(
+            "--max-rejected-fraction",
+            type=float,
+            default=0.01,
+            help="Fail (commit nothing) when more rows than this are rejected.",
+        )
+
+
+@dataclass(frozen=True)
+class ForecastConfig:
+    """Validated, picklable settings of one forecast run."""
+
+    model: str
+    input: str
+    output: str
+    state_in: str | None = None
+    state_out: str | None = None
+    horizon: int | None = None
+    as_of: str | None = None
+    lanes: int = 256
+    columns: InputColumns = field(default_factory=InputColumns)
+    max_rejected_fraction: float = 0.01
+
+    @property
+    def as_of_ns(self) -> int | None:
+        if self.as_of is None:
+            return None
+        stamp = pd.Timestamp(self.as_of)
+        if stamp.tzinfo is not None:
+            stamp = stamp.tz_convert("UTC").tz_localize(None)
+        return int(stamp.as_unit("ns").value)
+
+
+def config_from_options(options: ForecastOptions, model: forecasting.ModelInfo) -> ForecastConfig:
+    missing = [f"--{n}" for n in ("model", "input", "output") if not getattr(options, n)]
+    if missing:
+        raise JobArgumentError(f"rnncast forecast: {', '.join(missing)} required")
+    if options.horizon is not None and not 1 <= options.horizon <= model.horizon:
+        raise JobArgumentError(
+            f"rnncast forecast: --horizon must be in 1..{model.horizon} (the model's horizon)"
+        )
+    if options.lanes < 1:
+        raise JobArgumentError("rnncast forecast: --lanes must be >= 1")
+    config = ForecastConfig(
+        model=options.model,
+        input=options.input,
+        output=options.output.rstrip("/"),
+        state_in=options.state_in,
+        state_out=options.state_out.rstrip("/") if options.state_out else None,
+        horizon=options.horizon or model.horizon,
+        as_of=options.as_of,
+        lanes=options.lanes,
+        columns=InputColumns(
+            options.series_id_column,
+            options.timestamp_column,
+            options.value_column,
+            model.covariates,
+        ),
+        max_rejected_fraction=options.max_rejected_fraction,
+    )
+    try:
+        config.as_of_ns  # noqa: B018 - parse check
+    except ValueError as err:
+        raise JobArgumentError(f"rnncast forecast: --as-of {options.as_of!r}: {err}") from err
+    return config
+
+
+# --- state directories ----------------------------------------------------------------
+
+
+def load_state_files(state_dir: str, model: forecasting.ModelInfo) -> tuple[list[str], str]:
+    """Files of a committed state directory, checked against the model; and its run id."""
+    path = FileSystems.join(state_dir, commit.METADATA)
+    if not FileSystems.exists(path):
+        raise ModelError(f"{path}: not found; --state-in must be a --state-out of an earlier run")
+    try:
+        metadata = commit.read_json(path)
+    except (ValueError, UnicodeDecodeError) as err:
+        raise ModelError(
+            f"{path}: corrupt state metadata ({err}); rerun without --state-in"
+        ) from err
+    if commit.committed_run(state_dir) != metadata.get("run_id"):
+        raise ModelError(f"{state_dir}: state run is not committed; use the previous state")
+    if metadata.get("model_fingerprint") != model.fingerprint:
+        raise ModelError(
+            f"{state_dir}: state was written by model {metadata.get('model_fingerprint')}, not "
+            f"by {model.path} ({model.fingerprint}); run without --state-in to start afresh"
+        )
+    files = [FileSystems.join(state_dir, e["name"]) for e in metadata["files"]]
+    for entry, file in zip(metadata["files"], files):
+        if not FileSystems.exists(file):
+            raise ModelError(f"{file}: listed in {path} but missing; run without --state-in")
+        with FileSystems.open(file) as source:
+            if hashlib.sha256(source.read()).hexdigest() != entry["sha256"]:
+                raise ModelError(
+                    f"{file}: corrupt (SHA-256 differs from {path}); run without --state-in"
+                )
+    return files, metadata["run_id"]
+
+
+class _ReadStateFn(beam.DoFn):
+    def __init__(self, model: forecasting.ModelInfo):
+        self._model = model
+
+    def process(self, path: str):
+        with FileSystems.open(path) as source:
+            frame = pq.read_table(io.BytesIO(source.read())).to_pandas()
+        for state in forecasting.states_from_frame(frame, self._model):
+            yield state.series_id, state
+
+
+# --- per-series preparation and model runs ---------------------------------------------
+
+WORK = "work"
+DONE = "done"
+SKIPPED = "skipped"
+
+
+class _PrepareFn(beam.DoFn):
+    def __init__(self, model: forecasting.ModelInfo, as_of: int | None):
+        self._model = model
+        self._as_of = as_of
+
+    def process(self, element):
+        series_id, grouped = element
+        refs = [r for refs in grouped["refs"] for r in refs]
+        saved = next(iter(grouped["saved"]), None)
+        unique = None
+        if refs:
+            _, unique, _ = load_unique(refs)
+        outcome, off_grid, skipped = forecasting.prepare(
+            series_id, unique, saved, self._model, self._as_of
+        )
+        if off_grid.any():
+            yield beam.pvalue.TaggedOutput(
+                REJECTED,
+                rejected_observations(series_id, unique, np.flatnonzero(off_grid), "off_grid"),
+            )
+        if skipped:
+            yield beam.pvalue.TaggedOutput(SKIPPED, skipped)
+        if isinstance(outcome, forecasting.Work):
+            yield beam.pvalue.TaggedOutput(WORK, outcome)
+        elif isinstance(outcome, forecasting.SeriesState):
+            yield series_id, forecasting.FROM_STATE, outcome
+        else:
+            yield series_id, outcome, None
+
+
+class _LoadedModel:
+    """The SavedModel of one worker process (shared by its DoFn instances)."""
+
+    def __init__(self, path: str):
+        import tensorflow as tf
+
+        self.module = tf.saved_model.load(path)
+
+    def step(self, *arrays):
+        out = self.module.step(*arrays)
+        return {k: v.numpy() for k, v in out.items()}
+
+
+class _RunModelFn(beam.DoFn):
+    """Run batches of series through the model as lanes; the model is loaded once per
+    process through Beam's shared-object manager."""
+
+    def __init__(self, model: forecasting.ModelInfo):
+        self._model = model
+        self._shared = shared.Shared()
+
+    def setup(self):
+        path = self._model.path
+        self._loaded = self._shared.acquire(lambda: _LoadedModel(path), tag=path)
+
+    def process(self, works):
+        works = sorted(works, key=lambda w: (len(w.features), w.series_id))
+        for work, state in zip(works, forecasting.run_lanes(works, self._loaded.step, self._model)):
+            yield work.series_id, work.status, state
+
+
+# --- writing ----------------------------------------------------------------------------
+
+
+def write_parquet(path: str, frame: pd.DataFrame) -> dict:
+    """Write ``frame`` as Parquet through FileSystems (temporary name, then rename)."""
+    buffer = io.BytesIO()
+    pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), buffer)
+    data = buffer.getvalue()
+    commit.write_bytes(path, data)
+    return {"records": len(frame), "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+
+
+class _WriteForecastsFn(beam.DoFn):
+    def __init__(self, model: forecasting.ModelInfo, horizon: int, staging: str):
+        self._model = model
+        self._horizon = horizon
+        self._staging = staging
+
+    def process(self, element):
+        _, finals = element
+        finals = sorted(finals, key=lambda f: f[0])
+        frames = [
+            forecasting.forecast_rows(state, sid, status, self._model, self._horizon)
+            for sid, status, state in finals
+        ]
+        frame = (
+            pd.concat(frames, ignore_index=True)
+            if frames
+            else pd.DataFrame(columns=forecasting.forecast_columns(self._model))
+        )
+        name = f"{FORECASTS}/forecasts-00000-of-00001.parquet"
+        info = write_parquet(FileSystems.join(self._staging, name), frame)
+        yield {"name": name, **info}
+
+
+class _WriteStateFn(beam.DoFn):
+    def __init__(self, staging: str):
+        self._staging = staging
+
+    def process(self, element):
+        _, finals = element
+        states = sorted((s for _, _, s in finals if s is not None), key=lambda s: s.series_id)
+        name = "state/state-00000-of-00001.parquet"
+        info = write_parquet(
+            FileSystems.join(self._staging, name), forecasting.states_to_frame(states)
+        )
+        yield {"name": name, **info}
+
+
+class Forecast(beam.PTransform):
+    """The whole forecast job: inputs (+ saved state) -> staged forecasts, rejected rows,
+    state and metadata."""
+
+    def __init__(self, config, model, paths, state_files, staging, state_staging, run_id):
+        super().__init__()
+        self._config = config
+        self._model = model
+        self._paths = paths
+        self._state_files = state_files
+        self._staging = staging
+        self._state_staging = state_staging
+        self._run_id = run_id
+
+    def expand(self, pbegin):
+        config, model = self._config, self._model
+        spill_dir = FileSystems.join(self._staging, commit.SPILL)
+        read = pbegin | "ReadInputs" >> ReadInputs(self._paths, config.columns, spill_dir)
+        assembled = read.accepted | "AssembleSeries" >> AssembleSeries(
+            AssembleConfig(model.freq, model.fill)
+        )
+        saved = (
+            pbegin
+            | "StateFiles" >> beam.Create(self._state_files)
+            | "ReadState" >> beam.ParDo(_ReadStateFn(model))
+        )
+        known = pbegin | "KnownSeries" >> beam.Create(
+            [(sid, True) for sid in sorted(model.series_scaling)]
+        )
+        prepared = (
+            {"refs": assembled["series"], "saved": saved, "known": known}
+            | "JoinState" >> beam.CoGroupByKey()
+            | "Prepare"
+            >> beam.ParDo(_PrepareFn(model, config.as_of_ns)).with_outputs(
+                WORK, REJECTED, SKIPPED, main=DONE
+            )
+        )
+        ran = (
+            prepared[WORK]
+            | "BatchLanes" >> beam.BatchElements(min_batch_size=1, max_batch_size=config.lanes)
+            | "RunModel" >> beam.ParDo(_RunModelFn(model))
+        )
+        finals = (
+            (prepared[DONE], ran)
+            | "AllSeries" >> beam.Flatten()
+            | "Gather" >> beam.Map(lambda f: ("all", f))
+            | "GroupAll" >> beam.GroupByKey()
+        )
+        forecast_files = finals | "WriteForecasts" >> beam.ParDo(
+            _WriteForecastsFn(model, config.horizon, self._staging)
+        )
+        state_files = (
+            finals | "WriteState" >> beam.ParDo(_WriteStateFn(self._state_staging))
+            if self._state_staging
+            else pbegin | "NoState" >> beam.Create([None])
+        )
+        statuses = finals | "CountStatuses" >> beam.Map(
+            lambda kv: dict(collections.Counter(status for _, status, _ in kv[1]))
+        )
+        rows_read = read[ROWS_READ] | "CountRowsRead" >> beam.CombineGlobally(sum)
+        skipped = prepared[SKIPPED] | "CountSkipped" >> beam.CombineGlobally(sum)
+        rejected = (
+            (read[REJECTED], assembled[REJECTED], prepared[REJECTED])
+            | "AllRejected" >> beam.Flatten()
+            | "WriteRejected" >> WriteRejected(FileSystems.join(self._staging, "rejected"))
+        )
+        side = beam.pvalue.AsSingleton
+        return (
+            pbegin
+            | "MetadataTrigger" >> beam.Create([None])
+            | "WriteMetadata"
+            >> beam.Map(
+                _write_metadata,
+                config=config,
+                model=model,
+                run_id=self._run_id,
+                staging=self._staging,
+                state_staging=self._state_staging,
+                forecast_files=beam.pvalue.AsList(forecast_files),
+                state_files=beam.pvalue.AsList(state_files),
+                statuses=beam.pvalue.AsList(statuses),
+                rows_read=side(rows_read),
+                skipped=side(skipped),
+                rejected=side(rejected),
+            )
+        )
+
+
+def _write_metadata(
+    _,
+    config,
+    model,
+    run_id,
+    staging,
+    state_staging,
+    forecast_files,
+    state_files,
+    statuses,
+    rows_read,
+    skipped,
+    rejected,
+):
+    by_reason = {r: rejected["by_reason"].get(r, 0) for r in schemas.rejection_reasons()}
+    status_counts = {s: 0 for s in forecasting.STATUSES}
+    for counts in statuses:
+        for status, count in counts.items():
+            status_counts[status] += count
+    rows_rejected = int(sum(by_reason.values()))
+    metadata = {
+        "schema": schemas.load(schemas.FORECAST)["name"],
+        "schema_version": dict(schemas.CURRENT_VERSIONS),
+        "run_id": run_id,
+        "model": {"path": model.path, "fingerprint": model.fingerprint},
+        "horizon": config.horizon,
+        "quantiles": list(model.quantiles),
+        "as_of": config.as_of,
+        "state_in": config.state_in,
+        "counts": {
+            "rows_read": int(rows_read),
+            "rows_accepted": int(rows_read) - rows_rejected,
+            "rows_rejected": rows_rejected,
+            "rows_skipped": int(skipped),
+            "rejected_by_reason": by_reason,
+            "series_by_status": status_counts,
+        },
+        "files": list(forecast_files),
+        "rejected_files": [
+            {
+                "name": "rejected/" + rejected["path"].rsplit("/", 1)[-1],
+                "records": rejected["records"],
+                "sha256": rejected["sha256"],
+            }
+        ],
+    }
+    commit.write_json(FileSystems.join(staging, commit.METADATA), metadata)
+    if state_staging:
+        commit.write_json(
+            FileSystems.join(state_staging, commit.METADATA),
+            {
+                "schema": schemas.load(schemas.STATE)["name"],
+                "schema_version": dict(schemas.CURRENT_VERSIONS),
+                "run_id": run_id,
+                "model_fingerprint": model.fingerprint,
+                "state_size": list(model.state_size),
+                "horizon": model.horizon,
+                "quantiles": list(model.quantiles),
+                "num_series": sum(f["records"] for f in state_files if f),
+                "files": [f for f in state_files if f],
+            },
+        )
+    return run_id
+
+
+def run_id_for(config: ForecastConfig, model, paths: list[str], state_run: str | None) -> str:
+    settings = asdict(config)
+    settings.pop("output")
+    settings.pop("state_out")
+    digest = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode())
+    digest.update(
+        f"{model.fingerprint}\x1f{state_run}\x1f{schemas.schema_version_string()}".encode()
+    )
+    for match in FileSystems.match(paths):
+        for metadata in match.metadata_list:
+            digest.update(f"{metadata.path}\x1f{metadata.size_in_bytes}\x1e".encode())
+    return digest.hexdigest()[:16]
+
+
+def run(argv: list[str]) -> dict:
+    """Run ``rnncast forecast`` with command-line ``argv``; returns the committed metadata."""
+    options, pipeline_options = parse_job_options(
+        argv, ForecastOptions, "rnncast forecast", DESCRIPTION
+    )
+    if not options.model:
+        raise JobArgumentError("rnncast forecast: --model is required")
+    model = forecasting.ModelInfo.load(options.model)
+    config = config_from_options(options, model)
+    paths = list_inputs(config.input)
+    for path in paths:
+        check_input(path, config.columns)
+    state_files, state_run = ([], None)
+    if config.state_in:
+        state_files, state_run = load_state_files(config.state_in, model)
+    run_id = run_id_for(config, model, paths, state_run)
+    staging = commit.prepare_staging(config.output, run_id, OUTPUT_DIRECTORIES)
+    state_staging = (
+        commit.prepare_staging(config.state_out, run_id, STATE_DIRECTORIES)
+        if config.state_out
+        else None
+    )
+    print(f"rnncast forecast: {len(paths)} input file(s), run {run_id}", file=sys.stderr)
+    with beam.Pipeline(options=pipeline_options) as pipeline:
+        _ = pipeline | "Forecast" >> Forecast(
+            config, model, paths, state_files, staging, state_staging, run_id
+        )
+    commit.remove_spill(staging)
+    staged = commit.read_json(FileSystems.join(staging, commit.METADATA))
+    counts = staged["counts"]
+    if counts["rows_read"] == 0:
+        raise InputError(f"{config.input}: the input has no data rows; nothing to forecast")
+    fraction = counts["rows_rejected"] / counts["rows_read"]
+    if fraction > config.max_rejected_fraction:
+        raise InputError(
+            f"{config.input}: {counts['rows_rejected']} of {counts['rows_read']} rows "
+            f"({fraction:.2%}) were rejected, more than --max-rejected-fraction "
+            f"{config.max_rejected_fraction}. Nothing was committed; the rejected rows are in "
+            f"{FileSystems.join(staging, 'rejected')}"
+        )
+    metadata = commit.commit_run(config.output, staging, staged, OUTPUT_DIRECTORIES)
+    if state_staging:
+        state_metadata = commit.read_json(FileSystems.join(state_staging, commit.METADATA))
+        commit.remove_spill(state_staging)
+        commit.commit_run(config.state_out, state_staging, state_metadata, STATE_DIRECTORIES)
+    print(
+        f"rnncast forecast: run {run_id} committed; rows read {counts['rows_read']}, rejected "
+        f"{counts['rows_rejected']}, skipped {counts['rows_skipped']}; series "
+        + ", ".join(f"{k} {v}" for k, v in counts["series_by_status"].items() if v)
+    )
+    return metadata

@@ -1,0 +1,413 @@
+"""Batch inference logic: per-series preparation, incremental state, lane-batched model runs.
+
+Pure numpy/pandas; the model is any ``step`` callable with the exported signature, so the
+logic is tested with the real SavedModel and reused by the Beam job.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+from pandas.tseries.frequencies import to_offset
+
+import schemas
+from pipeline import series as series_lib
+from pipeline.errors import ModelError
+
+# Statuses of a series in one run (every series known to the run gets exactly one).
+FULL = "full"  # forecast from the whole history in the input
+INCREMENTAL = "incremental"  # continued from saved state over the new points
+RECOMPUTED = "recomputed"  # saved state discarded: the input rewrites consumed history
+FROM_STATE = "from_state"  # no new points: the saved forecast is emitted again
+TOO_SHORT = "too_short"  # a series unknown to the model with too little history to scale
+NO_DATA = "no_data"  # known to the model or the state, but no valid point in this run
+STATUSES = (FULL, INCREMENTAL, RECOMPUTED, FROM_STATE, TOO_SHORT, NO_DATA)
+
+StepFn = Callable[..., dict]
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What the forecast job needs to know about an exported model (``rnncast_model.json``)."""
+
+    path: str
+    fingerprint: str
+    freq: str
+    fill: str
+    num_steps: int
+    horizon: int
+    quantiles: tuple[float, ...]
+    feature_names: tuple[str, ...]
+    covariates: tuple[str, ...]
+    calendar_features: tuple[str, ...]
+    state_size: tuple[int, ...]
+    scaling: str
+    series_scaling: dict = field(default_factory=dict, hash=False, compare=False)
+
+    @classmethod
+    def load(cls, export_dir: str) -> ModelInfo:
+        path = os.path.join(export_dir, "rnncast_model.json")
+        if not os.path.exists(os.path.join(export_dir, "saved_model.pb")) or not os.path.exists(
+            path
+        ):
+            raise ModelError(
+                f"{export_dir}: not an rnncast export (needs saved_model.pb and "
+                "rnncast_model.json); pass MODEL_DIR/export written by 'rnncast train'"
+            )
+        with open(path, encoding="utf-8") as handle:
+            info = json.load(handle)
+        return cls(
+            path=export_dir,
+            fingerprint=info["fingerprint"],
+            freq=info["freq"],
+            fill=info["fill"],
+            num_steps=info["num_steps"],
+            horizon=info["horizon"],
+            quantiles=tuple(info["quantiles"]),
+            feature_names=tuple(info["feature_names"]),
+            covariates=tuple(info["covariates"]),
+            calendar_features=tuple(info["calendar_features"]),
+            state_size=tuple(info["state_size"]),
+            scaling=info["scaling"],
+            series_scaling=info["series"],
+        )
+
+    @property
+    def quantile_columns(self) -> list[str]:
+        return [quantile_column(q) for q in self.quantiles]
+
+
+def quantile_column(level: float) -> str:
+    """Column name of a quantile level in the forecast output, e.g. ``q0.1``."""
+    return f"q{level:g}"
+
+
+@dataclass
+class SeriesState:
+    """What a series needs to continue in a later run (plain arrays; stored as Parquet)."""
+
+    series_id: str
+    first_timestamp: int  # ns, first grid point
+    last_timestamp: int  # ns, last observed point consumed
+    last_raw: np.ndarray  # float64 [1 + k]: value and covariates at last_timestamp
+    digest: int  # order-independent hash of every consumed observed point
+    loc: float
+    scale: float
+    scaling: str  # "training" or "own_history"
+    state: np.ndarray  # float32 [S, U]
+    point: np.ndarray  # float64 [H] forecast from last_timestamp, original units
+    quantiles: np.ndarray  # float64 [H, Q]
+    model_fingerprint: str
+
+
+def points_digest(timestamp: np.ndarray, raw: np.ndarray) -> int:
+    """Order-independent 64-bit hash of observed points (sum of per-point hashes), so the
+    digest of a history extended by new points is the sum of both parts' digests."""
+    if len(timestamp) == 0:
+        return 0
+    with np.errstate(over="ignore"):
+        h = timestamp.astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15)
+        for k in range(raw.shape[1]):
+            bits = np.ascontiguousarray(raw[:, k], dtype=np.float64).view(np.uint64)
+            h ^= (bits + np.uint64(k + 1)) * np.uint64(0xC2B2AE3D27D4EB4F)
+            h = (h ^ (h >> np.uint64(29))) * np.uint64(0xBF58476D1CE4E5B9)
+        return int(h.sum(dtype=np.uint64))
+
+
+@dataclass
+class Work:
+    """One series' pending model run: the features to feed and the state to start from."""
+
+    series_id: str
+    status: str
+    features: np.ndarray  # float32 [n, F], raw units
+    observed: np.ndarray  # bool [n]
+    initial_state: np.ndarray | None  # float32 [S, U] or None (zeros)
+    first_timestamp: int
+    last_timestamp: int
+    last_raw: np.ndarray
+    digest: int
+    loc: float
+    scale: float
+    scaling: str
+
+
+def scaling_for(series_id: str, regular: series_lib.RegularSeries, model: ModelInfo):
+    """The model's training scaling for a known series; for an unknown one, the statistics of
+    its first ``num_steps`` observed points (so later runs keep the same scaling), or None
+    when it has fewer."""
+    known = model.series_scaling.get(series_id)
+    if known is not None:
+        return known["loc"], known["scale"], "training"
+    values = regular.value[regular.observed]
+    if len(values) < model.num_steps:
+        return None
+    head = values[: model.num_steps]
+    loc, scale = series_lib.scaling_stats(head, np.ones(len(head), bool), model.scaling)
+    return loc, scale, "own_history"
+
+
+def prepare(
+    series_id: str,
+    unique: series_lib.Observations | None,
+    saved: SeriesState | None,
+    model: ModelInfo,
+    as_of: int | None,
+) -> tuple[Work | SeriesState | str, np.ndarray, int]:
+    """Decide how one series is forecast in this run.
+
+    Returns ``(outcome, off_grid, skipped)``: ``outcome`` is a :class:`Work` to run, the saved
+    :class:`SeriesState` when there is nothing new, or a status string (``too_short``,
+    ``no_data``); ``off_grid`` masks ``unique``'s rows off the grid; ``skipped`` counts valid
+    points not used (already consumed, or after ``as_of``).
+    """
+    empty_mask = np.zeros(0 if unique is None else len(unique), bool)
+    if unique is None or len(unique) == 0:
+        return (saved if saved is not None else NO_DATA), empty_mask, 0
+    keep = np.ones(len(unique), bool)
+    if as_of is not None:
+        keep &= unique.timestamp <= as_of
+    skipped = int((~keep).sum())
+    rows = unique.subset(keep)
+    width = rows.covariates.shape[1]
+    if saved is not None:
+        old = rows.timestamp <= saved.last_timestamp
+        raw_old = np.column_stack([rows.value[old], rows.covariates[old]])
+        rewrites = (
+            old.any()
+            and rows.timestamp[0] <= saved.first_timestamp
+            and points_digest(rows.timestamp[old], raw_old) != saved.digest
+        )
+        if not rewrites:
+            skipped += int(old.sum())
+            new = rows.subset(~old)
+            if len(new) == 0:
+                return saved, _mask(keep, np.zeros(len(rows), bool)), skipped
+            # Continue the grid through the last consumed point, then drop it.
+            anchor = series_lib.Observations(
+                np.array([saved.last_timestamp], np.int64),
+                saved.last_raw[:1].copy(),
+                saved.last_raw[None, 1:].copy(),
+                np.zeros(1, np.int32),
+                np.zeros(1, np.int64),
+                ("<state>",),
+            )
+            joined = _concat(anchor, new)
+            regular, off_grid = series_lib.regularise(
+                series_id, joined, model.freq, model.fill, anchor=saved.last_timestamp
+            )
+            regular = _drop_first(regular)
+            off = np.zeros(len(rows), bool)
+            off[~old] = off_grid[1:]
+            observed_raw = np.column_stack([new.value, new.covariates])[~off_grid[1:]]
+            digest = (
+                saved.digest + points_digest(new.timestamp[~off_grid[1:]], observed_raw)
+            ) % 2**64
+            return (
+                _work(
+                    series_id,
+                    INCREMENTAL,
+                    regular,
+                    model,
+                    saved.state,
+                    saved.first_timestamp,
+                    digest,
+                    saved.loc,
+                    saved.scale,
+                    saved.scaling,
+                ),
+                _mask(keep, off),
+                skipped,
+            )
+    status = RECOMPUTED if saved is not None else FULL
+    regular, off_grid = series_lib.regularise(series_id, rows, model.freq, model.fill)
+    if len(regular) == 0:
+        return NO_DATA, _mask(keep, off_grid), skipped
+    scaling = scaling_for(series_id, regular, model)
+    if scaling is None:
+        return TOO_SHORT, _mask(keep, off_grid), skipped
+    observed_raw = np.column_stack([rows.value, rows.covariates])[~off_grid]
+    digest = points_digest(rows.timestamp[~off_grid], observed_raw.reshape(-1, 1 + width))
+    return (
+        _work(series_id, status, regular, model, None, int(regular.timestamp[0]), digest, *scaling),
+        _mask(keep, off_grid),
+        skipped,
+    )
+
+
+def _mask(keep: np.ndarray, inner: np.ndarray) -> np.ndarray:
+    out = np.zeros(len(keep), bool)
+    out[keep] = inner
+    return out
+
+
+def _concat(a: series_lib.Observations, b: series_lib.Observations) -> series_lib.Observations:
+    return series_lib.Observations(
+        np.concatenate([a.timestamp, b.timestamp]),
+        np.concatenate([a.value, b.value]),
+        np.concatenate([a.covariates, b.covariates]),
+        np.zeros(len(a) + len(b), np.int32),
+        np.concatenate([a.row_number, b.row_number]),
+        a.sources,
+    )
+
+
+def _drop_first(regular: series_lib.RegularSeries) -> series_lib.RegularSeries:
+    return series_lib.RegularSeries(
+        regular.series_id,
+        regular.timestamp[1:],
+        regular.value[1:],
+        regular.observed[1:],
+        regular.covariates[1:],
+    )
+
+
+def _work(series_id, status, regular, model, state, first, digest, loc, scale, scaling) -> Work:
+    observed_at = np.flatnonzero(regular.observed)
+    last = observed_at[-1]  # the grid ends at an observed point
+    return Work(
+        series_id=series_id,
+        status=status,
+        features=series_lib.model_features(regular, model.calendar_features),
+        observed=regular.observed,
+        initial_state=state,
+        first_timestamp=first,
+        last_timestamp=int(regular.timestamp[last]),
+        last_raw=np.concatenate([[regular.value[last]], regular.covariates[last]]),
+        digest=int(digest),
+        loc=float(loc),
+        scale=float(scale),
+        scaling=scaling,
+    )
+
+
+def run_lanes(works: list[Work], step: StepFn, model: ModelInfo) -> list[SeriesState]:
+    """Advance every work item over its features, all items as lanes of one batch per chunk
+    of ``num_steps`` (never one series per call); return each series' new state and forecast."""
+    T = model.num_steps
+    B = len(works)
+    S, U = len(model.state_size), model.state_size[0]
+    F = len(model.feature_names)
+    state = np.zeros((S, B, U), np.float32)
+    for lane, work in enumerate(works):
+        if work.initial_state is not None:
+            state[:, lane] = work.initial_state
+    lengths = np.array([len(w.features) for w in works])
+    loc = np.array([w.loc for w in works], np.float32)
+    scale = np.array([w.scale for w in works], np.float32)
+    point = np.zeros((B, model.horizon))
+    quantiles = np.zeros((B, model.horizon, len(model.quantiles)))
+    for chunk in range(int(np.ceil(lengths.max() / T))):
+        start = chunk * T
+        inputs = np.zeros((B, T, F), np.float32)
+        observed = np.zeros((B, T), np.float32)
+        steps = np.clip(lengths - start, 0, T).astype(np.int32)
+        for lane, work in enumerate(works):
+            if steps[lane]:
+                inputs[lane, : steps[lane]] = work.features[start : start + steps[lane]]
+                observed[lane, : steps[lane]] = work.observed[start : start + steps[lane]]
+        out = step(inputs, observed, steps, loc, scale, state)
+        state = np.asarray(out["state"])
+        ends = (lengths > start) & (lengths <= start + T)
+        for lane in np.flatnonzero(ends):
+            point[lane] = np.asarray(out["point"])[lane, steps[lane] - 1]
+            quantiles[lane] = np.asarray(out["quantiles"])[lane, steps[lane] - 1]
+    return [
+        SeriesState(
+            series_id=w.series_id,
+            first_timestamp=w.first_timestamp,
+            last_timestamp=w.last_timestamp,
+            last_raw=w.last_raw,
+            digest=w.digest,
+            loc=w.loc,
+            scale=w.scale,
+            scaling=w.scaling,
+            state=state[:, lane].copy(),
+            point=point[lane],
+            quantiles=quantiles[lane],
+            model_fingerprint=model.fingerprint,
+        )
+        for lane, w in enumerate(works)
+    ]
+
+
+def forecast_rows(
+    saved: SeriesState | None, series_id: str, status: str, model: ModelInfo, horizon: int
+) -> pd.DataFrame:
+    """The output rows of one series: ``horizon`` forecasts, or one status row."""
+    columns = forecast_columns(model)
+    if saved is None:
+        row = {c: [None] for c in columns}
+        row.update(series_id=[series_id], status=[status])
+        return pd.DataFrame(row, columns=columns)
+    origin = pd.Timestamp(int(saved.last_timestamp), unit="ns")
+    offset = to_offset(model.freq)
+    targets = pd.date_range(origin, periods=horizon + 1, freq=offset)[1:]
+    frame = {
+        "series_id": [series_id] * horizon,
+        "origin": [origin] * horizon,
+        "timestamp": targets,
+        "step": np.arange(1, horizon + 1, dtype=np.int32),
+        "forecast": saved.point[:horizon],
+        **{name: saved.quantiles[:horizon, k] for k, name in enumerate(model.quantile_columns)},
+        "status": [status] * horizon,
+        "scaling": [saved.scaling] * horizon,
+    }
+    return pd.DataFrame(frame, columns=columns)
+
+
+def forecast_columns(model: ModelInfo) -> list[str]:
+    fields = list(schemas.load(schemas.FORECAST)["columns"])
+    at = fields.index("forecast") + 1
+    return fields[:at] + model.quantile_columns + fields[at:]
+
+
+STATE_COLUMNS = tuple(schemas.load(schemas.STATE)["columns"])
+
+
+def states_to_frame(states: list[SeriesState]) -> pd.DataFrame:
+    """Series states as a flat table (lists of floats; no pickle)."""
+    return pd.DataFrame(
+        {
+            "series_id": [s.series_id for s in states],
+            "first_timestamp": [s.first_timestamp for s in states],
+            "last_timestamp": [s.last_timestamp for s in states],
+            "last_raw": [s.last_raw.astype(np.float64).tolist() for s in states],
+            "digest": [f"{s.digest:016x}" for s in states],
+            "loc": [s.loc for s in states],
+            "scale": [s.scale for s in states],
+            "scaling": [s.scaling for s in states],
+            "state": [s.state.astype(np.float32).ravel().tolist() for s in states],
+            "point": [s.point.astype(np.float64).tolist() for s in states],
+            "quantiles": [s.quantiles.astype(np.float64).ravel().tolist() for s in states],
+            "model_fingerprint": [s.model_fingerprint for s in states],
+        },
+        columns=list(STATE_COLUMNS),
+    )
+
+
+def states_from_frame(frame: pd.DataFrame, model: ModelInfo) -> list[SeriesState]:
+    S, U = len(model.state_size), model.state_size[0]
+    Q = len(model.quantiles)
+    return [
+        SeriesState(
+            series_id=r.series_id,
+            first_timestamp=int(r.first_timestamp),
+            last_timestamp=int(r.last_timestamp),
+            last_raw=np.asarray(r.last_raw, np.float64),
+            digest=int(r.digest, 16),
+            loc=float(r.loc),
+            scale=float(r.scale),
+            scaling=r.scaling,
+            state=np.asarray(r.state, np.float32).reshape(S, U),
+            point=np.asarray(r.point, np.float64),
+            quantiles=np.asarray(r.quantiles, np.float64).reshape(-1, Q),
+            model_fingerprint=r.model_fingerprint,
+        )
+        for r in frame.itertuples(index=False)
+    ]
