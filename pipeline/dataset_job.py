@@ -20,14 +20,13 @@ import apache_beam as beam
 import numpy as np
 import pandas as pd
 from apache_beam.io.filesystems import FileSystems
-from apache_beam.options.pipeline_options import PipelineOptions
 
 import schemas
 from pipeline import chunking, commit, spill
 from pipeline import series as series_lib
 from pipeline.examples import encode_empty_row, encode_rows
 from pipeline.inputs import InputError, check_input, list_inputs
-from pipeline.options import JobArgumentError, parse_job_options
+from pipeline.options import JobArgumentError, JobOptions, parse_job_options
 from pipeline.tfrecord import frame_record, write_tfrecord_file
 from pipeline.transforms import (
     REJECTED,
@@ -51,17 +50,14 @@ DESCRIPTION = (
 )
 
 
-class DatasetOptions(PipelineOptions):
+class DatasetOptions(JobOptions):
     """Flags of ``rnncast dataset``."""
 
     @classmethod
     def _add_argparse_args(cls, parser):
         g = parser.add_argument_group("rnncast dataset")
-        g.add_argument("--input", help="Input: a CSV/Parquet file, a glob, or a directory.")
-        g.add_argument("--output", help="Output dataset directory (local path or gs://, s3://).")
         g.add_argument("--num-steps", type=int, default=64, help="T: time steps per chunk.")
         g.add_argument("--batch-size", type=int, default=32, help="B: lanes per batch.")
-        g.add_argument("--horizon", type=int, default=24, help="H: steps ahead to forecast.")
         g.add_argument(
             "--freq",
             default=None,
@@ -74,9 +70,6 @@ class DatasetOptions(PipelineOptions):
             default=[],
             help="Numeric covariate columns to use as model inputs (space or comma separated).",
         )
-        g.add_argument("--series-id-column", default="series_id", help="Column with the series id.")
-        g.add_argument("--timestamp-column", default="timestamp", help="Column with the timestamp.")
-        g.add_argument("--value-column", default="value", help="Column with the value.")
         split = g.add_mutually_exclusive_group()
         split.add_argument(
             "--validation-fraction",
@@ -149,13 +142,6 @@ class DatasetOptions(PipelineOptions):
             default="auto",
             help="auto: sine/cosine hour-of-day, day-of-week, day-of-year as the frequency "
             "allows; none: no calendar features.",
-        )
-        g.add_argument(
-            "--max-rejected-fraction",
-            type=float,
-            default=0.01,
-            help="Fail the job (nothing is committed) when more than this fraction of rows "
-            "is rejected.",
         )
         g.add_argument("--seed", type=int, default=0, help="Seed of the deterministic shuffles.")
 
@@ -239,7 +225,7 @@ def config_from_options(options: DatasetOptions) -> DatasetConfig:
         output=options.output.rstrip("/"),
         num_steps=options.num_steps,
         batch_size=options.batch_size,
-        horizon=options.horizon,
+        horizon=options.horizon or 24,
         freq=options.freq,
         columns=InputColumns(
             options.series_id_column, options.timestamp_column, options.value_column, covariates

@@ -24,14 +24,13 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
-from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.utils import shared
 
 import schemas
 from pipeline import commit, forecasting
 from pipeline.errors import ModelError
 from pipeline.inputs import InputError, check_input, list_inputs
-from pipeline.options import JobArgumentError, parse_job_options
+from pipeline.options import JobArgumentError, JobOptions, parse_job_options
 from pipeline.transforms import (
     REJECTED,
     ROWS_READ,
@@ -55,15 +54,13 @@ OUTPUT_DIRECTORIES = (FORECASTS, "rejected")
 STATE_DIRECTORIES = ("state",)
 
 
-class ForecastOptions(PipelineOptions):
+class ForecastOptions(JobOptions):
     """Flags of ``rnncast forecast``."""
 
     @classmethod
     def _add_argparse_args(cls, parser):
         g = parser.add_argument_group("rnncast forecast")
         g.add_argument("--model", help="Export directory (MODEL_DIR/export of rnncast train).")
-        g.add_argument("--input", help="Input series: a CSV/Parquet file, a glob or a directory.")
-        g.add_argument("--output", help="Output directory for forecasts and rejected rows.")
         g.add_argument(
             "--state-in",
             default=None,
@@ -75,27 +72,12 @@ class ForecastOptions(PipelineOptions):
             help="Directory to write each series' state to (committed atomically).",
         )
         g.add_argument(
-            "--horizon",
-            type=int,
-            default=None,
-            help="Steps to forecast, at most the model's horizon (default: all).",
-        )
-        g.add_argument(
             "--as-of",
             default=None,
             help="Ignore points after this timestamp (ISO-8601, UTC): forecast as of then.",
         )
         g.add_argument(
             "--lanes", type=int, default=256, help="Series run together as lanes of one model call."
-        )
-        g.add_argument("--series-id-column", default="series_id", help="Column with the id.")
-        g.add_argument("--timestamp-column", default="timestamp", help="Column with the time.")
-        g.add_argument("--value-column", default="value", help="Column with the value.")
-        g.add_argument(
-            "--max-rejected-fraction",
-            type=float,
-            default=0.01,
-            help="Fail (commit nothing) when more rows than this are rejected.",
         )
 
 

@@ -11,6 +11,44 @@ class JobArgumentError(ValueError):
     """A flag problem; the message says which flag and how to fix it."""
 
 
+class JobOptions(PipelineOptions):
+    """Flags every rnncast Beam job shares; each job's options class extends it.
+
+    (One shared base, because Beam registers every options class in one parser, where two
+    classes declaring the same flag would conflict.)"""
+
+    @classmethod
+    def _add_argparse_args(cls, parser):
+        g = parser.add_argument_group("input and output")
+        g.add_argument("--input", help="Input series: a CSV/Parquet file, a glob or a directory.")
+        g.add_argument("--output", help="Output directory (local path, gs://, s3://, ...).")
+        g.add_argument(
+            "--horizon",
+            type=int,
+            default=None,
+            help="H: steps ahead to forecast (dataset: default 24; forecast: at most the "
+            "model's horizon, default all of it).",
+        )
+        g.add_argument("--series-id-column", default="series_id", help="Column with the id.")
+        g.add_argument("--timestamp-column", default="timestamp", help="Column with the time.")
+        g.add_argument("--value-column", default="value", help="Column with the value.")
+        g.add_argument(
+            "--max-rejected-fraction",
+            type=float,
+            default=0.01,
+            help="Fail the job (nothing is committed) when more than this fraction of rows "
+            "is rejected.",
+        )
+
+
+def add_job_arguments(parser, options_class: type[PipelineOptions]) -> None:
+    """Add the flags of ``options_class`` and of its rnncast parents to ``parser``."""
+    for cls in reversed(options_class.mro()):
+        own = "_add_argparse_args" in cls.__dict__
+        if own and issubclass(cls, PipelineOptions) and cls is not PipelineOptions:
+            cls._add_argparse_args(parser)  # noqa: SLF001 - Beam's extension hook
+
+
 def all_option_classes() -> list[type[PipelineOptions]]:
     """Every registered ``PipelineOptions`` class (Beam's, the runners', rnncast's)."""
     seen: dict[str, type[PipelineOptions]] = {}
@@ -38,7 +76,7 @@ def help_parser(
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
         allow_abbrev=False,
     )
-    options_class._add_argparse_args(parser)  # noqa: SLF001 - Beam's documented extension hook
+    add_job_arguments(parser, options_class)
     return parser
 
 
@@ -50,7 +88,10 @@ def parse_job_options(
         help_parser(options_class, prog, description).print_help()
         raise SystemExit(0)
     parser = _BeamArgumentParser(allow_abbrev=False)
+    add_job_arguments(parser, options_class)
     for cls in all_option_classes():
+        if issubclass(cls, JobOptions):
+            continue
         try:
             cls._add_argparse_args(parser)  # noqa: SLF001
         except argparse.ArgumentError:

@@ -19,7 +19,7 @@ from model import checkpoint
 from model.errors import TrainError
 from model.export import export_model, load_trained
 from model.forecaster import model_inputs
-from model.train import Trainer, TrainConfig, evaluate_split, train
+from model.train import TrainConfig, Trainer, evaluate_split, train
 from pipeline import synthetic
 from pipeline.reader import load_metadata, make_dataset
 
@@ -150,9 +150,8 @@ def test_export_loads_in_a_fresh_process_and_matches_in_memory(trained, tmp_path
     np.testing.assert_allclose(out["quantiles"], quantiles, atol=1e-4, rtol=1e-5)
     assert (np.diff(out["quantiles"], axis=-1) >= 0).all(), "quantiles cross"
     np.testing.assert_allclose(out["chunked"], out["full"], atol=1e-5)
-    description = json.loads(
-        open(os.path.join(config.model_dir, "export", "rnncast_model.json")).read()
-    )
+    with open(os.path.join(config.model_dir, "export", "rnncast_model.json")) as handle:
+        description = json.load(handle)
     assert description["quantiles"] == [0.1, 0.5, 0.9] and description["horizon"] == 6
     assert description["feature_names"] == load_metadata(config.data)["feature_names"]
 
@@ -284,7 +283,8 @@ def test_kill_and_resume_reaches_the_same_weights(dataset_dir, tmp_path):
     assert state_w == state_k
     for x, y in zip(arrays_w, arrays_k):
         np.testing.assert_array_equal(x, y)  # bitwise: op determinism, seeds per epoch
-    history = json.loads(open(os.path.join(killed, "history.json")).read())
+    with open(os.path.join(killed, "history.json")) as handle:
+        history = json.load(handle)
     assert [h["epoch"] for h in history] == list(range(1, epochs + 1))
 
 
@@ -300,7 +300,8 @@ def test_half_written_or_corrupt_checkpoints(trained, tmp_path):
     state = checkpoint.restore(directory, trainer.variables)
     assert state == before["state"]
     target = os.path.join(directory, before["file"])
-    data = bytearray(open(target, "rb").read())
+    with open(target, "rb") as handle:
+        data = bytearray(handle.read())
     data[len(data) // 2] ^= 0xFF
     copy = tmp_path / "ckpts"
     copy.mkdir()

@@ -1,0 +1,249 @@
+"""The forecast job on DirectRunner with a real exported model: equality with the SavedModel,
+incremental runs equal to full recomputes, statuses, errors and runner modes."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import pandas as pd
+import pytest
+import tensorflow as tf
+from conftest import run_job, write_csv
+
+from model.export import export_model
+from model.train import TrainConfig, train
+from pipeline import forecast_job, synthetic
+from pipeline import series as series_lib
+from pipeline.errors import ModelError
+from pipeline.inputs import InputError
+from pipeline.series import model_features
+
+HOUR = pd.Timedelta(hours=1)
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("fmodel")
+    frame = synthetic.generate(6, 300, 400, seed=21, gap_fraction=0.01, num_covariates=1)
+    source = write_csv(frame, tmp / "train.csv")
+    run_job(
+        source,
+        tmp / "data",
+        "--num-steps",
+        16,
+        "--batch-size",
+        4,
+        "--horizon",
+        5,
+        "--covariates",
+        "covariate_0",
+    )
+    config = TrainConfig(
+        str(tmp / "data"), str(tmp / "model"), cell="lstm", layers=2, units=8, epochs=1, dropout=0.0
+    )
+    train(config, log=lambda _: None)
+    return export_model(config.model_dir), frame
+
+
+def forecast(model, data, output, *flags):
+    return forecast_job.run(
+        ["--model", model, "--input", str(data), "--output", str(output), *map(str, flags)]
+    )
+
+
+def read_forecasts(output) -> pd.DataFrame:
+    metadata = json.loads((output / "metadata.json").read_text())
+    return pd.concat([pd.read_parquet(output / f["name"]) for f in metadata["files"]])
+
+
+def series_frame(frame, newcomer=True):
+    """The training series plus one series the model has never seen."""
+    if not newcomer:
+        return frame
+    extra = synthetic.generate_series(99, 120, seed=5, num_covariates=1)
+    extra["series_id"] = "newcomer"
+    return pd.concat([frame, extra], ignore_index=True)
+
+
+def test_job_output_equals_the_savedmodel_forecast_signature(exported, tmp_path):
+    model_path, frame = exported
+    frame = series_frame(frame)
+    source = write_csv(frame, tmp_path / "in.csv")
+    metadata = forecast(model_path, source, tmp_path / "out")
+    got = read_forecasts(tmp_path / "out")
+    assert metadata["counts"]["series_by_status"]["full"] == 7
+    with open(os.path.join(model_path, "rnncast_model.json")) as handle:
+        info = json.load(handle)
+    module = tf.saved_model.load(model_path)
+    for sid, group in frame.groupby("series_id"):
+        ts = pd.DatetimeIndex(group["timestamp"]).as_unit("ns").asi8
+        order = np.argsort(ts)
+        obs = series_lib.Observations(
+            ts[order],
+            group["value"].to_numpy()[order],
+            group[["covariate_0"]].to_numpy()[order],
+            np.zeros(len(ts), np.int32),
+            np.arange(len(ts)),
+            ("x",),
+        )
+        regular, _ = series_lib.regularise(sid, obs, info["freq"], info["fill"])
+        feats = model_features(regular, tuple(info["calendar_features"]))
+        if sid in info["series"]:
+            loc, scale = info["series"][sid]["loc"], info["series"][sid]["scale"]
+        else:
+            head = regular.value[regular.observed][:16]
+            loc, scale = float(np.mean(head)), float(np.std(head))
+        out = module.forecast(
+            feats[None],
+            regular.observed[None].astype(np.float32),
+            np.array([len(feats)], np.int32),
+            np.array([loc], np.float32),
+            np.array([scale], np.float32),
+        )
+        mine = got[got.series_id == sid].sort_values("step")
+        np.testing.assert_allclose(mine["forecast"], out["point"].numpy()[0], rtol=1e-5, atol=1e-4)
+        np.testing.assert_allclose(
+            mine[["q0.1", "q0.5", "q0.9"]], out["quantiles"].numpy()[0], rtol=1e-5, atol=1e-4
+        )
+        assert (mine["origin"] == pd.Timestamp(regular.timestamp[-1])).all()
+        assert (mine["timestamp"] == mine["origin"] + mine["step"] * HOUR).all()
+        assert set(mine["scaling"]) == {"training" if sid in info["series"] else "own_history"}
+
+
+def test_incremental_runs_equal_full_recompute(exported, tmp_path):
+    model_path, frame = exported
+    frame = series_frame(frame)
+    end = frame.groupby("series_id")["timestamp"].max()
+    cut = {sid: t - 30 * HOUR for sid, t in end.items()}
+    cut2 = {sid: t - 10 * HOUR for sid, t in end.items()}
+    first = frame[frame.apply(lambda r: r.timestamp <= cut[r.series_id], axis=1)]
+    first = first[first.series_id != "newcomer"]  # appears only in a later run
+    second_full = frame[frame.apply(lambda r: r.timestamp <= cut2[r.series_id], axis=1)]
+    new_points = second_full[
+        second_full.apply(lambda r: r.timestamp > cut[r.series_id], axis=1)
+        | (second_full.series_id == "newcomer")
+    ]
+    new_points = new_points[new_points.series_id != "series-000002"]  # no new points
+    second_full = pd.concat(
+        [
+            second_full[second_full.series_id != "series-000002"],
+            first[first.series_id == "series-000002"],
+        ]
+    )
+    runs = [
+        (first, first, None),
+        (new_points, second_full, "s1"),
+        (frame, frame, "s2"),
+    ]
+    for k, (incremental_input, full_input, state_in) in enumerate(runs, start=1):
+        inc = write_csv(incremental_input, tmp_path / f"inc{k}.csv")
+        full = write_csv(full_input, tmp_path / f"full{k}.csv")
+        flags = ["--state-out", tmp_path / f"s{k}"]
+        if state_in:
+            flags += ["--state-in", tmp_path / state_in]
+        meta = forecast(model_path, inc, tmp_path / f"inc-out{k}", *flags)
+        forecast(model_path, full, tmp_path / f"full-out{k}")
+        a = read_forecasts(tmp_path / f"inc-out{k}").sort_values(["series_id", "step"])
+        b = read_forecasts(tmp_path / f"full-out{k}").sort_values(["series_id", "step"])
+        assert list(a.series_id) == list(b.series_id) and list(a.origin) == list(b.origin)
+        np.testing.assert_allclose(a["forecast"], b["forecast"], rtol=1e-5, atol=1e-4)
+        np.testing.assert_allclose(a[["q0.1", "q0.9"]], b[["q0.1", "q0.9"]], rtol=1e-5, atol=1e-4)
+        statuses = meta["counts"]["series_by_status"]
+        if k == 2:
+            assert statuses["incremental"] == 5 and statuses["from_state"] == 1
+            assert statuses["full"] == 1  # the newcomer
+        if k == 3:
+            # The whole history is given again: consumed points are skipped, not re-counted;
+            # series-000002 continues over everything after its first-run state.
+            assert statuses["incremental"] == 7
+            assert meta["counts"]["rows_skipped"] > 0
+
+
+def test_rewritten_history_is_recomputed_and_reported(exported, tmp_path):
+    model_path, frame = exported
+    source = write_csv(frame, tmp_path / "a.csv")
+    forecast(model_path, source, tmp_path / "o1", "--state-out", tmp_path / "s1")
+    changed = frame.copy()
+    changed.loc[changed.index[5], "value"] += 10.0  # series-000000, long consumed
+    source = write_csv(changed, tmp_path / "b.csv")
+    meta = forecast(model_path, source, tmp_path / "o2", "--state-in", tmp_path / "s1")
+    assert meta["counts"]["series_by_status"]["recomputed"] == 1
+    forecast(model_path, source, tmp_path / "o3")
+    a, b = read_forecasts(tmp_path / "o2"), read_forecasts(tmp_path / "o3")
+    np.testing.assert_allclose(a["forecast"], b["forecast"], rtol=1e-5, atol=1e-4)
+
+
+def test_statuses_for_series_that_cannot_be_forecast(exported, tmp_path):
+    model_path, frame = exported
+    short = pd.DataFrame(
+        {
+            "series_id": "tiny",
+            "value": [1.0, 2.0, 3.0],
+            "timestamp": pd.date_range("2021-01-01", periods=3, freq="h"),
+            "covariate_0": [0.0, 0.0, 0.0],
+        }
+    )
+    only = pd.concat([frame[frame.series_id == "series-000001"], short])
+    source = write_csv(only, tmp_path / "in.csv")
+    meta = forecast(model_path, source, tmp_path / "out")
+    statuses = meta["counts"]["series_by_status"]
+    assert statuses == {
+        "full": 1,
+        "incremental": 0,
+        "recomputed": 0,
+        "from_state": 0,
+        "too_short": 1,
+        "no_data": 5,
+    }
+    rows = read_forecasts(tmp_path / "out")
+    status_rows = rows[rows.status.isin(["too_short", "no_data"])]
+    assert len(status_rows) == 6 and status_rows["forecast"].isna().all()
+
+
+def test_clear_errors(exported, tmp_path):
+    model_path, frame = exported
+    source = write_csv(frame, tmp_path / "in.csv")
+    with pytest.raises(ModelError, match="not an rnncast export"):
+        forecast(str(tmp_path / "nope"), source, tmp_path / "o")
+    (tmp_path / "empty.csv").write_text("series_id,timestamp,value,covariate_0\n")
+    with pytest.raises(InputError, match="no data rows"):
+        forecast(model_path, tmp_path / "empty.csv", tmp_path / "o")
+    forecast(model_path, source, tmp_path / "o1", "--state-out", tmp_path / "s")
+    state_file = next((tmp_path / "s" / "state").glob("*.parquet"))
+    meta_path = tmp_path / "s" / "metadata.json"
+    original = meta_path.read_text()
+    meta_path.write_text(original.replace('"model_fingerprint": "', '"model_fingerprint": "x'))
+    with pytest.raises(ModelError, match="state was written by model"):
+        forecast(model_path, source, tmp_path / "o2", "--state-in", tmp_path / "s")
+    meta_path.write_text(original)
+    state_file.write_bytes(state_file.read_bytes()[:-10] + b"0123456789")
+    with pytest.raises(ModelError, match=f"{state_file}: corrupt"):
+        forecast(model_path, source, tmp_path / "o2", "--state-in", tmp_path / "s")
+
+
+def test_multi_processing_gives_the_same_output(exported, tmp_path):
+    model_path, frame = exported
+    source = write_csv(frame, tmp_path / "in.csv")
+    forecast(model_path, source, tmp_path / "a", "--state-out", tmp_path / "sa")
+    forecast(
+        model_path,
+        source,
+        tmp_path / "b",
+        "--state-out",
+        tmp_path / "sb",
+        "--direct_running_mode",
+        "multi_processing",
+        "--direct_num_workers",
+        2,
+        "--lanes",
+        2,
+    )
+    pd.testing.assert_frame_equal(
+        read_forecasts(tmp_path / "a"), read_forecasts(tmp_path / "b"), rtol=1e-6
+    )
+    # Rerunning the same job into the same output gives the same files.
+    before = (tmp_path / "a" / "metadata.json").read_bytes()
+    forecast(model_path, source, tmp_path / "a", "--state-out", tmp_path / "sa")
+    assert (tmp_path / "a" / "metadata.json").read_bytes() == before
