@@ -95,7 +95,8 @@ def _demo(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(
         prog="rnncast demo",
         description="Run the main flow on the embedded NOAA hourly temperatures (2010): the "
-        "dataset job, training and export, writing everything under --output.",
+        "dataset job, training, export and the forecast job (with state), writing everything "
+        "under --output.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument("--output", default="rnncast-demo", help="Directory for all outputs.")
@@ -105,7 +106,22 @@ def _demo(argv: list[str]) -> int:
     flags = ["--num-steps", "64", "--batch-size", "32", "--horizon", "24"]
     dataset_job.run(["--input", embedded_data_path(), "--output", dataset, *flags, *beam_args])
     model_dir = os.path.join(args.output, "model")
-    return _train(["--data", dataset, "--model-dir", model_dir, "--epochs", str(args.epochs)])
+    code = _train(["--data", dataset, "--model-dir", model_dir, "--epochs", str(args.epochs)])
+    if code:
+        return code
+    return _forecast(
+        [
+            "--model",
+            os.path.join(model_dir, "export"),
+            "--input",
+            embedded_data_path(),
+            "--output",
+            os.path.join(args.output, "forecasts"),
+            "--state-out",
+            os.path.join(args.output, "state"),
+            *beam_args,
+        ]
+    )
 
 
 HANDLERS = {

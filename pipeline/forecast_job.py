@@ -272,16 +272,7 @@ class _WriteForecastsFn(beam.DoFn):
 
     def process(self, element):
         _, finals = element
-        finals = sorted(finals, key=lambda f: f[0])
-        frames = [
-            forecasting.forecast_rows(state, sid, status, self._model, self._horizon)
-            for sid, status, state in finals
-        ]
-        frame = (
-            pd.concat(frames, ignore_index=True)
-            if frames
-            else pd.DataFrame(columns=forecasting.forecast_columns(self._model))
-        )
+        frame = forecasting.forecast_table(list(finals), self._model, self._horizon)
         name = f"{FORECASTS}/forecasts-00000-of-00001.parquet"
         info = write_parquet(FileSystems.join(self._staging, name), frame)
         yield {"name": name, **info}

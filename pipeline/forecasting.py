@@ -336,29 +336,61 @@ def run_lanes(works: list[Work], step: StepFn, model: ModelInfo) -> list[SeriesS
     ]
 
 
-def forecast_rows(
-    saved: SeriesState | None, series_id: str, status: str, model: ModelInfo, horizon: int
+def forecast_table(
+    finals: list[tuple[str, str, SeriesState | None]], model: ModelInfo, horizon: int
 ) -> pd.DataFrame:
-    """The output rows of one series: ``horizon`` forecasts, or one status row."""
-    columns = forecast_columns(model)
-    if saved is None:
-        row = {c: [None] for c in columns}
-        row.update(series_id=[series_id], status=[status])
-        return pd.DataFrame(row, columns=columns)
-    origin = pd.Timestamp(int(saved.last_timestamp), unit="ns")
+    """The output rows of all series, sorted by (series_id, step): ``horizon`` forecasts per
+    series with a state, one status row (forecast columns null) per series without."""
+    finals = sorted(finals, key=lambda f: f[0])
+    ready = [(sid, status, s) for sid, status, s in finals if s is not None]
+    waiting = [(sid, status) for sid, status, s in finals if s is None]
+    origin = np.array([s.last_timestamp for _, _, s in ready], np.int64)
+    step = np.tile(np.arange(1, horizon + 1, dtype=np.int32), len(ready))
     offset = to_offset(model.freq)
-    targets = pd.date_range(origin, periods=horizon + 1, freq=offset)[1:]
-    frame = {
-        "series_id": [series_id] * horizon,
-        "origin": [origin] * horizon,
-        "timestamp": targets,
-        "step": np.arange(1, horizon + 1, dtype=np.int32),
-        "forecast": saved.point[:horizon],
-        **{name: saved.quantiles[:horizon, k] for k, name in enumerate(model.quantile_columns)},
-        "status": [status] * horizon,
-        "scaling": [saved.scaling] * horizon,
+    if isinstance(offset, pd.offsets.Tick):
+        target = np.repeat(origin, horizon) + step.astype(np.int64) * int(offset.nanos)
+    else:
+        target = (
+            np.concatenate(
+                [
+                    pd.date_range(pd.Timestamp(int(o)), periods=horizon + 1, freq=offset)[1:]
+                    .as_unit("ns")
+                    .asi8
+                    for o in origin
+                ]
+            )
+            if len(origin)
+            else np.zeros(0, np.int64)
+        )
+    Q = len(model.quantiles)
+    quantiles = (
+        np.stack([s.quantiles[:horizon] for _, _, s in ready]).reshape(-1, Q)
+        if ready
+        else np.zeros((0, Q))
+    )
+    columns = {
+        "series_id": np.repeat([sid for sid, _, _ in ready], horizon).astype(object),
+        "origin": np.repeat(origin, horizon).astype("datetime64[ns]"),
+        "timestamp": target.astype("datetime64[ns]"),
+        "step": pd.array(step, dtype="Int32"),  # nullable: status rows have no step
+        "forecast": (
+            np.concatenate([s.point[:horizon] for _, _, s in ready]) if ready else np.zeros(0)
+        ),
+        **{name: quantiles[:, k] for k, name in enumerate(model.quantile_columns)},
+        "status": np.repeat([status for _, status, _ in ready], horizon).astype(object),
+        "scaling": np.repeat([s.scaling for _, _, s in ready], horizon).astype(object),
     }
-    return pd.DataFrame(frame, columns=columns)
+    frame = pd.DataFrame(columns, columns=forecast_columns(model))
+    if waiting:
+        rows = pd.DataFrame(
+            {"series_id": [sid for sid, _ in waiting], "status": [st for _, st in waiting]},
+            columns=forecast_columns(model),
+        )
+        rows = rows.astype(frame.dtypes.to_dict())  # null values, same column types
+        frame = pd.concat([frame, rows], ignore_index=True)
+        order = np.lexsort((frame["step"].fillna(0).to_numpy(), frame["series_id"].to_numpy()))
+        frame = frame.iloc[order].reset_index(drop=True)
+    return frame
 
 
 def forecast_columns(model: ModelInfo) -> list[str]:

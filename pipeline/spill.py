@@ -10,6 +10,7 @@ under a temporary name and renamed, so a retried bundle rewrites them safely.
 from __future__ import annotations
 
 import collections
+import functools
 import struct
 from dataclasses import dataclass
 
@@ -67,31 +68,29 @@ def write_parts(path: str, parts: list[SeriesPart]) -> list[PartRef]:
     return [PartRef(path, i, part.source) for i, part in enumerate(parts)]
 
 
+@functools.lru_cache(maxsize=4)
+def _open_parts(path: str) -> pa.ipc.RecordBatchFileReader:
+    # A spill file holds the rows of many series and every series opens it: keep the last
+    # few (one input batch each, so memory stays bounded) instead of re-reading the footer.
+    with FileSystems.open(path, compression_type=_RAW) as source:
+        return pa.ipc.open_file(pa.BufferReader(source.read()))
+
+
 def read_parts(refs: list[PartRef]) -> list[SeriesPart]:
-    """Load the parts that ``refs`` point to (each spill file opened once)."""
+    """Load the parts that ``refs`` point to."""
     by_path = collections.defaultdict(list)
     for ref in refs:
         by_path[ref.path].append(ref)
     parts = []
     for path in sorted(by_path):
-        with FileSystems.open(path, compression_type=_RAW) as source:
-            reader = pa.ipc.open_file(source)
-            for ref in by_path[path]:
-                batch = reader.get_batch(ref.batch)
-                columns = [c.to_numpy(zero_copy_only=False) for c in batch.columns]
-                parts.append(
-                    SeriesPart(
-                        source=ref.source,
-                        timestamp=columns[0],
-                        value=columns[1],
-                        row_number=columns[2],
-                        covariates=(
-                            np.column_stack(columns[3:])
-                            if len(columns) > 3
-                            else np.zeros((len(columns[0]), 0))
-                        ),
-                    )
-                )
+        reader = _open_parts(path)
+        for ref in by_path[path]:
+            batch = reader.get_batch(ref.batch)
+            columns = [c.to_numpy(zero_copy_only=False) for c in batch.columns]
+            covariates = (
+                np.column_stack(columns[3:]) if len(columns) > 3 else np.zeros((len(columns[0]), 0))
+            )
+            parts.append(SeriesPart(ref.source, columns[2], columns[0], columns[1], covariates))
     return parts
 
 

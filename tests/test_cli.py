@@ -26,7 +26,7 @@ def rnncast(*args: str, check: bool = True) -> subprocess.CompletedProcess:
 
 def test_help_lists_subcommands():
     out = rnncast("--help").stdout
-    for command in ("dataset", "synthetic", "demo"):
+    for command in ("dataset", "train", "export", "forecast", "synthetic", "demo"):
         assert re.search(rf"^\s+{command}\s", out, re.M), command
 
 
@@ -90,7 +90,19 @@ def test_synthetic_then_dataset_through_the_cli(tmp_path, extension):
     assert metadata["counts"]["rows_rejected"] == 0 and metadata["num_series"] == 3
 
 
-def test_demo_runs_on_embedded_data(tmp_path):
-    result = rnncast("demo", "--output", str(tmp_path / "demo"))
+def test_demo_runs_the_whole_flow_on_embedded_data(tmp_path):
+    result = rnncast("demo", "--output", str(tmp_path / "demo"), "--epochs", "2")
     assert "committed (2 series, freq h" in result.stdout
-    assert (tmp_path / "demo" / "dataset" / "_SUCCESS").exists()
+    assert "epoch 2/2" in result.stdout
+    demo = tmp_path / "demo"
+    for marker in ("dataset/_SUCCESS", "forecasts/_SUCCESS", "state/_SUCCESS"):
+        assert (demo / marker).exists(), marker
+    assert (demo / "model" / "export" / "saved_model.pb").exists()
+    metadata = json.loads((demo / "forecasts" / "metadata.json").read_text())
+    assert metadata["counts"]["series_by_status"]["full"] == 2
+
+
+@pytest.mark.parametrize("command", ["train", "export", "forecast"])
+def test_each_command_explains_its_flags(command):
+    out = rnncast(command, "--help").stdout
+    assert "--help" in out and out.count("--") >= 2
