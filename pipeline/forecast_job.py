@@ -331,7 +331,9 @@ class Forecast(beam.PTransform):
         )
         ran = (
             prepared[WORK]
-            | "BatchLanes" >> beam.BatchElements(min_batch_size=1, max_batch_size=config.lanes)
+            # Full batches of lanes (only a bundle's remainder is smaller).
+            | "BatchLanes"
+            >> beam.BatchElements(min_batch_size=config.lanes, max_batch_size=config.lanes)
             | "RunModel" >> beam.ParDo(_RunModelFn(model))
         )
         finals = (

@@ -7,12 +7,12 @@ logic is tested with the real SavedModel and reused by the Beam job.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
+from apache_beam.io.filesystems import FileSystems
 from pandas.tseries.frequencies import to_offset
 
 import schemas
@@ -51,16 +51,15 @@ class ModelInfo:
 
     @classmethod
     def load(cls, export_dir: str) -> ModelInfo:
-        path = os.path.join(export_dir, "rnncast_model.json")
-        if not os.path.exists(os.path.join(export_dir, "saved_model.pb")) or not os.path.exists(
-            path
-        ):
+        path = FileSystems.join(export_dir, "rnncast_model.json")
+        saved_model = FileSystems.join(export_dir, "saved_model.pb")
+        if not (FileSystems.exists(saved_model) and FileSystems.exists(path)):
             raise ModelError(
                 f"{export_dir}: not an rnncast export (needs saved_model.pb and "
                 "rnncast_model.json); pass MODEL_DIR/export written by 'rnncast train'"
             )
-        with open(path, encoding="utf-8") as handle:
-            info = json.load(handle)
+        with FileSystems.open(path) as handle:
+            info = json.loads(handle.read().decode("utf-8"))
         return cls(
             path=export_dir,
             fingerprint=info["fingerprint"],
