@@ -203,6 +203,8 @@ def prepare(
             regular = _drop_first(regular)
             off = np.zeros(len(rows), bool)
             off[~old] = off_grid[1:]
+            if len(regular) == 0:  # every new point was off the grid
+                return saved, _mask(keep, off), skipped
             observed_raw = np.column_stack([new.value, new.covariates])[~off_grid[1:]]
             digest = (
                 saved.digest + points_digest(new.timestamp[~off_grid[1:]], observed_raw)
