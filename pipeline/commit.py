@@ -9,6 +9,7 @@ and check ``_SUCCESS``; files of earlier runs are deleted after the commit.
 
 from __future__ import annotations
 
+import hashlib
 import json
 
 from apache_beam.io.filesystems import FileSystems
@@ -18,6 +19,40 @@ SUCCESS = "_SUCCESS"
 STAGING = "_staging"
 SPILL = "_spill"
 DATA_DIRECTORIES = ("train", "validation", "rejected")
+
+
+def run_id(settings: dict, paths: list[str], extra: str = "") -> str:
+    """Deterministic id of a run: its settings (without output locations), the input files'
+    names and sizes, and ``extra`` (contract versions, model, ...)."""
+    digest = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode())
+    digest.update(extra.encode())
+    for match in FileSystems.match(paths):
+        for metadata in match.metadata_list:
+            digest.update(f"{metadata.path}\x1f{metadata.size_in_bytes}\x1e".encode())
+    return digest.hexdigest()[:16]
+
+
+def check_counts(counts: dict, source: str, max_rejected_fraction: float, staging: str) -> None:
+    """Refuse to commit a run with no rows, broken accounting or too many rejected rows."""
+    from pipeline.inputs import InputError
+
+    if counts["rows_read"] == 0:
+        raise InputError(
+            f"{source}: the input has no data rows; nothing to write. Check the path and that "
+            "the files contain rows below the header"
+        )
+    if counts["rows_read"] != counts["rows_accepted"] + counts["rows_rejected"]:
+        raise AssertionError(f"row accounting is off ({counts}); this is a bug in rnncast")
+    fraction = counts["rows_rejected"] / counts["rows_read"]
+    if fraction > max_rejected_fraction:
+        reasons = {k: v for k, v in counts["rejected_by_reason"].items() if v}
+        raise InputError(
+            f"{source}: {counts['rows_rejected']} of {counts['rows_read']} rows "
+            f"({fraction:.2%}) were rejected {reasons}, more than --max-rejected-fraction "
+            f"{max_rejected_fraction}. Nothing was committed; the rejected rows and their "
+            f"reasons are in {FileSystems.join(staging, 'rejected')}. Fix the input or raise "
+            "--max-rejected-fraction"
+        )
 
 
 def write_json(path: str, payload: dict) -> None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import collections
 import functools
 import hashlib
-import json
 import logging
 import math
 import sys
@@ -694,18 +693,11 @@ def build_metadata(
 
 
 def run_id_for(config: DatasetConfig, paths: list[str]) -> str:
-    """Deterministic id of a run: the options, the input files' names and sizes, the contracts.
-
-    The output location is not part of it, so the same run written to two places is
+    """The output location is not part of the id, so the same run written to two places is
     byte-identical, metadata.json included."""
     settings = asdict(config)
     settings.pop("output")
-    digest = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode())
-    digest.update(schemas.schema_version_string().encode())
-    for match in FileSystems.match(paths):
-        for metadata in match.metadata_list:
-            digest.update(f"{metadata.path}\x1f{metadata.size_in_bytes}\x1e".encode())
-    return digest.hexdigest()[:16]
+    return commit.run_id(settings, paths, schemas.schema_version_string())
 
 
 def run(argv: list[str]) -> dict:
@@ -732,26 +724,9 @@ def run(argv: list[str]) -> dict:
 
 def check_run(metadata: dict, config: DatasetConfig, staging: str) -> None:
     """Refuse to commit a run that failed or rejected too much; say what to do."""
-    counts = metadata["counts"]
-    if counts["rows_read"] == 0:
-        raise InputError(
-            f"{config.input}: the input has no data rows; nothing to write. Check the path "
-            "and that the files contain rows below the header"
-        )
-    if metadata["status"] != "ok":
+    if metadata["status"] != "ok" and metadata["counts"]["rows_read"]:
         raise InputError(f"{config.input}: {metadata['error']}")
-    if counts["rows_read"] != counts["rows_accepted"] + counts["rows_rejected"]:
-        raise AssertionError(f"row accounting is off ({counts}); this is a bug in rnncast")
-    fraction = counts["rows_rejected"] / counts["rows_read"]
-    if fraction > config.max_rejected_fraction:
-        reasons = {k: v for k, v in counts["rejected_by_reason"].items() if v}
-        raise InputError(
-            f"{config.input}: {counts['rows_rejected']} of {counts['rows_read']} rows "
-            f"({fraction:.2%}) were rejected {reasons}, more than --max-rejected-fraction "
-            f"{config.max_rejected_fraction}. Nothing was committed to {config.output}; the "
-            f"rejected rows and their reasons are in {FileSystems.join(staging, 'rejected')}. "
-            "Fix the input or raise --max-rejected-fraction"
-        )
+    commit.check_counts(metadata["counts"], config.input, config.max_rejected_fraction, staging)
 
 
 def print_summary(metadata: dict) -> None:

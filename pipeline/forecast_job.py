@@ -14,7 +14,6 @@ from __future__ import annotations
 import collections
 import hashlib
 import io
-import json
 import sys
 from dataclasses import asdict, dataclass, field
 
@@ -29,7 +28,7 @@ from apache_beam.utils import shared
 import schemas
 from pipeline import commit, forecasting
 from pipeline.errors import ModelError
-from pipeline.inputs import InputError, check_input, list_inputs
+from pipeline.inputs import check_input, list_inputs
 from pipeline.options import JobArgumentError, JobOptions, parse_job_options
 from pipeline.transforms import (
     REJECTED,
@@ -451,14 +450,8 @@ def run_id_for(config: ForecastConfig, model, paths: list[str], state_run: str |
     settings = asdict(config)
     settings.pop("output")
     settings.pop("state_out")
-    digest = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode())
-    digest.update(
-        f"{model.fingerprint}\x1f{state_run}\x1f{schemas.schema_version_string()}".encode()
-    )
-    for match in FileSystems.match(paths):
-        for metadata in match.metadata_list:
-            digest.update(f"{metadata.path}\x1f{metadata.size_in_bytes}\x1e".encode())
-    return digest.hexdigest()[:16]
+    extra = f"{model.fingerprint}\x1f{state_run}\x1f{schemas.schema_version_string()}"
+    return commit.run_id(settings, paths, extra)
 
 
 def run(argv: list[str]) -> dict:
@@ -491,16 +484,7 @@ def run(argv: list[str]) -> dict:
     commit.remove_spill(staging)
     staged = commit.read_json(FileSystems.join(staging, commit.METADATA))
     counts = staged["counts"]
-    if counts["rows_read"] == 0:
-        raise InputError(f"{config.input}: the input has no data rows; nothing to forecast")
-    fraction = counts["rows_rejected"] / counts["rows_read"]
-    if fraction > config.max_rejected_fraction:
-        raise InputError(
-            f"{config.input}: {counts['rows_rejected']} of {counts['rows_read']} rows "
-            f"({fraction:.2%}) were rejected, more than --max-rejected-fraction "
-            f"{config.max_rejected_fraction}. Nothing was committed; the rejected rows are in "
-            f"{FileSystems.join(staging, 'rejected')}"
-        )
+    commit.check_counts(counts, config.input, config.max_rejected_fraction, staging)
     metadata = commit.commit_run(config.output, staging, staged, OUTPUT_DIRECTORIES)
     if state_staging:
         state_metadata = commit.read_json(FileSystems.join(state_staging, commit.METADATA))
