@@ -333,11 +333,12 @@ def train(config: TrainConfig, log=print) -> dict:
     return {"state": state, "history": history}
 
 
-def main(argv: list[str]) -> int:
+def build_parser():
     import argparse
 
     parser = argparse.ArgumentParser(
         prog="rnncast train",
+        allow_abbrev=False,
         description="Train a multi-layer RNN forecaster on a dataset written by 'rnncast "
         "dataset' (truncated BPTT with state carried across batches), with checkpoints, "
         "early stopping and resume; exports a SavedModel to MODEL_DIR/export at the end.",
@@ -387,7 +388,11 @@ def main(argv: list[str]) -> int:
         default=defaults.patience,
         help="Early stopping: epochs without validation improvement.",
     )
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str]) -> int:
+    args = build_parser().parse_args(argv)
     config = TrainConfig(
         data=args.data,
         model_dir=args.model_dir,

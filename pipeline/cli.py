@@ -17,6 +17,7 @@ COMMANDS = {
     "train": "Train an RNN forecaster on a dataset (truncated BPTT), then export it.",
     "export": "Export a trained model directory as a SavedModel (step/forecast signatures).",
     "forecast": "Beam job: forecasts for every series from an exported model, incremental.",
+    "schedule-run": "One scheduled period: forecast from the latest state, advance LATEST.",
     "synthetic": "Write the deterministic synthetic series set (CSV or Parquet).",
     "demo": "Run the main flow end to end on the embedded real dataset.",
 }
@@ -36,6 +37,12 @@ def _forecast(argv: list[str]) -> int:
     return 0
 
 
+def _schedule_run(argv: list[str]) -> int:
+    from pipeline import schedule
+
+    return schedule.main(argv)
+
+
 def _train(argv: list[str]) -> int:
     from model import export, train
 
@@ -46,25 +53,29 @@ def _train(argv: list[str]) -> int:
     return code
 
 
-def _export(argv: list[str]) -> int:
-    from model import export
-
+def _export_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="rnncast export",
+        allow_abbrev=False,
         description="Write MODEL_DIR/export: a SavedModel with 'step' and 'forecast' "
         "signatures, rnncast_model.json and model.keras, from the best checkpoint.",
     )
     parser.add_argument("--model-dir", required=True, help="Model directory of rnncast train.")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def _export(argv: list[str]) -> int:
+    from model import export
+
+    args = _export_parser().parse_args(argv)
     print(f"rnncast export: wrote {export.export_model(args.model_dir)}")
     return 0
 
 
-def _synthetic(argv: list[str]) -> int:
-    from pipeline import synthetic
-
+def _synthetic_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="rnncast synthetic",
+        allow_abbrev=False,
         description="Write the deterministic synthetic series set used by tests and benchmarks.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
@@ -74,7 +85,13 @@ def _synthetic(argv: list[str]) -> int:
     parser.add_argument("--max-length", type=int, default=5000, help="Longest series (points).")
     parser.add_argument("--covariates", type=int, default=0, help="Numeric covariate columns.")
     parser.add_argument("--seed", type=int, default=0, help="Seed; same seed, same bytes.")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def _synthetic(argv: list[str]) -> int:
+    from pipeline import synthetic
+
+    args = _synthetic_parser().parse_args(argv)
     frame = synthetic.generate(
         args.num_series,
         args.min_length,
@@ -89,11 +106,10 @@ def _synthetic(argv: list[str]) -> int:
     return 0
 
 
-def _demo(argv: list[str]) -> int:
-    from pipeline import dataset_job, embedded_data_path
-
+def _demo_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="rnncast demo",
+        allow_abbrev=False,
         description="Run the main flow on the embedded NOAA hourly temperatures (2010): the "
         "dataset job, training, export and the forecast job (with state), writing everything "
         "under --output.",
@@ -101,7 +117,13 @@ def _demo(argv: list[str]) -> int:
     )
     parser.add_argument("--output", default="rnncast-demo", help="Directory for all outputs.")
     parser.add_argument("--epochs", type=int, default=15, help="Training epochs.")
-    args, beam_args = parser.parse_known_args(argv)
+    return parser
+
+
+def _demo(argv: list[str]) -> int:
+    from pipeline import dataset_job, embedded_data_path
+
+    args, beam_args = _demo_parser().parse_known_args(argv)
     dataset = os.path.join(args.output, "dataset")
     flags = ["--num-steps", "64", "--batch-size", "32", "--horizon", "24"]
     dataset_job.run(["--input", embedded_data_path(), "--output", dataset, *flags, *beam_args])
@@ -129,9 +151,48 @@ HANDLERS = {
     "train": _train,
     "export": _export,
     "forecast": _forecast,
+    "schedule-run": _schedule_run,
     "synthetic": _synthetic,
     "demo": _demo,
 }
+
+
+def check_arguments(argv: list[str]) -> None:
+    """Parse an ``rnncast`` command line without running it; raise :class:`JobArgumentError`
+    on an unknown command or flag (used to check the invocations written in docs)."""
+    from model.train import build_parser as train_parser
+    from pipeline.dataset_job import DESCRIPTION as DATASET
+    from pipeline.dataset_job import DatasetOptions
+    from pipeline.forecast_job import DESCRIPTION as FORECAST
+    from pipeline.forecast_job import ForecastOptions
+    from pipeline.options import parse_job_options
+    from pipeline.schedule import build_parser as schedule_parser
+
+    command, rest = argv[0], list(argv[1:])
+    if command not in HANDLERS:
+        raise JobArgumentError(f"unknown command {command!r}")
+    beam_options = {"dataset": (DatasetOptions, DATASET), "forecast": (ForecastOptions, FORECAST)}
+    if command in beam_options:
+        parse_job_options(
+            rest, *(beam_options[command][:1]), f"rnncast {command}", beam_options[command][1]
+        )
+        return
+    parser = {
+        "train": train_parser,
+        "export": _export_parser,
+        "synthetic": _synthetic_parser,
+        "demo": _demo_parser,
+        "schedule-run": schedule_parser,
+    }[command]()
+    try:
+        _, unknown = parser.parse_known_args(rest)
+    except SystemExit as err:
+        raise JobArgumentError(f"rnncast {command}: bad arguments {rest}") from err
+    if unknown:
+        if command not in ("demo", "schedule-run"):
+            raise JobArgumentError(f"rnncast {command}: unknown argument(s) {unknown}")
+        # The rest are Beam options for the jobs these commands run.
+        parse_job_options(unknown, ForecastOptions, f"rnncast {command}", FORECAST)
 
 
 def main(argv: list[str] | None = None) -> int:

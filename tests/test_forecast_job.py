@@ -251,3 +251,59 @@ def test_multi_processing_gives_the_same_output(exported, tmp_path):
     before = (tmp_path / "a" / "metadata.json").read_bytes()
     forecast(model_path, source, tmp_path / "a", "--state-out", tmp_path / "sa")
     assert (tmp_path / "a" / "metadata.json").read_bytes() == before
+
+
+def _schedule(model_path, data, root, date, **kwargs):
+    from pipeline.schedule import schedule_run
+
+    return schedule_run(model_path, str(data), str(root), date, **kwargs)
+
+
+def test_scheduled_runs_twice_and_after_a_crash_before_the_pointer_moves(exported, tmp_path):
+    model_path, frame = exported
+    end = frame.groupby("series_id")["timestamp"].transform("max")
+    periods = [
+        frame[frame.timestamp <= end - 20 * HOUR],
+        frame[(frame.timestamp > end - 20 * HOUR) & (frame.timestamp <= end - 10 * HOUR)],
+        frame[frame.timestamp > end - 10 * HOUR],
+    ]
+    inputs = [write_csv(p, tmp_path / f"day{i}.csv") for i, p in enumerate(periods, 1)]
+    dates = ["2026-01-01", "2026-01-02", "2026-01-03"]
+
+    clean = tmp_path / "clean"
+    for source, date in zip(inputs, dates):
+        _schedule(model_path, source, clean, date)
+    assert (clean / "LATEST").read_text().strip() == dates[-1]
+
+    crashed = tmp_path / "crashed"
+    for source, date in zip(inputs[:2], dates[:2]):
+        _schedule(model_path, source, crashed, date)
+
+    def crash():
+        raise RuntimeError("killed between committing state and moving LATEST")
+
+    with pytest.raises(RuntimeError):
+        _schedule(model_path, inputs[2], crashed, dates[2], after_forecast=crash)
+    assert (crashed / "LATEST").read_text().strip() == dates[1]  # still the previous state
+    meta = _schedule(model_path, inputs[2], crashed, dates[2])  # the scheduler's retry
+    assert meta["counts"]["rows_skipped"] == 0, "nothing may be consumed twice"
+    assert meta["counts"]["series_by_status"]["incremental"] == 6
+    for root in (clean, crashed):
+        assert (root / "LATEST").read_text().strip() == dates[-1]
+    pd.testing.assert_frame_equal(
+        read_forecasts(clean / "forecasts" / dates[-1]),
+        read_forecasts(crashed / "forecasts" / dates[-1]),
+    )
+    # Retrying a finished period gives the same outputs; going back in time is refused.
+    _schedule(model_path, inputs[2], clean, dates[-1])
+    pd.testing.assert_frame_equal(
+        read_forecasts(clean / "forecasts" / dates[-1]),
+        read_forecasts(crashed / "forecasts" / dates[-1]),
+    )
+    with pytest.raises(ModelError, match="not after the latest run"):
+        _schedule(model_path, inputs[0], clean, "2025-12-31")
+    # The incremental chain equals one forecast over the whole history.
+    forecast(model_path, write_csv(frame, tmp_path / "all.csv"), tmp_path / "whole")
+    a = read_forecasts(clean / "forecasts" / dates[-1]).sort_values(["series_id", "step"])
+    b = read_forecasts(tmp_path / "whole").sort_values(["series_id", "step"])
+    np.testing.assert_allclose(a["forecast"], b["forecast"], rtol=1e-5, atol=1e-4)

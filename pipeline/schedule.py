@@ -1,0 +1,107 @@
+"""``rnncast schedule-run``: the job a scheduler runs each period.
+
+Layout under ``--root`` (any Beam file system):
+
+    ROOT/LATEST                     run date of the newest committed state
+    ROOT/runs/<date>.json           which state a run started from (written before it starts)
+    ROOT/state/<date>/              --state-out of that run (committed atomically)
+    ROOT/forecasts/<date>/          its forecasts
+
+A run forecasts with ``--state-in`` = the state ``LATEST`` names and ``--state-out`` = a new dated
+directory, then moves ``LATEST`` in one atomic write. It is safe to retry after a crash at any
+point: the run's manifest pins the state it started from, so a retry (before or after the
+pointer moved) reads the same state and writes the same outputs; a half-written state is never
+named by ``LATEST`` and never read.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+from collections.abc import Callable
+
+from apache_beam.io.filesystems import FileSystems
+
+from pipeline import commit, forecast_job
+from pipeline.errors import ModelError
+
+LATEST = "LATEST"
+
+
+def _read_text(path: str) -> str | None:
+    if not FileSystems.exists(path):
+        return None
+    with FileSystems.open(path) as source:
+        return source.read().decode("utf-8").strip()
+
+
+def schedule_run(
+    model: str,
+    input_path: str,
+    root: str,
+    run_date: str,
+    beam_args: list[str] | None = None,
+    after_forecast: Callable[[], None] | None = None,
+) -> dict:
+    """Run one scheduled period; ``after_forecast`` is a test hook between commit and pointer."""
+    root = root.rstrip("/")
+    manifest_path = FileSystems.join(root, "runs", f"{run_date}.json")
+    latest = _read_text(FileSystems.join(root, LATEST))
+    if FileSystems.exists(manifest_path):
+        state_from = commit.read_json(manifest_path)["state_from"]  # a retry: same input state
+    else:
+        if latest is not None and run_date <= latest:
+            raise ModelError(
+                f"{root}: run {run_date} is not after the latest run {latest}; scheduled runs "
+                "move forward (rerun an existing date only to retry it)"
+            )
+        state_from = latest
+        if not FileSystems.exists(FileSystems.join(root, "runs")):
+            FileSystems.mkdirs(FileSystems.join(root, "runs"))
+        commit.write_json(manifest_path, {"run_date": run_date, "state_from": state_from})
+    argv = [
+        "--model",
+        model,
+        "--input",
+        input_path,
+        "--output",
+        FileSystems.join(root, "forecasts", run_date),
+        "--state-out",
+        FileSystems.join(root, "state", run_date),
+    ]
+    if state_from is not None:
+        argv += ["--state-in", FileSystems.join(root, "state", state_from)]
+    metadata = forecast_job.run(argv + list(beam_args or []))
+    if after_forecast is not None:
+        after_forecast()
+    if latest is None or run_date >= latest:
+        commit.write_bytes(FileSystems.join(root, LATEST), (run_date + "\n").encode("utf-8"))
+    print(f"rnncast schedule-run: {run_date} done; {LATEST} -> {max(run_date, latest or '')}")
+    return metadata
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="rnncast schedule-run",
+        allow_abbrev=False,
+        description="One scheduled batch-forecast period: forecast from the latest committed "
+        "state into dated state and forecast directories under --root, then advance the "
+        "LATEST pointer atomically. Safe to retry after a crash. Other flags are Beam options.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("--model", required=True, help="Export directory of rnncast train.")
+    parser.add_argument("--input", required=True, help="New points (CSV/Parquet, glob, dir).")
+    parser.add_argument("--root", required=True, help="Root of the dated state and forecasts.")
+    parser.add_argument(
+        "--run-date",
+        default=dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d"),
+        help="Period of this run (sortable, e.g. 2026-11-29 or 2026-11-29T06); default today "
+        "(UTC).",
+    )
+    return parser
+
+
+def main(argv: list[str]) -> int:
+    args, beam_args = build_parser().parse_known_args(argv)
+    schedule_run(args.model, args.input, args.root, args.run_date, beam_args)
+    return 0
