@@ -41,6 +41,10 @@ def written_invocations() -> list[tuple[str, list[str]]]:
     for path in files:
         for block in shell_blocks(path.read_text()):
             for line in block.replace("\\\n", " ").splitlines():
+                # Option files are spliced in with $(cat FILE): check their flags too.
+                line = re.sub(
+                    r"\$\(cat ([^)]+)\)", lambda m: (ROOT / m.group(1)).read_text(), line
+                ).replace("\n", " ")
                 tokens = shlex.split(line, comments=True)
                 names = [i for i, t in enumerate(tokens) if t.endswith("rnncast")]
                 if not names:
@@ -123,3 +127,11 @@ def test_dockerfile_passes_hadolint():
         [binary, str(ROOT / "deploy/Dockerfile")], capture_output=True, text=True
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("runner", ["dataflow", "flink", "spark"])
+def test_runner_option_files_are_beam_options_for_both_jobs(runner):
+    flags = (ROOT / "deploy" / "runners" / f"{runner}.options").read_text().split()
+    assert flags and all(flag.startswith("--") for flag in flags)
+    check_arguments(["dataset", "--input", "x", "--output", "y", *flags])
+    check_arguments(["forecast", "--model", "m", "--input", "x", "--output", "y", *flags])
