@@ -453,9 +453,7 @@ class _WriteFileFn(beam.DoFn):
             count = split_plan["num_shards"]
             name = f"shard-{index:05d}-of-{count:05d}.tfrecord.gz"
             records = blobs  # already in shuffle-key order
-        info = write_tfrecord_file(
-            FileSystems.join(self._staging, split, name), records, framed=True
-        )
+        info = write_tfrecord_file(FileSystems.join(self._staging, split, name), records)
         info.update(split=split, index=index, name=f"{split}/{name}")
         if config.layout == "stateful":
             info["batches"] = split_plan["num_batches"]

@@ -90,13 +90,14 @@ def frame_record(record: bytes) -> bytes:
     )
 
 
-def write_tfrecord_file(path: str, records: Iterable[bytes], framed: bool = False) -> dict:
+def write_tfrecord_file(path: str, framed_records: Iterable[bytes]) -> dict:
     """Write GZIP TFRecords to ``path`` through Beam ``FileSystems`` (any scheme).
 
     The file is written under a temporary name and renamed when complete, so it never appears
     half-written under its final name. Compression is done here (zlib, mtime 0) rather than by
     the file system so the bytes are deterministic and their SHA-256 is known without a re-read.
-    ``framed`` records already carry their TFRecord framing (see :func:`frame_record`).
+    The records already carry their TFRecord framing (:func:`frame_record`), so spilled
+    records are copied as they are.
     Returns ``{"path", "records", "bytes", "sha256"}``.
     """
     temporary = f"{path}.tmp-{hashlib.sha256(path.encode()).hexdigest()[:8]}"
@@ -108,8 +109,7 @@ def write_tfrecord_file(path: str, records: Iterable[bytes], framed: bool = Fals
     try:
         pending: list[bytes] = []
         pending_size = 0
-        for record in records:
-            record = record if framed else frame_record(record)
+        for record in framed_records:
             pending.append(record)
             pending_size += len(record)
             count += 1
