@@ -178,12 +178,7 @@ class DatasetConfig:
 
     @property
     def validation_start_ns(self) -> int | None:
-        if self.validation_start is None:
-            return None
-        stamp = pd.Timestamp(self.validation_start)
-        if stamp.tzinfo is not None:
-            stamp = stamp.tz_convert("UTC").tz_localize(None)
-        return int(stamp.as_unit("ns").value)
+        return series_lib.utc_ns(self.validation_start)
 
     def check(self) -> DatasetConfig:
         problems = []

@@ -30,6 +30,7 @@ from pipeline import commit, forecasting
 from pipeline.errors import ModelError
 from pipeline.inputs import check_input, list_inputs
 from pipeline.options import JobArgumentError, JobOptions, parse_job_options
+from pipeline.series import utc_ns
 from pipeline.transforms import (
     REJECTED,
     ROWS_READ,
@@ -97,12 +98,7 @@ class ForecastConfig:
 
     @property
     def as_of_ns(self) -> int | None:
-        if self.as_of is None:
-            return None
-        stamp = pd.Timestamp(self.as_of)
-        if stamp.tzinfo is not None:
-            stamp = stamp.tz_convert("UTC").tz_localize(None)
-        return int(stamp.as_unit("ns").value)
+        return utc_ns(self.as_of)
 
 
 def config_from_options(options: ForecastOptions, model: forecasting.ModelInfo) -> ForecastConfig:

@@ -326,3 +326,13 @@ def model_features(regular: RegularSeries, calendar_names: tuple[str, ...]) -> n
     """Model inputs [n, F] (float32, raw units): value, covariates, calendar features."""
     calendar = calendar_features(regular.timestamp, calendar_names)
     return np.column_stack([regular.value, regular.covariates, calendar]).astype(np.float32)
+
+
+def utc_ns(text: str | None) -> int | None:
+    """A timestamp flag (ISO-8601; naive = UTC, offsets converted) as ns since the epoch."""
+    if text is None:
+        return None
+    stamp = pd.Timestamp(text)
+    if stamp.tzinfo is not None:
+        stamp = stamp.tz_convert("UTC").tz_localize(None)
+    return int(stamp.as_unit("ns").value)
