@@ -418,9 +418,15 @@ def build_parser():
         "early stopping and resume; exports a SavedModel to MODEL_DIR/export at the end.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    defaults = TrainConfig(data="", model_dir="")
     parser.add_argument("--data", required=True, help="Dataset directory (rnncast dataset).")
     parser.add_argument("--model-dir", required=True, help="Checkpoints, logs and export.")
+    add_training_arguments(parser)
+    return parser
+
+
+def add_training_arguments(parser) -> None:
+    """The model and training flags (shared by ``rnncast train`` and ``rnncast evaluate``)."""
+    defaults = TrainConfig(data="", model_dir="")
     parser.add_argument(
         "--cell", choices=sorted(CELL_TYPES), default=defaults.cell, help="Recurrent cell."
     )
@@ -470,14 +476,13 @@ def build_parser():
         "multi-worker (MultiWorkerMirroredStrategy over the cluster in TF_CONFIG). Lanes of "
         "each batch are split across replicas; the batch size must divide evenly.",
     )
-    return parser
 
 
-def main(argv: list[str]) -> int:
-    args = build_parser().parse_args(argv)
-    config = TrainConfig(
-        data=args.data,
-        model_dir=args.model_dir,
+def config_from_args(args, data: str, model_dir: str) -> TrainConfig:
+    """The :class:`TrainConfig` of parsed training flags (see :func:`add_training_arguments`)."""
+    return TrainConfig(
+        data=data,
+        model_dir=model_dir,
         cell=args.cell,
         layers=args.layers,
         units=args.units,
@@ -491,6 +496,11 @@ def main(argv: list[str]) -> int:
         patience=args.patience,
         distribution=args.distribution,
     )
+
+
+def main(argv: list[str]) -> int:
+    args = build_parser().parse_args(argv)
+    config = config_from_args(args, args.data, args.model_dir)
     summary = train(config)
     state = summary["state"]
     print(

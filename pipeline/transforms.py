@@ -267,7 +267,8 @@ class AssembleSeries(beam.PTransform):
         return outputs
 
 
-def _sorted_rejected(frames) -> pd.DataFrame:
+def sorted_rejected(frames: list[pd.DataFrame]) -> pd.DataFrame:
+    """All dead-letter rows of ``frames`` in one table, in (source, row, reason) order."""
     frames = [f for f in frames if len(f)]
     if not frames:
         return empty_rejected()
@@ -277,29 +278,34 @@ def _sorted_rejected(frames) -> pd.DataFrame:
     )
 
 
+def rejected_jsonl(table: pd.DataFrame) -> bytes:
+    """Dead-letter rows as JSON lines (``schemas/rejected``): one object per row, keys sorted."""
+    lines = [
+        json.dumps(
+            {
+                "source": r.source,
+                "row_number": int(r.row_number),
+                "reason": r.reason,
+                "detail": r.detail,
+                "row": json.loads(r.row),
+            },
+            sort_keys=True,
+        )
+        for r in table.itertuples(index=False)
+    ]
+    return ("\n".join(lines) + ("\n" if lines else "")).encode("utf-8")
+
+
 class _WriteRejectedFn(beam.DoFn):
     def __init__(self, directory: str):
         self._directory = directory
 
     def process(self, element):
         _, frames = element
-        table = _sorted_rejected(list(frames))
+        table = sorted_rejected(list(frames))
         path = FileSystems.join(self._directory, "rejected-00000-of-00001.jsonl")
         temporary = path + ".tmp"
-        lines = [
-            json.dumps(
-                {
-                    "source": r.source,
-                    "row_number": int(r.row_number),
-                    "reason": r.reason,
-                    "detail": r.detail,
-                    "row": json.loads(r.row),
-                },
-                sort_keys=True,
-            )
-            for r in table.itertuples(index=False)
-        ]
-        payload = ("\n".join(lines) + ("\n" if lines else "")).encode("utf-8")
+        payload = rejected_jsonl(table)
         with FileSystems.create(temporary) as sink:
             sink.write(payload)
         if FileSystems.exists(path):
@@ -308,7 +314,7 @@ class _WriteRejectedFn(beam.DoFn):
         counts = collections.Counter(table["reason"].tolist())
         yield {
             "path": path,
-            "records": len(lines),
+            "records": len(table),
             "bytes": len(payload),
             "sha256": hashlib.sha256(payload).hexdigest(),
             "by_reason": dict(sorted(counts.items())),

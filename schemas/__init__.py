@@ -17,8 +17,17 @@ METADATA = "metadata"
 REJECTED = "rejected"
 FORECAST = "forecast"
 STATE = "state"
+EVALUATION = "evaluation"
 
-CURRENT_VERSIONS = {INPUT: 1, TFRECORD: 1, METADATA: 1, REJECTED: 1, FORECAST: 1, STATE: 1}
+CURRENT_VERSIONS = {
+    INPUT: 1,
+    TFRECORD: 1,
+    METADATA: 1,
+    REJECTED: 1,
+    FORECAST: 1,
+    STATE: 1,
+    EVALUATION: 1,
+}
 
 
 @functools.cache

@@ -1,0 +1,321 @@
+"""Rolling-origin backtesting logic: origins, history cuts, baselines and scores.
+
+Pure numpy/pandas (statsforecast, when installed, for the classical baseline); the
+``rnncast evaluate`` command composes these with the real dataset, training and forecast jobs.
+
+Conventions: an *origin* is a timestamp on the data's grid. The history of an origin is every
+observation at or before it; its forecasts are for the ``horizon`` grid points after each
+series' last observation in that history, and are scored against the observations at those
+timestamps (missing ones are skipped).
+"""
+
+from __future__ import annotations
+
+import collections
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from pandas.tseries.frequencies import to_offset
+
+from pipeline import metrics
+from pipeline import series as series_lib
+from pipeline.inputs import list_inputs, read_batches
+from pipeline.transforms import rejected_observations, sorted_rejected
+from pipeline.validation import InputColumns, rejected_frame, validate_batch
+
+MODEL = "rnncast"
+NAIVE = "naive"
+SEASONAL_NAIVE = "seasonal_naive"
+CLASSICAL_MODELS = ("AutoETS", "AutoTheta")
+METRIC_COLUMNS = ("mase", "smape", "scaled_pinball", "wql", "coverage")
+
+
+@dataclass
+class LoadedInput:
+    """Every input row, validated: unique observations per series, and the rejected rows."""
+
+    series: dict[str, series_lib.Observations]
+    rejected: pd.DataFrame
+    rows_read: int
+
+    @property
+    def rows_accepted(self) -> int:
+        return sum(len(obs) for obs in self.series.values())
+
+
+def load_input(location: str, columns: InputColumns) -> LoadedInput:
+    """Read and validate ``location`` with the jobs' own row checks and de-duplication, so the
+    backtest sees exactly the points the dataset and forecast jobs would accept."""
+    parts: dict[str, list[series_lib.SeriesPart]] = collections.defaultdict(list)
+    rejected = []
+    rows_read = 0
+    for path in list_inputs(location):
+        for table, row_numbers, malformed in read_batches(path, columns):
+            rows_read += table.num_rows + len(malformed)
+            if malformed:
+                rejected.append(
+                    rejected_frame(
+                        path,
+                        np.array([line for line, _ in malformed], np.int64),
+                        ["malformed_row"] * len(malformed),
+                        [{"text": text} for _, text in malformed],
+                    )
+                )
+            if table.num_rows:
+                accepted, bad = validate_batch(table, columns, path, row_numbers)
+                rejected.append(bad)
+                for series_id, part in accepted:
+                    parts[series_id].append(part)
+    series = {}
+    for series_id in sorted(parts):
+        rows = series_lib.combine_parts(parts[series_id])
+        unique, dropped = series_lib.deduplicate(rows)
+        for reason, positions in dropped.items():
+            if len(positions):
+                rejected.append(rejected_observations(series_id, rows, positions, reason))
+        series[series_id] = unique
+    return LoadedInput(series, sorted_rejected(rejected), rows_read)
+
+
+def grid_step(freq: str, origin: int, steps: int) -> int:
+    """The timestamp ``steps`` grid points after ``origin`` (negative: before)."""
+    offset = to_offset(freq)
+    if isinstance(offset, pd.offsets.Tick):
+        return int(origin + steps * offset.nanos)
+    return int((pd.Timestamp(int(origin)) + steps * offset).value)
+
+
+def choose_origins(
+    end: int, freq: str, horizon: int, count: int | None, every: int | None, start: int
+) -> list[int]:
+    """Rolling origins, oldest first: the last one leaves exactly ``horizon`` grid points up to
+    ``end`` (the newest timestamp), the others step back ``every`` points (default: the
+    horizon, so test windows do not overlap). Without ``count``, as many as fit while the
+    history before the oldest origin is at least half of the data (``start`` .. ``end``)."""
+    every = every or horizon
+    if every < 1 or horizon < 1:
+        raise ValueError("--horizon and --origin-every must be >= 1")
+    last = grid_step(freq, end, -horizon)
+    if count is not None:
+        if count < 1:
+            raise ValueError("--origins must be >= 1")
+        origins = [grid_step(freq, last, -every * k) for k in range(count)]
+    else:
+        middle = start + (end - start) // 2
+        origins = []
+        while not origins or grid_step(freq, last, -every * len(origins)) >= middle:
+            origins.append(grid_step(freq, last, -every * len(origins)))
+    if origins[-1] <= start:
+        raise ValueError(
+            f"{len(origins)} origins spaced {every} steps before the last {horizon} leave no "
+            "history before the oldest one; use fewer --origins or a smaller --origin-every"
+        )
+    return sorted(origins)
+
+
+def history_frame(
+    series: dict[str, series_lib.Observations], origin: int, columns: InputColumns
+) -> pd.DataFrame:
+    """The observations at or before ``origin`` as a long input table (sorted, so the file
+    written from it, and every job run on it, is byte-identical for the same history)."""
+    frames = []
+    for series_id, obs in series.items():
+        keep = obs.timestamp <= origin
+        if keep.any():
+            frame = pd.DataFrame(
+                {
+                    columns.series_id: series_id,
+                    columns.timestamp: pd.to_datetime(obs.timestamp[keep], utc=True),
+                    columns.value: obs.value[keep],
+                }
+            )
+            for k, name in enumerate(columns.covariates):
+                frame[name] = obs.covariates[keep, k]
+            frames.append(frame)
+    if not frames:
+        return pd.DataFrame(columns=list(columns.all))
+    return pd.concat(frames, ignore_index=True)
+
+
+def regular_history(
+    series_id: str, obs: series_lib.Observations, origin: int, freq: str, fill: str
+) -> series_lib.RegularSeries | None:
+    """The history of one series on its grid, filled like the jobs fill it (None: empty)."""
+    keep = obs.timestamp <= origin
+    if not keep.any():
+        return None
+    regular, _ = series_lib.regularise(series_id, obs.subset(keep), freq, fill)
+    return regular if len(regular) else None
+
+
+def future_targets(freq: str, last: int, horizon: int) -> np.ndarray:
+    """Timestamps of the ``horizon`` grid points after ``last``."""
+    return np.array([grid_step(freq, last, h) for h in range(1, horizon + 1)], np.int64)
+
+
+def actuals_at(obs: series_lib.Observations, targets: np.ndarray) -> np.ndarray:
+    """Observed values at ``targets`` (NaN where there is no observation)."""
+    position = np.searchsorted(obs.timestamp, targets)
+    found = position < len(obs.timestamp)
+    found[found] = obs.timestamp[position[found]] == targets[found]
+    out = np.full(len(targets), np.nan)
+    out[found] = obs.value[position[found]]
+    return out
+
+
+def classical_available() -> bool:
+    """Whether the optional classical baseline (``pip install 'rnncast[classical]'``) is there."""
+    try:
+        import statsforecast.models  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def baseline_forecasts(
+    history: np.ndarray,
+    horizon: int,
+    season: int,
+    levels: Sequence[float],
+    classical: Sequence[str] = (),
+) -> dict[str, tuple[np.ndarray, np.ndarray | None]]:
+    """``{method: (point [H], quantiles [H, Q] or None)}`` for the baselines, from the filled
+    history of one series. Naive methods have no interval (None); the classical models give
+    the quantiles of ``levels`` from their symmetric prediction intervals."""
+    out: dict[str, tuple[np.ndarray, np.ndarray | None]] = {
+        NAIVE: (metrics.naive_forecast(history, horizon), None),
+        SEASONAL_NAIVE: (metrics.seasonal_naive_forecast(history, horizon, season), None),
+    }
+    if classical:
+        from statsforecast import models as sf_models
+
+        widths = sorted({_interval_level(q) for q in levels if abs(q - 0.5) > 1e-9})
+        for name in classical:
+            model = getattr(sf_models, name)(season_length=max(season, 1))
+            result = model.forecast(y=np.asarray(history, np.float64), h=horizon, level=widths)
+            point = np.asarray(result["mean"], np.float64)
+            columns = []
+            for q in levels:
+                if abs(q - 0.5) <= 1e-9:
+                    columns.append(point)
+                else:
+                    side = "lo" if q < 0.5 else "hi"
+                    columns.append(np.asarray(result[f"{side}-{_interval_level(q)}"], np.float64))
+            out[name] = (point, np.stack(columns, axis=1))
+    return out
+
+
+def _interval_level(q: float) -> int | float:
+    """The central interval (in percent) whose bound is quantile ``q``: 0.1 and 0.9 -> 80."""
+    width = round(abs(1.0 - 2.0 * q) * 100.0, 6)
+    return int(width) if float(width).is_integer() else width
+
+
+def score(
+    actual: np.ndarray,
+    point: np.ndarray,
+    quantiles: np.ndarray | None,
+    levels: Sequence[float],
+    history: np.ndarray,
+    season: int,
+) -> dict[str, float]:
+    """Metrics of one forecast over the targets that were observed (NaN actuals skipped).
+
+    Without quantiles the point forecast stands for every level (pinball loss of a point
+    forecast) and coverage is undefined (NaN). ``coverage`` is that of the outermost
+    interval of ``levels``."""
+    valid = ~np.isnan(actual)
+    result = {"targets": int(valid.sum())}
+    if not valid.any():
+        nan = {name: float("nan") for name in METRIC_COLUMNS}
+        return {**result, **nan, "pinball_sum": 0.0, "abs_actual": 0.0}
+    actual, point = actual[valid], point[valid]
+    if quantiles is None:
+        bands = np.repeat(point[:, None], len(levels), axis=1)
+        covered = float("nan")
+    else:
+        bands = quantiles[valid]
+        order = np.argsort(levels)
+        covered = metrics.coverage(actual, bands[:, order[0]], bands[:, order[-1]])
+    pinball_sum = float(metrics.pinball(actual, bands, levels).sum())
+    abs_actual = float(np.abs(actual).sum())
+    return {
+        **result,
+        "mase": metrics.mase(actual, point, history, season),
+        "smape": metrics.smape(actual, point),
+        "scaled_pinball": metrics.scaled_pinball(actual, bands, levels, history, season),
+        "wql": metrics.weighted_quantile_loss(actual, bands, levels) if abs_actual else np.nan,
+        "coverage": covered,
+        # Kept so the overall WQL can be pooled over every series and origin.
+        "pinball_sum": pinball_sum,
+        "abs_actual": abs_actual,
+    }
+
+
+def overall(scores: pd.DataFrame, num_levels: int) -> pd.DataFrame:
+    """One row per method: mean MASE, sMAPE, scaled pinball and coverage over the (series,
+    origin) pairs that have targets, the WQL pooled over all of them, and the count of pairs
+    where the method beats seasonal naive on MASE."""
+    scored = scores[scores["targets"] > 0]
+    reference = scored[scored["method"] == SEASONAL_NAIVE].set_index(["series_id", "origin"])[
+        "mase"
+    ]
+    rows = []
+    for method, group in scored.groupby("method", sort=False):
+        indexed = group.set_index(["series_id", "origin"])["mase"]
+        shared = indexed.index.intersection(reference.index)
+        total_abs = group["abs_actual"].sum()
+        rows.append(
+            {
+                "method": method,
+                "forecasts": len(group),
+                "mase": float(np.nanmean(group["mase"])),
+                "smape": float(np.nanmean(group["smape"])),
+                "scaled_pinball": float(np.nanmean(group["scaled_pinball"])),
+                "wql": (
+                    float(2.0 * group["pinball_sum"].sum() / (num_levels * total_abs))
+                    if total_abs
+                    else float("nan")
+                ),
+                "coverage": (
+                    float(np.nanmean(group["coverage"]))
+                    if group["coverage"].notna().any()
+                    else float("nan")
+                ),
+                "beats_seasonal_naive": float(
+                    np.mean(indexed.loc[shared] < reference.loc[shared]) if len(shared) else np.nan
+                ),
+            }
+        )
+    order = {MODEL: 0, SEASONAL_NAIVE: 1, NAIVE: 2}
+    table = pd.DataFrame(rows)
+    table["_order"] = [order.get(m, 3) for m in table["method"]]
+    return table.sort_values(["_order", "method"]).drop(columns="_order").reset_index(drop=True)
+
+
+def plot_series(series_ids: Sequence[str], count: int) -> list[str]:
+    """``count`` series spread evenly over the sorted ids (deterministic, data-independent)."""
+    ids = sorted(series_ids)
+    if len(ids) <= count:
+        return ids
+    picks = np.linspace(0, len(ids) - 1, count).round().astype(int)
+    return [ids[i] for i in sorted(set(picks.tolist()))]
+
+
+def markdown_table(table: pd.DataFrame, columns: Sequence[str], digits: int = 3) -> str:
+    """A GitHub Markdown table of ``columns`` (numbers rounded; NaN shown as a dash)."""
+
+    def cell(value) -> str:
+        if isinstance(value, (float, np.floating)):
+            return "–" if np.isnan(value) else f"{value:.{digits}f}"
+        return str(value)
+
+    lines = [
+        "| " + " | ".join(columns) + " |",
+        "| " + " | ".join("---" if c == "method" else "---:" for c in columns) + " |",
+    ]
+    for row in table[list(columns)].itertuples(index=False):
+        lines.append("| " + " | ".join(cell(v) for v in row) + " |")
+    return "\n".join(lines)

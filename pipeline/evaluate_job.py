@@ -1,0 +1,574 @@
+"""``rnncast evaluate``: rolling-origin backtest of the model against classical baselines.
+
+For each origin the history (every valid point at or before it) is written as its own input
+file; the real dataset job, training and export run on that file only (or an exported model
+is reused with ``--model``), and the real forecast job forecasts from it. Baselines are
+computed from the same history in the same run, and every method is scored on the points
+observed after the origin. Nothing after an origin can reach its model or its forecast:
+neither ever reads a file that contains it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import html
+import json
+import os
+import re
+import shutil
+import sys
+import time
+from collections.abc import Iterable, Iterator
+
+import numpy as np
+import pandas as pd
+
+import schemas
+from pipeline import backtest, forecasting, metrics
+from pipeline import series as series_lib
+from pipeline.errors import ModelError
+from pipeline.inputs import InputError
+from pipeline.options import JobArgumentError
+from pipeline.transforms import rejected_jsonl
+from pipeline.validation import InputColumns
+
+DESCRIPTION = (
+    "Rolling-origin backtest: for each origin, train (or reuse with --model) a model only on "
+    "the data up to the origin, forecast H steps with the forecast job, and score it with "
+    "naive, seasonal naive and (when statsforecast is installed) AutoETS/AutoTheta on the "
+    "same origins: MASE, sMAPE, scaled pinball loss, weighted quantile loss and interval "
+    "coverage, per series and overall, with a Markdown/HTML summary and PNG plots."
+)
+METRICS_FILE = "metrics"
+METRIC_COLUMNS = list(schemas.load(schemas.EVALUATION)["metrics_columns"])
+SUMMARY_FILE = "evaluation.json"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from model.train import add_training_arguments
+
+    parser = argparse.ArgumentParser(
+        prog="rnncast evaluate",
+        allow_abbrev=False,
+        description=DESCRIPTION,
+        epilog="Other flags are Beam pipeline options for the dataset and forecast jobs "
+        "(e.g. --runner, --direct_running_mode).",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    g = parser.add_argument_group("backtest")
+    g.add_argument("--input", required=True, help="Input series: CSV/Parquet file, glob or dir.")
+    g.add_argument("--output", required=True, help="Directory for metrics, summary and plots.")
+    g.add_argument("--horizon", type=int, default=24, help="H: steps ahead scored per origin.")
+    g.add_argument(
+        "--origins",
+        type=int,
+        default=None,
+        help="K: number of origins (default 3, or as many as --origin-every allows while the "
+        "oldest origin keeps at least half the data as history).",
+    )
+    g.add_argument(
+        "--origin-every",
+        type=int,
+        default=None,
+        help="N: steps between origins (default H: test windows do not overlap).",
+    )
+    g.add_argument(
+        "--season",
+        type=int,
+        default=None,
+        help="m: season of the seasonal naive baseline and of MASE's scale (default from the "
+        "frequency: 24 for hourly, 7 for daily, ...).",
+    )
+    g.add_argument(
+        "--refit-every",
+        type=int,
+        default=1,
+        help="Train a new model at every R-th origin (1: at each); the origins in between "
+        "reuse the latest model, which only saw data before an earlier origin.",
+    )
+    g.add_argument(
+        "--model",
+        default=None,
+        help="Reuse this export (MODEL_DIR/export) at every origin instead of training. The "
+        "backtest is leak-free only if it was trained on data before the first origin.",
+    )
+    g.add_argument(
+        "--classical",
+        default="auto",
+        help="Classical baselines from statsforecast: 'auto' (AutoETS,AutoTheta when the "
+        "'classical' extra is installed), 'none', or a comma-separated list of "
+        f"{', '.join(backtest.CLASSICAL_MODELS)}.",
+    )
+    g.add_argument(
+        "--plot-series", type=int, default=4, help="Series plotted (chosen by sorted id)."
+    )
+    d = parser.add_argument_group("dataset (as in rnncast dataset)")
+    d.add_argument("--num-steps", type=int, default=64, help="T: time steps per chunk.")
+    d.add_argument("--batch-size", type=int, default=32, help="B: lanes per batch.")
+    d.add_argument("--freq", default=None, help="Frequency (pandas alias); inferred if omitted.")
+    d.add_argument("--covariates", nargs="+", default=[], help="Numeric covariate columns.")
+    d.add_argument("--fill", choices=series_lib.FILL_METHODS, default="ffill", help="Gap fill.")
+    d.add_argument(
+        "--scaling", choices=series_lib.SCALING_METHODS, default="standard", help="Scaling."
+    )
+    d.add_argument(
+        "--calendar-features", choices=("auto", "none"), default="auto", help="Calendar inputs."
+    )
+    d.add_argument(
+        "--validation-fraction",
+        type=float,
+        default=0.1,
+        help="Latest part of each origin's history used for early stopping.",
+    )
+    d.add_argument("--series-id-column", default="series_id", help="Column with the id.")
+    d.add_argument("--timestamp-column", default="timestamp", help="Column with the time.")
+    d.add_argument("--value-column", default="value", help="Column with the value.")
+    t = parser.add_argument_group("model and training (as in rnncast train)")
+    add_training_arguments(t)
+    return parser
+
+
+def _classical_models(choice: str) -> tuple[str, ...]:
+    if choice == "none":
+        return ()
+    if choice == "auto":
+        return backtest.CLASSICAL_MODELS if backtest.classical_available() else ()
+    names = tuple(n.strip() for n in choice.split(",") if n.strip())
+    unknown = [n for n in names if n not in backtest.CLASSICAL_MODELS]
+    if unknown:
+        raise JobArgumentError(
+            f"rnncast evaluate: --classical {unknown} unknown; use auto, none or "
+            f"{','.join(backtest.CLASSICAL_MODELS)}"
+        )
+    if names and not backtest.classical_available():
+        raise JobArgumentError(
+            "rnncast evaluate: --classical needs statsforecast; install it with "
+            "pip install 'rnncast[classical]' (or pass --classical none)"
+        )
+    return names
+
+
+def progress(items: Iterable, total: int, label: str) -> Iterator:
+    """Yield ``items`` while drawing a progress bar on stderr (a few plain lines when stderr
+    is not a terminal, so logs stay readable)."""
+    tty = sys.stderr.isatty()
+    marks = {max(1, round(total * k / 4)) for k in range(1, 5)}
+    started = time.perf_counter()
+    for done, item in enumerate(items, start=1):
+        yield item
+        elapsed = time.perf_counter() - started
+        if tty:
+            filled = int(30 * done / max(total, 1))
+            print(
+                f"\r{label} [{'#' * filled}{'.' * (30 - filled)}] {done}/{total} {elapsed:.0f}s",
+                end="" if done < total else "\n",
+                file=sys.stderr,
+                flush=True,
+            )
+        elif done in marks:
+            print(f"{label}: {done}/{total} ({elapsed:.0f}s)", file=sys.stderr, flush=True)
+
+
+def _origin_label(index: int, origin: int) -> str:
+    return f"{index:02d}-{pd.Timestamp(origin).strftime('%Y%m%dT%H%M%S')}"
+
+
+def _read_forecasts(directory: str) -> pd.DataFrame:
+    with open(os.path.join(directory, "metadata.json"), encoding="utf-8") as handle:
+        files = json.load(handle)["files"]
+    return pd.concat(
+        [pd.read_parquet(os.path.join(directory, f["name"])) for f in files], ignore_index=True
+    )
+
+
+def _train_at(args, history_path: str, work: str, beam_args: list[str], freq: str) -> str:
+    """Dataset job, training and export on one origin's history; returns the export dir."""
+    from model.export import export_model
+    from model.train import config_from_args, train
+    from pipeline import dataset_job
+
+    data = os.path.join(work, "dataset")
+    dataset_job.run(
+        [
+            "--input",
+            history_path,
+            "--output",
+            data,
+            "--num-steps",
+            str(args.num_steps),
+            "--batch-size",
+            str(args.batch_size),
+            "--horizon",
+            str(args.horizon),
+            "--freq",
+            freq,
+            "--fill",
+            args.fill,
+            "--scaling",
+            args.scaling,
+            "--calendar-features",
+            args.calendar_features,
+            "--validation-fraction",
+            str(args.validation_fraction),
+            "--seed",
+            str(args.seed),
+            *(["--covariates", *args.covariates] if args.covariates else []),
+            *beam_args,
+        ]
+    )
+    config = config_from_args(args, data, os.path.join(work, "model"))
+    train(config)
+    return export_model(config.model_dir)
+
+
+def _forecast_at(
+    export: str, history_path: str, work: str, horizon: int, beam_args
+) -> pd.DataFrame:
+    from pipeline import forecast_job
+
+    output = os.path.join(work, "forecasts")
+    forecast_job.run(
+        [
+            "--model",
+            export,
+            "--input",
+            history_path,
+            "--output",
+            output,
+            "--horizon",
+            str(horizon),
+            *beam_args,
+        ]
+    )
+    return _read_forecasts(output)
+
+
+def score_origin(
+    loaded: backtest.LoadedInput,
+    origin: int,
+    model_rows: pd.DataFrame,
+    model: forecasting.ModelInfo,
+    horizon: int,
+    season: int,
+    classical: tuple[str, ...],
+    label: str,
+) -> tuple[list[dict], list[pd.DataFrame]]:
+    """Score the model's forecasts and every baseline for one origin: one metrics record per
+    (series, method) and the forecasts next to the actuals."""
+    levels = list(model.quantiles)
+    quantile_columns = model.quantile_columns
+    by_series = {sid: rows for sid, rows in model_rows.groupby("series_id", sort=False)}
+    records, forecasts = [], []
+    ids = sorted(loaded.series)
+    for series_id in progress(ids, len(ids), f"origin {label}: scoring"):
+        obs = loaded.series[series_id]
+        regular = backtest.regular_history(series_id, obs, origin, model.freq, model.fill)
+        if regular is None or obs.timestamp[-1] <= origin:
+            continue  # the series starts after this origin, or has nothing after it to score
+        targets = backtest.future_targets(model.freq, int(regular.timestamp[-1]), horizon)
+        actual = backtest.actuals_at(obs, targets)
+        methods: dict[str, tuple[np.ndarray, np.ndarray | None, str]] = {}
+        rows = by_series.get(series_id)
+        if rows is not None and rows["step"].notna().all():
+            rows = rows.sort_values("step")
+            got = rows["timestamp"].to_numpy().astype("datetime64[ns]").astype(np.int64)
+            if not np.array_equal(got, targets):
+                raise ModelError(
+                    f"{series_id}: the forecast job's target timestamps differ from the grid "
+                    "after the history (model frequency or fill differ from the backtest's)"
+                )
+            methods[backtest.MODEL] = (
+                rows["forecast"].to_numpy(np.float64),
+                rows[quantile_columns].to_numpy(np.float64),
+                str(rows["status"].iloc[0]),
+            )
+        else:
+            status = "missing" if rows is None else str(rows["status"].iloc[0])
+            methods[backtest.MODEL] = (np.full(horizon, np.nan), None, status)
+        history = regular.value
+        for name, (point, bands) in backtest.baseline_forecasts(
+            history, horizon, season, levels, classical
+        ).items():
+            methods[name] = (point, bands, "ok")
+        for method, (point, bands, status) in methods.items():
+            if np.isnan(point).all():
+                scored = backtest.score(
+                    np.full(horizon, np.nan), point, None, levels, history, season
+                )
+            else:
+                scored = backtest.score(actual, point, bands, levels, history, season)
+            records.append(
+                {"series_id": series_id, "origin": origin, "method": method, "status": status}
+                | scored
+            )
+            frame = pd.DataFrame(
+                {
+                    "series_id": series_id,
+                    "origin": np.full(horizon, origin).astype("datetime64[ns]"),
+                    "method": method,
+                    "step": np.arange(1, horizon + 1, dtype=np.int32),
+                    "timestamp": targets.astype("datetime64[ns]"),
+                    "actual": actual,
+                    "forecast": point,
+                }
+            )
+            for k, column in enumerate(quantile_columns):
+                frame[column] = bands[:, k] if bands is not None else np.nan
+            forecasts.append(frame)
+    return records, forecasts
+
+
+def _plots(output, loaded, origin, forecasts, scores, model, horizon, season, count) -> list[str]:
+    from pipeline import plots
+
+    directory = os.path.join(output, "plots")
+    os.makedirs(directory, exist_ok=True)
+    written = []
+    last = forecasts[forecasts["origin"] == pd.Timestamp(origin)]
+    band = (model.quantile_columns[0], model.quantile_columns[-1]) if model.quantiles else None
+    scored = last.loc[last["actual"].notna(), "series_id"].unique().tolist()
+    for index, series_id in enumerate(backtest.plot_series(scored, count)):
+        mine = last[last["series_id"] == series_id]
+        obs = loaded.series[series_id]
+        tail = max(3 * horizon, 2 * season)
+        keep = np.flatnonzero(obs.timestamp <= origin)[-tail:]
+        history = pd.Series(obs.value[keep], index=pd.to_datetime(obs.timestamp[keep]))
+        model_rows = mine[mine["method"] == backtest.MODEL].set_index("timestamp")
+        actual = model_rows["actual"].dropna()
+        baselines = {
+            m: rows.set_index("timestamp")["forecast"]
+            for m, rows in mine.groupby("method")
+            if m not in (backtest.MODEL, backtest.NAIVE)
+        }
+        safe = re.sub(r"[^A-Za-z0-9_.-]", "_", series_id)[:40]
+        path = os.path.join(directory, f"forecast-{index:02d}-{safe}.png")
+        plots.forecast_plot(
+            path,
+            f"{series_id}: forecast from {pd.Timestamp(origin)} (last origin)",
+            history,
+            actual,
+            model_rows,
+            band,
+            baselines,
+        )
+        written.append(path)
+    path = os.path.join(directory, "mase_distribution.png")
+    methods = list(dict.fromkeys(scores["method"]))
+    plots.mase_distribution_plot(path, scores[scores["targets"] > 0], methods)
+    written.append(path)
+    return written
+
+
+TABLE_COLUMNS = ("method", "forecasts", "mase", "smape", "scaled_pinball", "wql", "coverage")
+
+
+def _write_summary(output, table, settings, plot_paths) -> None:
+    markdown = [
+        "# rnncast backtest",
+        "",
+        f"Input `{settings['input']}`; {len(settings['origins'])} origins "
+        f"({settings['origins'][0]} … {settings['origins'][-1]}), horizon {settings['horizon']}, "
+        f"season {settings['season']}, frequency {settings['freq']}.",
+        "",
+        backtest.markdown_table(table, TABLE_COLUMNS),
+        "",
+        "MASE and scaled pinball are scaled by the in-sample seasonal naive error; sMAPE in %; "
+        "WQL pooled over all series and origins; coverage of the outermost quantile interval "
+        f"(nominal {settings['nominal_coverage']:.2f}). Means over (series, origin) pairs.",
+        "",
+        *[f"![{os.path.basename(p)}](plots/{os.path.basename(p)})" for p in plot_paths],
+        "",
+    ]
+    with open(os.path.join(output, "summary.md"), "w", encoding="utf-8") as handle:
+        handle.write("\n".join(markdown))
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in TABLE_COLUMNS)
+
+    def cell(value) -> str:
+        if isinstance(value, float):
+            return "–" if np.isnan(value) else f"{value:.3f}"
+        return html.escape(str(value))
+
+    body = "".join(
+        "<tr>" + "".join(f"<td>{cell(v)}</td>" for v in row) + "</tr>"
+        for row in table[list(TABLE_COLUMNS)].itertuples(index=False)
+    )
+    images = "".join(
+        f'<p><img src="plots/{html.escape(os.path.basename(p))}" alt=""></p>' for p in plot_paths
+    )
+    page = (
+        "<!DOCTYPE html><html><head><meta charset='utf-8'><title>rnncast backtest</title>"
+        "<style>body{font-family:sans-serif}td,th{padding:2px 10px;text-align:right}"
+        "td:first-child{text-align:left}</style></head><body>"
+        f"<h1>rnncast backtest</h1><p>{html.escape(markdown[2])}</p>"
+        f"<table><tr>{head}</tr>{body}</table>{images}</body></html>\n"
+    )
+    with open(os.path.join(output, "summary.html"), "w", encoding="utf-8") as handle:
+        handle.write(page)
+
+
+def run(argv: list[str]) -> dict:
+    """Run ``rnncast evaluate``; returns the summary written to ``evaluation.json``."""
+    parser = build_parser()
+    args, beam_args = parser.parse_known_args(argv)
+    if beam_args:
+        from pipeline.forecast_job import DESCRIPTION as FORECAST
+        from pipeline.forecast_job import ForecastOptions
+        from pipeline.options import parse_job_options
+
+        parse_job_options(beam_args, ForecastOptions, "rnncast evaluate", FORECAST)
+    if args.refit_every < 1 or args.plot_series < 0:
+        raise JobArgumentError("rnncast evaluate: --refit-every >= 1 and --plot-series >= 0")
+    classical = _classical_models(args.classical)
+    columns = InputColumns(
+        args.series_id_column, args.timestamp_column, args.value_column, tuple(args.covariates)
+    )
+    started = time.perf_counter()
+    loaded = backtest.load_input(args.input, columns)
+    if not loaded.series:
+        raise InputError(
+            f"{args.input}: no valid rows ({loaded.rows_read} read, all rejected or none); "
+            "check the file and the --*-column flags"
+        )
+    freq = args.freq or _infer_frequency(loaded)
+    season = args.season or metrics.default_season(freq)
+    first = min(int(o.timestamp[0]) for o in loaded.series.values())
+    end = max(int(o.timestamp[-1]) for o in loaded.series.values())
+    count = args.origins if args.origins is not None or args.origin_every else 3
+    try:
+        origins = backtest.choose_origins(end, freq, args.horizon, count, args.origin_every, first)
+    except ValueError as err:
+        raise JobArgumentError(f"rnncast evaluate: {err}") from err
+    reused = forecasting.ModelInfo.load(args.model) if args.model else None
+    if reused is not None and reused.horizon < args.horizon:
+        raise JobArgumentError(
+            f"rnncast evaluate: {args.model} forecasts {reused.horizon} steps; pass --horizon "
+            f"<= {reused.horizon}"
+        )
+    output = args.output
+    os.makedirs(os.path.join(output, "rejected"), exist_ok=True)
+    with open(os.path.join(output, "rejected", "rejected-00000-of-00001.jsonl"), "wb") as sink:
+        sink.write(rejected_jsonl(loaded.rejected))
+    print(
+        f"rnncast evaluate: {len(loaded.series)} series, rows read {loaded.rows_read}, "
+        f"accepted {loaded.rows_accepted}, rejected {len(loaded.rejected)}; freq {freq}, "
+        f"season {season}; {len(origins)} origins; baselines naive, seasonal_naive"
+        + "".join(f", {m}" for m in classical),
+        file=sys.stderr,
+    )
+    if reused is not None:
+        print(
+            f"rnncast evaluate: reusing {args.model} at every origin; the results are "
+            f"leak-free only if it was trained on data before {pd.Timestamp(origins[0])}",
+            file=sys.stderr,
+        )
+    records, forecast_frames = [], []
+    export, model = args.model, reused
+    for index, origin in enumerate(origins):
+        label = _origin_label(index, origin)
+        work = os.path.join(output, "origins", label)
+        if os.path.isdir(work):
+            shutil.rmtree(work)  # a rerun starts the origin afresh (no stale model or data)
+        os.makedirs(work)
+        history_path = os.path.join(work, "history.parquet")
+        history = backtest.history_frame(
+            loaded.series, origin, InputColumns(covariates=columns.covariates)
+        )
+        history.to_parquet(history_path, index=False)
+        print(
+            f"rnncast evaluate: origin {index + 1}/{len(origins)} {pd.Timestamp(origin)} "
+            f"({len(history)} history points)",
+            file=sys.stderr,
+        )
+        if reused is None and index % args.refit_every == 0:
+            export = _train_at(args, history_path, work, beam_args, freq)
+            model = forecasting.ModelInfo.load(export)
+        rows = _forecast_at(export, history_path, work, args.horizon, beam_args)
+        got, frames = score_origin(
+            loaded, origin, rows, model, args.horizon, season, classical, label
+        )
+        records.extend(got)
+        forecast_frames.extend(frames)
+    scores = pd.DataFrame.from_records(records, columns=METRIC_COLUMNS)
+    scores["origin"] = scores["origin"].astype("datetime64[ns]")
+    forecasts = pd.concat(forecast_frames, ignore_index=True)
+    table = backtest.overall(scores, len(model.quantiles))
+    scores.to_parquet(os.path.join(output, f"{METRICS_FILE}.parquet"), index=False)
+    scores.to_csv(os.path.join(output, f"{METRICS_FILE}.csv"), index=False, float_format="%.6g")
+    forecasts.to_parquet(os.path.join(output, "forecasts.parquet"), index=False)
+    plot_paths = (
+        _plots(
+            output,
+            loaded,
+            origins[-1],
+            forecasts,
+            scores,
+            model,
+            args.horizon,
+            season,
+            args.plot_series,
+        )
+        if args.plot_series
+        else []
+    )
+    levels = sorted(model.quantiles)
+    settings = {
+        "input": args.input,
+        "freq": freq,
+        "season": season,
+        "horizon": args.horizon,
+        "origins": [str(pd.Timestamp(o)) for o in origins],
+        "refit_every": args.refit_every,
+        "model": args.model,
+        "classical": list(classical),
+        "quantiles": levels,
+        "nominal_coverage": levels[-1] - levels[0] if len(levels) > 1 else float("nan"),
+    }
+    _write_summary(output, table, settings, plot_paths)
+    summary = {
+        "schema": schemas.load(schemas.EVALUATION)["name"],
+        "schema_version": dict(schemas.CURRENT_VERSIONS),
+        **settings,
+        "counts": {
+            "rows_read": loaded.rows_read,
+            "rows_accepted": loaded.rows_accepted,
+            "rows_rejected": len(loaded.rejected),
+            "rejected_by_reason": dict(
+                sorted(collections.Counter(loaded.rejected["reason"]).items())
+            ),
+            "series": len(loaded.series),
+        },
+        "overall": json.loads(table.to_json(orient="records")),
+        "files": {
+            "metrics": [f"{METRICS_FILE}.parquet", f"{METRICS_FILE}.csv"],
+            "forecasts": "forecasts.parquet",
+            "summary": ["summary.md", "summary.html"],
+            "plots": [os.path.relpath(p, output) for p in plot_paths],
+            "rejected": "rejected/rejected-00000-of-00001.jsonl",
+        },
+    }
+    with open(os.path.join(output, SUMMARY_FILE), "w", encoding="utf-8") as handle:
+        json.dump(summary, handle, indent=2, sort_keys=True)
+    print(f"\nrnncast evaluate: accuracy over {len(origins)} origins (h = {args.horizon})")
+    print(backtest.markdown_table(table, TABLE_COLUMNS))
+    print(
+        f"rnncast evaluate: wrote {os.path.join(output, 'summary.md')} (and .html), metrics, "
+        f"forecasts and {len(plot_paths)} plots under {output} in "
+        f"{time.perf_counter() - started:.0f}s"
+    )
+    return summary
+
+
+def _infer_frequency(loaded: backtest.LoadedInput) -> str:
+    aliases: collections.Counter = collections.Counter()
+    steps: collections.Counter = collections.Counter()
+    for obs in loaded.series.values():
+        alias, step = series_lib.frequency_vote(obs.timestamp)
+        if alias:
+            aliases[alias] += 1
+        if step:
+            steps[step] += 1
+    try:
+        return series_lib.choose_frequency(aliases, steps)
+    except ValueError as err:
+        raise InputError(f"rnncast evaluate: {err}") from err

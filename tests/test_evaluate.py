@@ -1,0 +1,350 @@
+"""`rnncast evaluate`: backtest logic against hand-computed values, the accounting of every
+input row, the leakage guarantee with real training, and the command's outputs."""
+
+from __future__ import annotations
+
+import json
+
+import jsonschema
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import write_csv
+from hypothesis import given
+from hypothesis import strategies as st
+
+import schemas
+from pipeline import backtest, evaluate_job, synthetic
+from pipeline import series as series_lib
+from pipeline.options import JobArgumentError
+from pipeline.validation import InputColumns
+
+DAY = 86_400 * 10**9
+HOUR = 3_600 * 10**9
+
+
+def ts(text: str) -> int:
+    return pd.Timestamp(text).value
+
+
+def observations(timestamps, values) -> series_lib.Observations:
+    n = len(values)
+    return series_lib.Observations(
+        np.asarray(timestamps, np.int64),
+        np.asarray(values, float),
+        np.zeros((n, 0)),
+        np.zeros(n, np.int32),
+        np.arange(1, n + 1),
+        ("x.csv",),
+    )
+
+
+# --- origins and targets ---------------------------------------------------------------------
+
+
+def test_origins_leave_exactly_the_horizon_after_the_last_one():
+    start, end = ts("2020-01-01"), ts("2020-03-01")
+    origins = backtest.choose_origins(end, "D", 7, 3, None, start)
+    assert origins == [ts("2020-02-09"), ts("2020-02-16"), ts("2020-02-23")]
+    spaced = backtest.choose_origins(end, "D", 7, 3, 2, start)
+    assert np.diff(spaced).tolist() == [2 * DAY, 2 * DAY]
+
+
+def test_origins_without_a_count_keep_half_the_data_as_history():
+    start, end = ts("2020-01-01"), ts("2020-01-01") + 100 * HOUR
+    origins = backtest.choose_origins(end, "h", 10, None, 10, start)
+    assert origins[0] >= start + 50 * HOUR
+    assert origins[-1] == end - 10 * HOUR
+    assert len(origins) == 5  # 90, 80, 70, 60, 50 hours after the start
+
+
+def test_too_many_origins_is_a_clear_error():
+    with pytest.raises(ValueError, match="no history"):
+        backtest.choose_origins(ts("2020-01-10"), "D", 3, 5, None, ts("2020-01-01"))
+
+
+def test_monthly_targets_follow_the_calendar():
+    got = backtest.future_targets("MS", ts("2020-01-01"), 3)
+    assert got.tolist() == [ts("2020-02-01"), ts("2020-03-01"), ts("2020-04-01")]
+
+
+def test_actuals_are_looked_up_by_timestamp_and_missing_ones_are_nan():
+    obs = observations([0, HOUR, 3 * HOUR], [1.0, 2.0, 4.0])
+    got = backtest.actuals_at(obs, np.array([HOUR, 2 * HOUR, 3 * HOUR, 9 * HOUR]))
+    np.testing.assert_array_equal(got, [2.0, np.nan, 4.0, np.nan])
+
+
+# --- scores ----------------------------------------------------------------------------------
+
+
+def test_scores_against_hand_computed_values():
+    history = np.array([1.0, 2.0, 3.0, 2.0, 3.0, 4.0])  # season 3: |diffs| = 1, 1, 1 -> scale 1
+    actual = np.array([3.0, np.nan, 5.0])
+    point = np.array([2.0, 9.0, 5.0])
+    quantiles = np.array([[1.0, 2.0, 4.0], [0.0, 9.0, 10.0], [4.0, 5.0, 6.0]])
+    got = backtest.score(actual, point, quantiles, [0.1, 0.5, 0.9], history, 3)
+    assert got["targets"] == 2
+    assert got["mase"] == pytest.approx(0.5)  # errors 1 and 0 over scale 1
+    assert got["smape"] == pytest.approx(100 * (2 * 1 / 5) / 2)
+    # Pinball per (target, level): (3 vs 1,2,4) -> 0.2, 0.5, 0.1; (5 vs 4,5,6) -> 0.1, 0, 0.1.
+    assert got["pinball_sum"] == pytest.approx(1.0)
+    assert got["scaled_pinball"] == pytest.approx(1.0 / 6)
+    assert got["wql"] == pytest.approx(2 * 1.0 / 3 / 8)
+    assert got["coverage"] == 1.0
+
+
+def test_a_point_forecast_stands_for_every_quantile_and_has_no_coverage():
+    history = np.arange(10.0)
+    got = backtest.score(np.array([10.0, 11.0]), np.array([9.0, 9.0]), None, [0.1, 0.9], history, 1)
+    assert got["mase"] == pytest.approx(1.5)
+    assert np.isnan(got["coverage"])
+    assert got["pinball_sum"] == pytest.approx(0.9 * 1 + 0.9 * 2 + 0.1 * 1 + 0.1 * 2)
+
+
+def test_seasonal_naive_mase_is_exactly_one_on_a_repeating_trend():
+    # Each season adds 1 to every value: the seasonal naive error in and out of sample is 1.
+    season = 4
+    series = np.concatenate([np.arange(season) + k for k in range(10)]).astype(float)
+    history, actual = series[:-season], series[-season:]
+    forecasts = backtest.baseline_forecasts(history, season, season, [0.5])
+    got = backtest.score(actual, *forecasts[backtest.SEASONAL_NAIVE], [0.5], history, season)
+    assert got["mase"] == 1.0
+
+
+def test_overall_pools_wql_and_counts_wins_against_seasonal_naive():
+    rows = []
+    for sid, (model_mase, naive_mase) in {"a": (0.5, 1.0), "b": (2.0, 1.0)}.items():
+        for method, value in (("rnncast", model_mase), ("seasonal_naive", naive_mase)):
+            rows.append(
+                {
+                    "series_id": sid,
+                    "origin": 0,
+                    "method": method,
+                    "targets": 2,
+                    "mase": value,
+                    "smape": 10.0,
+                    "scaled_pinball": value / 2,
+                    "wql": 0.0,
+                    "coverage": np.nan,
+                    "pinball_sum": 3.0 if sid == "a" else 1.0,
+                    "abs_actual": 10.0 if sid == "a" else 30.0,
+                }
+            )
+    table = backtest.overall(pd.DataFrame(rows), num_levels=2).set_index("method")
+    assert list(table.index) == ["rnncast", "seasonal_naive"]
+    assert table.loc["rnncast", "mase"] == pytest.approx(1.25)
+    assert table.loc["rnncast", "wql"] == pytest.approx(2 * 4.0 / (2 * 40.0))
+    assert table.loc["rnncast", "beats_seasonal_naive"] == 0.5
+    assert table.loc["seasonal_naive", "beats_seasonal_naive"] == 0.0
+
+
+@pytest.mark.parametrize(("level", "width"), [(0.1, 80), (0.9, 80), (0.025, 95), (0.25, 50)])
+def test_quantile_levels_map_to_central_intervals(level, width):
+    assert backtest._interval_level(level) == width
+
+
+def test_classical_baselines_give_ordered_quantiles_when_installed():
+    pytest.importorskip("statsforecast")
+    rng = np.random.default_rng(0)
+    history = 10 + np.sin(np.arange(200) * 2 * np.pi / 7) + rng.normal(0, 0.1, 200)
+    got = backtest.baseline_forecasts(history, 7, 7, [0.1, 0.5, 0.9], backtest.CLASSICAL_MODELS)
+    for name in backtest.CLASSICAL_MODELS:
+        point, bands = got[name]
+        assert point.shape == (7,) and bands.shape == (7, 3)
+        assert np.all(bands[:, 0] <= bands[:, 1]) and np.all(bands[:, 1] <= bands[:, 2])
+        np.testing.assert_allclose(bands[:, 1], point)
+
+
+def test_plotted_series_are_spread_over_the_sorted_ids():
+    ids = [f"s{i:02d}" for i in range(10)]
+    assert backtest.plot_series(ids[::-1], 3) == ["s00", "s04", "s09"]
+    assert backtest.plot_series(ids[:2], 4) == ["s00", "s01"]
+
+
+# --- every input row is accounted for ----------------------------------------------------------
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["a", "b", ""]),
+            st.integers(0, 30),
+            st.one_of(st.floats(-5, 5), st.just(float("nan")), st.just("x")),
+        ),
+        min_size=1,
+        max_size=60,
+    )
+)
+def test_every_row_is_accepted_once_or_rejected_with_a_reason(tmp_path_factory, rows):
+    path = tmp_path_factory.mktemp("rows") / "in.csv"
+    frame = pd.DataFrame(
+        {
+            "series_id": [r[0] for r in rows],
+            "timestamp": [str(pd.Timestamp("2021-01-01") + pd.Timedelta(hours=r[1])) for r in rows],
+            "value": [r[2] for r in rows],
+        }
+    )
+    frame.to_csv(path, index=False)
+    loaded = backtest.load_input(str(path), InputColumns())
+    assert loaded.rows_read == len(rows)
+    assert loaded.rows_accepted + len(loaded.rejected) == len(rows)
+    assert set(loaded.rejected["reason"]) <= set(schemas.rejection_reasons())
+    for obs in loaded.series.values():
+        assert np.all(np.diff(obs.timestamp) > 0)
+    rebuilt = backtest.history_frame(loaded.series, 2**62, InputColumns())
+    assert len(rebuilt) == loaded.rows_accepted
+
+
+# --- the command -------------------------------------------------------------------------------
+
+TINY = [
+    "--num-steps",
+    "16",
+    "--batch-size",
+    "4",
+    "--horizon",
+    "6",
+    "--layers",
+    "1",
+    "--units",
+    "8",
+    "--epochs",
+    "1",
+    "--dropout",
+    "0",
+    "--validation-fraction",
+    "0.2",
+    "--classical",
+    "none",
+]
+
+
+def _series(seed: int, min_length: int = 200) -> pd.DataFrame:
+    return synthetic.generate(3, min_length, 200, seed=seed, gap_fraction=0.0)
+
+
+def test_no_leakage_values_after_an_origin_change_nothing_at_that_origin(tmp_path):
+    frame = _series(3)
+    a = tmp_path / "a.csv"
+    write_csv(frame, a)
+    run = ["--origins", "2", "--origin-every", "12", "--plot-series", "0", *TINY]
+    first = evaluate_job.run(["--input", str(a), "--output", str(tmp_path / "ea"), *run])
+    origin = pd.Timestamp(first["origins"][0])
+    changed = frame.copy()
+    after = changed["timestamp"] > origin
+    changed.loc[after, "value"] = changed.loc[after, "value"] * 3 + 100
+    b = tmp_path / "b.csv"
+    write_csv(changed, b)
+    second = evaluate_job.run(["--input", str(b), "--output", str(tmp_path / "eb"), *run])
+    assert first["origins"] == second["origins"]
+
+    def origin_outputs(root, label):
+        work = root / "origins" / label
+        info = json.loads((work / "model" / "export" / "rnncast_model.json").read_text())
+        forecasts = pd.read_parquet(root / "forecasts.parquet")
+        return info["fingerprint"], forecasts
+
+    labels = sorted(p.name for p in (tmp_path / "ea" / "origins").iterdir())
+    fa, forecasts_a = origin_outputs(tmp_path / "ea", labels[0])
+    fb, forecasts_b = origin_outputs(tmp_path / "eb", labels[0])
+    assert fa == fb, "the model of the first origin saw data after it"
+    at_first = forecasts_a["origin"] == origin
+    columns = ["series_id", "method", "step", "forecast", "q0.1", "q0.5", "q0.9"]
+    pd.testing.assert_frame_equal(
+        forecasts_a.loc[at_first, columns].reset_index(drop=True),
+        forecasts_b.loc[forecasts_b["origin"] == origin, columns].reset_index(drop=True),
+    )
+    # The second origin's history includes changed values, so its forecasts must move: the
+    # comparison above can fail.
+    later = forecasts_a["origin"] > origin
+    model = forecasts_a["method"] == "rnncast"
+    assert not np.allclose(
+        forecasts_a.loc[later & model, "forecast"],
+        forecasts_b.loc[(forecasts_b["origin"] > origin) & model, "forecast"],
+    )
+
+
+def test_evaluate_writes_every_output_and_accounts_for_bad_rows(tmp_path):
+    frame = _series(5, min_length=180)
+    ends = frame.groupby("series_id")["timestamp"].max()
+    source = tmp_path / "in.csv"
+    write_csv(frame, source)
+    with open(source, "a", encoding="utf-8") as handle:
+        handle.write("series_0,not-a-time,1.0\nseries_1,2020-01-01T00:00:00,oops\n")
+    output = tmp_path / "eval"
+    summary = evaluate_job.run(
+        [
+            "--input",
+            str(source),
+            "--output",
+            str(output),
+            "--origins",
+            "2",
+            "--refit-every",
+            "2",
+            "--plot-series",
+            "2",
+            *TINY,
+        ]
+    )
+    jsonschema.validate(summary, schemas.load(schemas.EVALUATION)["json_schema"])
+    assert json.loads((output / "evaluation.json").read_text()) == json.loads(
+        json.dumps(summary)
+    )
+    counts = summary["counts"]
+    assert counts["rows_read"] == len(frame) + 2
+    assert counts["rows_rejected"] == 2
+    assert counts["rejected_by_reason"] == {"invalid_timestamp": 1, "invalid_value": 1}
+    dead = [json.loads(line) for line in (output / summary["files"]["rejected"]).open()]
+    assert [d["reason"] for d in dead] == ["invalid_timestamp", "invalid_value"]
+    # One model for both origins: only the first trained.
+    origins = sorted((output / "origins").iterdir())
+    assert (origins[0] / "model").exists() and not (origins[1] / "model").exists()
+
+    metrics = pd.read_parquet(output / "metrics.parquet")
+    assert list(metrics.columns) == list(schemas.load(schemas.EVALUATION)["metrics_columns"])
+    assert set(metrics["method"]) == {"rnncast", "naive", "seasonal_naive"}
+    # One row per method for each (series, origin) with points after the origin to score.
+    origin_times = [pd.Timestamp(o) for o in summary["origins"]]
+    pairs = sum(int(end > o) for end in ends for o in origin_times)
+    assert pairs >= 2 and len(metrics) == 3 * pairs
+    scored = metrics[metrics["targets"] > 0]
+    for column in ("mase", "smape", "scaled_pinball", "wql"):
+        assert np.isfinite(scored[column]).all(), column
+    model_rows = scored[scored["method"] == "rnncast"]
+    assert model_rows["coverage"].between(0, 1).all()
+    assert (model_rows["status"] == "full").all()
+    csv = pd.read_csv(output / "metrics.csv")
+    np.testing.assert_allclose(csv["mase"], metrics["mase"], rtol=1e-5)
+
+    forecasts = pd.read_parquet(output / "forecasts.parquet")
+    assert len(forecasts) == len(metrics) * 6
+    truth = frame.set_index(["series_id", "timestamp"])["value"]
+    keys = list(zip(forecasts["series_id"], forecasts["timestamp"]))
+    np.testing.assert_allclose(forecasts["actual"], truth.loc[keys].to_numpy())
+    for name in summary["files"]["plots"]:
+        assert (output / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    at_last = int((ends > origin_times[-1]).sum())
+    # Up to two series scored at the last origin, and the MASE distribution.
+    assert len(summary["files"]["plots"]) == min(2, at_last) + 1
+    markdown = (output / "summary.md").read_text()
+    assert "| rnncast |" in markdown and "| seasonal_naive |" in markdown
+    assert "<table>" in (output / "summary.html").read_text()
+
+
+def test_clear_errors(tmp_path):
+    source = tmp_path / "in.csv"
+    write_csv(_series(1), source)
+    base = ["--input", str(source), "--output", str(tmp_path / "o")]
+    with pytest.raises(JobArgumentError, match="AutoFoo"):
+        evaluate_job.run([*base, "--classical", "AutoFoo"])
+    with pytest.raises(JobArgumentError, match="no history"):
+        evaluate_job.run([*base, "--origins", "500", *TINY])
+    from pipeline.errors import ModelError
+
+    with pytest.raises(ModelError, match="not an rnncast export"):
+        evaluate_job.run([*base, "--model", str(tmp_path), *TINY])
+    from pipeline.inputs import InputError
+
+    with pytest.raises(InputError, match="nope"):
+        evaluate_job.run(["--input", str(tmp_path / "nope.csv"), "--output", str(tmp_path / "x")])
