@@ -5,6 +5,15 @@ from importlib import resources
 __version__ = "0.1.0"
 
 
-def embedded_data_path() -> str:
-    """Path of the embedded real dataset (NOAA hourly temperatures 2010, public domain)."""
-    return str(resources.files(__name__).joinpath("data/noaa_hourly_temperatures_2010.csv"))
+EMBEDDED_DATASETS = {
+    # Daily observations (the demo's and the README's default data).
+    "weather": "data/seattle_weather_daily_2012_2015.csv",
+    # Hourly climatological temperatures: long, regular series with one missing hour each.
+    "hourly": "data/noaa_hourly_temperatures_2010.csv",
+}
+
+
+def embedded_data_path(name: str = "weather") -> str:
+    """Path of an embedded real dataset (public domain NOAA data; see ``pipeline/data``):
+    ``weather`` (Seattle daily weather 2012-2015, the default) or ``hourly``."""
+    return str(resources.files(__name__).joinpath(EMBEDDED_DATASETS[name]))

@@ -75,4 +75,4 @@ def _target_start_spec():
 def embedded_csv() -> str:
     from pipeline import embedded_data_path
 
-    return embedded_data_path()
+    return embedded_data_path("hourly")

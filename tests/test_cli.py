@@ -8,8 +8,12 @@ import re
 import subprocess
 import sys
 
+import jsonschema
+import numpy as np
+import pandas as pd
 import pytest
 
+import schemas
 from pipeline.dataset_job import DatasetOptions
 from pipeline.options import help_parser
 
@@ -18,7 +22,7 @@ ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
 
 
 def rnncast(*args: str, check: bool = True) -> subprocess.CompletedProcess:
-    result = subprocess.run([*RNNCAST, *args], capture_output=True, text=True, env=ENV, timeout=300)
+    result = subprocess.run([*RNNCAST, *args], capture_output=True, text=True, env=ENV, timeout=600)
     if check and result.returncode != 0:
         raise AssertionError(result.stderr)
     return result
@@ -26,7 +30,7 @@ def rnncast(*args: str, check: bool = True) -> subprocess.CompletedProcess:
 
 def test_help_lists_subcommands():
     out = rnncast("--help").stdout
-    for command in ("dataset", "train", "export", "forecast", "synthetic", "demo"):
+    for command in ("dataset", "train", "export", "forecast", "evaluate", "synthetic", "demo"):
         assert re.search(rf"^\s+{command}\s", out, re.M), command
 
 
@@ -91,15 +95,34 @@ def test_synthetic_then_dataset_through_the_cli(tmp_path, extension):
 
 
 def test_demo_runs_the_whole_flow_on_embedded_data(tmp_path):
+    """The main command's flow end to end through the CLI in a subprocess (few epochs):
+    dataset -> train -> export -> forecast -> evaluate, with the accuracy table printed."""
     result = rnncast("demo", "--output", str(tmp_path / "demo"), "--epochs", "2")
-    assert "committed (2 series, freq h" in result.stdout
+    assert "committed (4 series, freq D" in result.stdout
     assert "epoch 2/2" in result.stdout
     demo = tmp_path / "demo"
     for marker in ("dataset/_SUCCESS", "forecasts/_SUCCESS", "state/_SUCCESS"):
         assert (demo / marker).exists(), marker
     assert (demo / "model" / "export" / "saved_model.pb").exists()
     metadata = json.loads((demo / "forecasts" / "metadata.json").read_text())
-    assert metadata["counts"]["series_by_status"]["full"] == 2
+    assert metadata["counts"]["series_by_status"]["full"] == 4
+
+    summary = json.loads((demo / "evaluation" / "evaluation.json").read_text())
+    jsonschema.validate(summary, schemas.load(schemas.EVALUATION)["json_schema"])
+    assert summary["counts"]["rows_read"] == summary["counts"]["rows_accepted"] == 4 * 1461
+    assert len(summary["origins"]) == 6 and summary["season"] == 7
+    methods = {row["method"]: row for row in summary["overall"]}
+    expected = {"rnncast", "naive", "seasonal_naive", *summary["classical"]}
+    assert set(methods) == expected
+    for row in methods.values():
+        assert row["forecasts"] == 4 * 6
+        assert np.isfinite([row["mase"], row["smape"], row["scaled_pinball"], row["wql"]]).all()
+    assert "| rnncast |" in result.stdout and "| seasonal_naive |" in result.stdout
+    assert "summary.md" in result.stdout
+    for name in summary["files"]["plots"]:
+        assert (demo / "evaluation" / name).read_bytes()[:4] == b"\x89PNG"
+    metrics = pd.read_parquet(demo / "evaluation" / "metrics.parquet")
+    assert len(metrics) == 4 * 6 * len(expected)
 
 
 @pytest.mark.parametrize("command", ["train", "export", "forecast"])

@@ -288,9 +288,7 @@ def test_evaluate_writes_every_output_and_accounts_for_bad_rows(tmp_path):
         ]
     )
     jsonschema.validate(summary, schemas.load(schemas.EVALUATION)["json_schema"])
-    assert json.loads((output / "evaluation.json").read_text()) == json.loads(
-        json.dumps(summary)
-    )
+    assert json.loads((output / "evaluation.json").read_text()) == json.loads(json.dumps(summary))
     counts = summary["counts"]
     assert counts["rows_read"] == len(frame) + 2
     assert counts["rows_rejected"] == 2

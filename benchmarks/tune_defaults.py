@@ -1,0 +1,108 @@
+"""Tune the demo's model settings on validation origins only, never on the test origins.
+
+The test origins are those `rnncast demo` scores (the last ``--test-origins`` windows of
+``--horizon`` steps). Everything from the first test origin on is cut away; on what is left,
+`rnncast evaluate` backtests each candidate over the same number of (earlier) origins, and
+the candidate with the lowest mean MASE wins. Prints one line per candidate and the winner.
+
+    .venv/bin/python benchmarks/tune_defaults.py [--output DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+import pandas as pd
+
+from pipeline import backtest, embedded_data_path, evaluate_job
+from pipeline.cli import DEMO_EVALUATE_FLAGS, DEMO_MODEL_FLAGS
+from pipeline.validation import InputColumns
+
+# One change at a time from the base (the current demo settings).
+CANDIDATES = {
+    "base": [],
+    "units=32": ["--units", "32"],
+    "units=128": ["--units", "128"],
+    "layers=1": ["--layers", "1"],
+    "layers=3": ["--layers", "3"],
+    "T=64": ["--num-steps", "64"],
+    "T=16": ["--num-steps", "16"],
+    "lr=1e-3": ["--learning-rate", "1e-3"],
+    "lr=1e-2": ["--learning-rate", "1e-2"],
+    "scaling=mean": ["--scaling", "mean"],
+    "calendar=none": ["--calendar-features", "none"],
+    "cell=lstm": ["--cell", "lstm"],
+}
+
+
+def _flag(flags: list[str], name: str) -> str:
+    return flags[flags.index(name) + 1]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--output", default="tune-defaults")
+    parser.add_argument("--only", nargs="*", default=None, help="Candidate names to run.")
+    args = parser.parse_args()
+    horizon = int(_flag(DEMO_EVALUATE_FLAGS, "--horizon"))
+    test_origins = int(_flag(DEMO_EVALUATE_FLAGS, "--origins"))
+    every = int(_flag(DEMO_EVALUATE_FLAGS, "--origin-every"))
+    loaded = backtest.load_input(embedded_data_path(), InputColumns())
+    first = min(int(o.timestamp[0]) for o in loaded.series.values())
+    end = max(int(o.timestamp[-1]) for o in loaded.series.values())
+    origins = backtest.choose_origins(end, "D", horizon, test_origins, every, first)
+    cut = origins[0]
+    os.makedirs(args.output, exist_ok=True)
+    validation_input = os.path.join(args.output, "before_test_origins.parquet")
+    backtest.history_frame(loaded.series, cut, InputColumns()).to_parquet(
+        validation_input, index=False
+    )
+    print(
+        f"test origins {pd.Timestamp(origins[0])} .. {pd.Timestamp(origins[-1])}; tuning on "
+        f"data up to {pd.Timestamp(cut)} only ({validation_input})",
+        file=sys.stderr,
+    )
+    rows = []
+    for name, change in CANDIDATES.items():
+        if args.only and name not in args.only:
+            continue
+        started = time.perf_counter()
+        summary = evaluate_job.run(
+            [
+                "--input",
+                validation_input,
+                "--output",
+                os.path.join(args.output, name.replace("=", "-")),
+                *DEMO_EVALUATE_FLAGS,
+                *DEMO_MODEL_FLAGS,
+                "--classical",
+                "none",
+                "--plot-series",
+                "0",
+                *change,
+            ]
+        )
+        table = {row["method"]: row for row in summary["overall"]}
+        rows.append(
+            {
+                "candidate": name,
+                "mase": table["rnncast"]["mase"],
+                "seasonal_naive_mase": table["seasonal_naive"]["mase"],
+                "scaled_pinball": table["rnncast"]["scaled_pinball"],
+                "coverage": table["rnncast"]["coverage"],
+                "seconds": time.perf_counter() - started,
+            }
+        )
+        print(f"TUNE {rows[-1]}", flush=True)
+    result = pd.DataFrame(rows).sort_values("mase")
+    print("\nValidation origins (before the test origins), mean MASE, lower is better:")
+    print(backtest.markdown_table(result, list(result.columns)))
+    print(f"\nbest: {result.iloc[0]['candidate']}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
