@@ -314,7 +314,7 @@ def markdown_table(table: pd.DataFrame, columns: Sequence[str], digits: int = 3)
 
     lines = [
         "| " + " | ".join(columns) + " |",
-        "| " + " | ".join("---" if c == "method" else "---:" for c in columns) + " |",
+        "| " + " | ".join("---" if k == 0 else "---:" for k, _ in enumerate(columns)) + " |",
     ]
     for row in table[list(columns)].itertuples(index=False):
         lines.append("| " + " | ".join(cell(v) for v in row) + " |")

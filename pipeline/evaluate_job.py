@@ -360,7 +360,16 @@ def _plots(output, loaded, origin, forecasts, scores, model, horizon, season, co
     return written
 
 
-TABLE_COLUMNS = ("method", "forecasts", "mase", "smape", "scaled_pinball", "wql", "coverage")
+TABLE_COLUMNS = (
+    "method",
+    "forecasts",
+    "mase",
+    "smape",
+    "scaled_pinball",
+    "wql",
+    "coverage",
+    "beats_seasonal_naive",
+)
 
 
 def _write_summary(output, table, settings, plot_paths) -> None:
@@ -375,7 +384,8 @@ def _write_summary(output, table, settings, plot_paths) -> None:
         "",
         "MASE and scaled pinball are scaled by the in-sample seasonal naive error; sMAPE in %; "
         "WQL pooled over all series and origins; coverage of the outermost quantile interval "
-        f"(nominal {settings['nominal_coverage']:.2f}). Means over (series, origin) pairs.",
+        f"(nominal {settings['nominal_coverage']:.2f}). Means over (series, origin) pairs; "
+        "beats_seasonal_naive is the share of pairs with a lower MASE than seasonal naive.",
         "",
         *[f"![{os.path.basename(p)}](plots/{os.path.basename(p)})" for p in plot_paths],
         "",
