@@ -59,6 +59,8 @@ class TrainConfig:
     seed: int = 0
     patience: int = 5
     distribution: str = "none"
+    # Model directory whose best weights initialise a fresh run (fine-tuning).
+    init_from: str | None = None
 
     def check(self) -> TrainConfig:
         problems = []
@@ -89,6 +91,8 @@ class TrainConfig:
         settings.pop("data")
         settings.pop("distribution")  # how training is spread does not change the model
         settings["quantiles"] = sorted(self.quantiles)
+        if settings["init_from"] is None:
+            settings.pop("init_from")  # model directories from before fine-tuning stay valid
         return settings
 
 
@@ -340,13 +344,18 @@ def train(config: TrainConfig, log=print) -> dict:
     trainer = Trainer(config, metadata, make_strategy(config.distribution))
     checkpoints = os.path.join(config.model_dir, "checkpoints")
     best_dir = os.path.join(config.model_dir, "best")
-    state = checkpoint.restore(checkpoints, trainer.variables) or {
-        "epoch": 0,
-        "best_val_loss": None,
-        "best_epoch": None,
-        "bad_epochs": 0,
-        "stopped": False,
-    }
+    state = checkpoint.restore(checkpoints, trainer.variables)
+    if state is None:
+        state = {
+            "epoch": 0,
+            "best_val_loss": None,
+            "best_epoch": None,
+            "bad_epochs": 0,
+            "stopped": False,
+        }
+        if config.init_from:
+            _initialise_from(trainer, config.init_from)
+            log(f"rnncast train: initialised from {config.init_from} (fine-tuning)")
     history_path = os.path.join(config.model_dir, HISTORY_FILE)
     history = []
     if os.path.exists(history_path) and state["epoch"]:
@@ -405,6 +414,23 @@ def train(config: TrainConfig, log=print) -> dict:
         if state["stopped"]:
             log(f"rnncast train: early stop, no improvement for {config.patience} epochs")
     return {"state": state, "history": history}
+
+
+def _initialise_from(trainer: Trainer, model_dir: str) -> None:
+    """Start from the best weights of another run (same architecture and features)."""
+    source = os.path.join(model_dir, "best")
+    try:
+        restored = checkpoint.restore(source, trainer.model.variables)
+    except ValueError as err:  # a different shape or variable count
+        raise TrainError(
+            f"--init-from {model_dir}: its weights do not fit this model ({err}); use a model "
+            "directory trained with the same --cell, --layers, --units and features"
+        ) from err
+    if restored is None:
+        raise TrainError(
+            f"--init-from {model_dir}: no best checkpoint in {source}; pass a model directory "
+            "of a finished 'rnncast train' run"
+        )
 
 
 def build_parser():
@@ -476,6 +502,13 @@ def add_training_arguments(parser) -> None:
         "multi-worker (MultiWorkerMirroredStrategy over the cluster in TF_CONFIG). Lanes of "
         "each batch are split across replicas; the batch size must divide evenly.",
     )
+    parser.add_argument(
+        "--init-from",
+        default=None,
+        metavar="MODEL_DIR",
+        help="Fine-tune: start a new run from the best weights of this model directory "
+        "(same architecture and features) instead of a random initialisation.",
+    )
 
 
 def config_from_args(args, data: str, model_dir: str) -> TrainConfig:
@@ -495,6 +528,7 @@ def config_from_args(args, data: str, model_dir: str) -> TrainConfig:
         seed=args.seed,
         patience=args.patience,
         distribution=args.distribution,
+        init_from=args.init_from,
     )
 
 

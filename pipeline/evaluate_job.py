@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import dataclasses
 import html
 import json
 import os
@@ -86,6 +87,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=1,
         help="Train a new model at every R-th origin (1: at each); the origins in between "
         "reuse the latest model, which only saw data before an earlier origin.",
+    )
+    g.add_argument(
+        "--warm-start",
+        action="store_true",
+        help="Fine-tune: each refit after the first starts from the previous refit's weights "
+        "(trained on data before the previous origin) instead of a random initialisation.",
     )
     g.add_argument(
         "--model",
@@ -182,8 +189,11 @@ def _read_forecasts(directory: str) -> pd.DataFrame:
     )
 
 
-def _train_at(args, history_path: str, work: str, beam_args: list[str], freq: str) -> str:
-    """Dataset job, training and export on one origin's history; returns the export dir."""
+def _train_at(
+    args, history_path: str, work: str, beam_args: list[str], freq: str, init_from: str | None
+) -> str:
+    """Dataset job, training (from ``init_from``'s weights when given) and export on one
+    origin's history; returns the export dir."""
     from model.export import export_model
     from model.train import config_from_args, train
     from pipeline import dataset_job
@@ -218,7 +228,7 @@ def _train_at(args, history_path: str, work: str, beam_args: list[str], freq: st
         ]
     )
     config = config_from_args(args, data, os.path.join(work, "model"))
-    train(config)
+    train(dataclasses.replace(config, init_from=init_from))
     return export_model(config.model_dir)
 
 
@@ -427,6 +437,12 @@ def run(argv: list[str]) -> dict:
         from pipeline.options import parse_job_options
 
         parse_job_options(beam_args, ForecastOptions, "rnncast evaluate", FORECAST)
+    if args.init_from:
+        raise JobArgumentError(
+            "rnncast evaluate: --init-from could carry data from after the origins into the "
+            "backtest; use --warm-start (each refit starts from the previous origin's model) "
+            "or --model"
+        )
     if args.refit_every < 1 or args.plot_series < 0:
         raise JobArgumentError("rnncast evaluate: --refit-every >= 1 and --plot-series >= 0")
     classical = _classical_models(args.classical)
@@ -491,7 +507,8 @@ def run(argv: list[str]) -> dict:
             file=sys.stderr,
         )
         if reused is None and index % args.refit_every == 0:
-            export = _train_at(args, history_path, work, beam_args, freq)
+            init_from = os.path.dirname(export) if args.warm_start and export else None
+            export = _train_at(args, history_path, work, beam_args, freq, init_from)
             model = forecasting.ModelInfo.load(export)
         rows = _forecast_at(export, history_path, work, args.horizon, beam_args)
         got, frames = score_origin(
@@ -529,6 +546,7 @@ def run(argv: list[str]) -> dict:
         "horizon": args.horizon,
         "origins": [str(pd.Timestamp(o)) for o in origins],
         "refit_every": args.refit_every,
+        "warm_start": bool(args.warm_start),
         "model": args.model,
         "classical": list(classical),
         "quantiles": levels,

@@ -227,7 +227,7 @@ def test_no_leakage_values_after_an_origin_change_nothing_at_that_origin(tmp_pat
     frame = _series(3)
     a = tmp_path / "a.csv"
     write_csv(frame, a)
-    run = ["--origins", "2", "--origin-every", "12", "--plot-series", "0", *TINY]
+    run = ["--origins", "2", "--origin-every", "12", "--plot-series", "0", "--warm-start", *TINY]
     first = evaluate_job.run(["--input", str(a), "--output", str(tmp_path / "ea"), *run])
     origin = pd.Timestamp(first["origins"][0])
     changed = frame.copy()
@@ -248,6 +248,11 @@ def test_no_leakage_values_after_an_origin_change_nothing_at_that_origin(tmp_pat
     fa, forecasts_a = origin_outputs(tmp_path / "ea", labels[0])
     fb, forecasts_b = origin_outputs(tmp_path / "eb", labels[0])
     assert fa == fb, "the model of the first origin saw data after it"
+    # --warm-start: the second origin's model was fine-tuned from the first origin's.
+    settings = json.loads(
+        (tmp_path / "ea" / "origins" / labels[1] / "model" / "train_config.json").read_text()
+    )
+    assert settings["train"]["init_from"] == str(tmp_path / "ea" / "origins" / labels[0] / "model")
     at_first = forecasts_a["origin"] == origin
     columns = ["series_id", "method", "step", "forecast", "q0.1", "q0.5", "q0.9"]
     pd.testing.assert_frame_equal(
@@ -336,6 +341,8 @@ def test_clear_errors(tmp_path):
     base = ["--input", str(source), "--output", str(tmp_path / "o")]
     with pytest.raises(JobArgumentError, match="AutoFoo"):
         evaluate_job.run([*base, "--classical", "AutoFoo"])
+    with pytest.raises(JobArgumentError, match="--warm-start"):
+        evaluate_job.run([*base, "--init-from", str(tmp_path)])
     with pytest.raises(JobArgumentError, match="no history"):
         evaluate_job.run([*base, "--origins", "500", *TINY])
     from pipeline.errors import ModelError

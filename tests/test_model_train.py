@@ -354,3 +354,42 @@ def test_mirrored_strategy_over_two_replicas_matches_single_device(dataset_dir, 
     assert lines["REPLICAS"] == "2"
     # Same math, lanes split over two replicas: only the summation order differs.
     assert float(lines["WORST"]) < 1e-4
+
+
+def test_fine_tuning_starts_from_the_source_weights(trained, dataset_dir, tmp_path):
+    config, _ = trained
+    source = _checkpoint_arrays(os.path.join(config.model_dir, "best"))[1]
+    logged = []
+    # A learning rate too small to move anything: the run's weights are the source's.
+    train(
+        TrainConfig(
+            dataset_dir,
+            str(tmp_path / "tuned"),
+            epochs=1,
+            init_from=config.model_dir,
+            **{**SMALL_MODEL, "learning_rate": 1e-12},
+        ),
+        log=logged.append,
+    )
+    assert any("initialised from" in line for line in logged)
+    tuned = _checkpoint_arrays(str(tmp_path / "tuned" / "best"))[1]
+    for x, y in zip(source, tuned):
+        np.testing.assert_allclose(x, y, atol=1e-6)
+    settings = json.loads((tmp_path / "tuned" / "train_config.json").read_text())
+    assert settings["train"]["init_from"] == config.model_dir
+    with pytest.raises(TrainError, match="do not fit"):
+        train(
+            TrainConfig(
+                dataset_dir,
+                str(tmp_path / "wide"),
+                epochs=1,
+                init_from=config.model_dir,
+                **{**SMALL_MODEL, "units": 8},
+            ),
+            log=lambda _: None,
+        )
+    with pytest.raises(TrainError, match="no best checkpoint"):
+        train(
+            TrainConfig(dataset_dir, str(tmp_path / "x"), epochs=1, init_from=str(tmp_path)),
+            log=lambda _: None,
+        )
