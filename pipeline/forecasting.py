@@ -104,18 +104,23 @@ class SeriesState:
     model_fingerprint: str
 
 
+def point_hashes(timestamp: np.ndarray, raw: np.ndarray) -> np.ndarray:
+    """64-bit hash of each observed point (timestamp and raw value/covariates)."""
+    with np.errstate(over="ignore"):
+        h = np.asarray(timestamp, np.int64).astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15)
+        for k in range(raw.shape[1]):
+            bits = np.ascontiguousarray(raw[:, k], dtype=np.float64).view(np.uint64)
+            h ^= (bits + np.uint64(k + 1)) * np.uint64(0xC2B2AE3D27D4EB4F)
+            h = (h ^ (h >> np.uint64(29))) * np.uint64(0xBF58476D1CE4E5B9)
+        return h
+
+
 def points_digest(timestamp: np.ndarray, raw: np.ndarray) -> int:
     """Order-independent 64-bit hash of observed points (sum of per-point hashes), so the
     digest of a history extended by new points is the sum of both parts' digests."""
     if len(timestamp) == 0:
         return 0
-    with np.errstate(over="ignore"):
-        h = timestamp.astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15)
-        for k in range(raw.shape[1]):
-            bits = np.ascontiguousarray(raw[:, k], dtype=np.float64).view(np.uint64)
-            h ^= (bits + np.uint64(k + 1)) * np.uint64(0xC2B2AE3D27D4EB4F)
-            h = (h ^ (h >> np.uint64(29))) * np.uint64(0xBF58476D1CE4E5B9)
-        return int(h.sum(dtype=np.uint64))
+    return int(point_hashes(timestamp, raw).sum(dtype=np.uint64))
 
 
 @dataclass

@@ -283,36 +283,42 @@ class _WriteRejectedFn(beam.DoFn):
 
     def process(self, element):
         _, frames = element
-        table = _sorted_rejected(list(frames))
+        payload, records, counts = rejected_payload(list(frames))
         path = FileSystems.join(self._directory, "rejected-00000-of-00001.jsonl")
         temporary = path + ".tmp"
-        lines = [
-            json.dumps(
-                {
-                    "source": r.source,
-                    "row_number": int(r.row_number),
-                    "reason": r.reason,
-                    "detail": r.detail,
-                    "row": json.loads(r.row),
-                },
-                sort_keys=True,
-            )
-            for r in table.itertuples(index=False)
-        ]
-        payload = ("\n".join(lines) + ("\n" if lines else "")).encode("utf-8")
         with FileSystems.create(temporary) as sink:
             sink.write(payload)
         if FileSystems.exists(path):
             FileSystems.delete([path])
         FileSystems.rename([temporary], [path])
-        counts = collections.Counter(table["reason"].tolist())
         yield {
             "path": path,
-            "records": len(lines),
+            "records": records,
             "bytes": len(payload),
             "sha256": hashlib.sha256(payload).hexdigest(),
-            "by_reason": dict(sorted(counts.items())),
+            "by_reason": counts,
         }
+
+
+def rejected_payload(frames: list[pd.DataFrame]) -> tuple[bytes, int, dict[str, int]]:
+    """Dead-letter frames as sorted JSON lines: ``(bytes, records, counts per reason)``."""
+    table = _sorted_rejected(frames)
+    lines = [
+        json.dumps(
+            {
+                "source": r.source,
+                "row_number": int(r.row_number),
+                "reason": r.reason,
+                "detail": r.detail,
+                "row": json.loads(r.row),
+            },
+            sort_keys=True,
+        )
+        for r in table.itertuples(index=False)
+    ]
+    payload = ("\n".join(lines) + ("\n" if lines else "")).encode("utf-8")
+    counts = collections.Counter(table["reason"].tolist())
+    return payload, len(lines), dict(sorted(counts.items()))
 
 
 class WriteRejected(beam.PTransform):
