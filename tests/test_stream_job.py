@@ -1,15 +1,28 @@
-"""``rnncast stream``: the per-series decisions (pure)."""
+"""``rnncast stream``: the per-series decisions (pure), TestStream-driven runs against the batch
+forecast job (in order, out of order within lateness, late, duplicates, a new series), bootstrap
+from and hand-over to batch state, and a real file-watching run on the DirectRunner."""
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
+import time
+
+import apache_beam as beam
 import numpy as np
 import pandas as pd
 import pytest
+from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
+from apache_beam.testing import test_stream
+from apache_beam.transforms.window import TimestampedValue
 from conftest import run_job, write_csv
 
 from model.export import export_model
 from model.train import TrainConfig, train
-from pipeline import forecasting, streaming, synthetic
+from pipeline import forecast_job, forecasting, stream_job, streaming, synthetic
+from pipeline.forecast_job import load_state_files
 from pipeline.series import SeriesPart, combine_parts
 from pipeline.validation import InputColumns
 
@@ -145,3 +158,240 @@ def test_messages_in_json_lines_and_csv_are_validated_like_files():
     result = streaming.parse_message(csv, columns, "kafka:t")
     assert result.rows_read == 2 and result.parts[0][0] == "b"
     np.testing.assert_array_equal(result.parts[0][1].row_number, [2, 3])
+
+
+# --- TestStream runs against the batch job ---------------------------------------------------
+
+
+def message(rows: pd.DataFrame) -> bytes:
+    lines = [
+        json.dumps(
+            {"series_id": r.series_id, "timestamp": r.timestamp.isoformat(), "value": r.value}
+        )
+        for r in rows.itertuples(index=False)
+    ]
+    return ("\n".join(lines) + "\n").encode()
+
+
+def run_stream(model_path, deliveries, output, *, lateness="0s", state_in=None, **settings):
+    """Run the stream on a TestStream: ``deliveries`` is a list of ``(rows, watermark)``;
+    each row set becomes one message timestamped at its newest point, then the watermark
+    moves to ``watermark`` (None: stays)."""
+    model = model_info(model_path)
+    config = stream_job.StreamConfig(
+        model=model_path,
+        output=str(output),
+        state_in=str(state_in) if state_in else None,
+        horizon=model.horizon,
+        lateness_us=streaming.parse_duration(lateness, "--allowed-lateness"),
+        columns=InputColumns(covariates=model.covariates),
+        **settings,
+    )
+    state_files = load_state_files(config.state_in, model)[0] if state_in else []
+    events = test_stream.TestStream()
+    for k, (rows, watermark) in enumerate(deliveries):
+        if len(rows):
+            at = rows["timestamp"].max().value / 1e9
+            events.add_elements([TimestampedValue((f"msg-{k}", message(rows)), at)])
+        if watermark is not None:
+            events.advance_watermark_to(watermark.value / 1e9)
+    events.advance_watermark_to_infinity()
+    options = PipelineOptions([])
+    options.view_as(StandardOptions).streaming = True
+    with beam.Pipeline(options=options) as pipeline:
+        read = pipeline | events | stream_job.ReadPoints(config.columns, messages=True)
+        _ = read | stream_job.StreamForecast(config, model, state_files)
+
+
+def stream_forecasts(output) -> pd.DataFrame:
+    files = sorted((output / "forecasts").glob("*/*.parquet"))
+    return pd.concat([pd.read_parquet(f) for f in files], ignore_index=True)
+
+
+def latest(frame: pd.DataFrame) -> pd.DataFrame:
+    ready = frame[frame["step"].notna()]
+    newest = ready.groupby("series_id")["origin"].transform("max")
+    out = ready[ready["origin"] == newest].drop_duplicates(["series_id", "step"])
+    return out.sort_values(["series_id", "step"]).reset_index(drop=True)
+
+
+def dead_letters(output) -> pd.DataFrame:
+    rows = [
+        json.loads(line)
+        for f in sorted((output / "rejected").glob("*/*.jsonl"))
+        for line in f.read_text().splitlines()
+    ]
+    return pd.DataFrame(rows, columns=["source", "row_number", "reason", "detail", "row"])
+
+
+def batch(model_path, rows, tmp_path, name, *flags):
+    source = write_csv(rows, tmp_path / f"{name}.csv")
+    forecast_job.run(
+        ["--model", model_path, "--input", source, "--output", str(tmp_path / name), *flags]
+    )
+    meta = json.loads((tmp_path / name / "metadata.json").read_text())
+    frame = pd.concat(pd.read_parquet(tmp_path / name / f["name"]) for f in meta["files"])
+    return frame.sort_values(["series_id", "step"]).reset_index(drop=True)
+
+
+def assert_same_forecasts(stream, reference, scale):
+    reference = reference[reference["step"].notna()].reset_index(drop=True)
+    assert list(stream.series_id) == list(reference.series_id)
+    assert list(stream.origin) == list(reference.origin)
+    difference = np.abs(stream[COLUMNS].to_numpy() - reference[COLUMNS].to_numpy())
+    relative = difference / stream["series_id"].map(scale).to_numpy()[:, None]
+    assert relative.max() < 1e-5, relative.max()
+
+
+def snapshot_scale(output) -> dict:
+    return pd.read_parquet(output / "state" / "state").set_index("series_id")["scale"].to_dict()
+
+
+def test_stream_equals_batch_with_disorder_duplicates_late_points_and_a_new_series(
+    exported, tmp_path
+):
+    model_path, frame = exported
+    live_steps = 12
+    start = END - (live_steps - 1) * HOUR  # live clock: start, start + 1h, ..., END
+    history = frame[frame.timestamp < start]
+    live = frame[frame.timestamp >= start]
+    newcomer = synthetic.generate_series(7, 24, seed=4, gap_fraction=0.0)
+    newcomer = newcomer.assign(
+        series_id="newcomer", timestamp=END - (len(newcomer) - 1) * HOUR + np.arange(24) * HOUR
+    )
+    a, b, c = "series-000000", "series-000001", "series-000002"
+    deliveries = [
+        (history[history.series_id == s], None) for s in sorted(history.series_id.unique())
+    ]
+    deliveries.append((newcomer[newcomer.timestamp < start], start - HOUR))  # too short: waits
+    held_b = live[(live.series_id == b)].iloc[2]  # withheld, then sent when far too late
+    for k in range(live_steps):
+        now = start + k * HOUR
+        rows = pd.concat([live[live.timestamp == now], newcomer[newcomer.timestamp == now]])
+        if k == 3:
+            rows = rows[rows.series_id != a]  # a's point arrives one step later, out of order
+        if k == 4:
+            rows = pd.concat([rows, live[(live.series_id == a) & (live.timestamp == now - HOUR)]])
+        rows = rows[~((rows.series_id == b) & (rows.timestamp == held_b.timestamp))]
+        if k == 6:
+            rows = pd.concat([rows, rows[rows.series_id == c]])  # a repeat, both buffered
+        if k == 8:
+            rows = pd.concat([rows, live[(live.series_id == c) & (live.timestamp == start)]])
+            rows = pd.concat([rows, held_b.to_frame().T])  # b has moved past it: late
+        deliveries.append((rows, now))
+    output = tmp_path / "stream"
+    run_stream(model_path, deliveries, output, lateness="1h")
+
+    letters = dead_letters(output)
+    assert sorted(letters.reason) == ["duplicate", "duplicate", "late"]
+    late = letters[letters.reason == "late"].row.iloc[0]
+    assert pd.Timestamp(late["timestamp"]) == held_b.timestamp and late["series_id"] == b
+
+    everything = pd.concat([frame, newcomer])
+    consumed = everything[
+        ~((everything.series_id == b) & (everything.timestamp == held_b.timestamp))
+    ]
+    reference = batch(model_path, consumed, tmp_path, "batch")
+    got = latest(stream_forecasts(output))
+    assert set(got.status) == {"incremental"} and "newcomer" in set(got.series_id)
+    assert (reference.set_index("series_id").loc["newcomer", "scaling"] == "own_history").all()
+    assert_same_forecasts(got, reference, snapshot_scale(output))
+    statuses = set(stream_forecasts(output).status)
+    assert {"full", "incremental", "too_short"} <= statuses
+
+
+def test_bootstrap_from_batch_state_and_hand_back_to_batch(exported, tmp_path):
+    model_path, frame = exported
+    cut, cut2 = END - 20 * HOUR, END - 8 * HOUR
+    first = frame[frame.timestamp <= cut]
+    batch(model_path, first, tmp_path, "b1", "--state-out", str(tmp_path / "s1"))
+    middle = frame[(frame.timestamp > cut) & (frame.timestamp <= cut2)]
+    deliveries = [(middle[middle.timestamp == t], t) for t in sorted(middle.timestamp.unique())]
+    output = tmp_path / "stream"
+    run_stream(
+        model_path,
+        deliveries,
+        output,
+        state_in=tmp_path / "s1",
+        emit="window",
+        window_us=6 * 3_600_000_000,
+    )
+    forecasts = stream_forecasts(output)
+    assert set(forecasts.status) == {"incremental"}
+    # --emit window: one forecast (H rows) per series per window file.
+    for f in (output / "forecasts").glob("*/*.parquet"):
+        rows = pd.read_parquet(f)
+        assert rows.groupby("series_id").size().max() == model_info(model_path).horizon
+    reference = batch(model_path, frame[frame.timestamp <= cut2], tmp_path, "b2")
+    assert_same_forecasts(latest(forecasts), reference, snapshot_scale(output))
+    # The snapshot is a --state-in for the batch job, which continues where the stream ended.
+    rest = frame[frame.timestamp > cut2]
+    continued = batch(model_path, rest, tmp_path, "b3", "--state-in", str(output / "state"))
+    assert set(continued.status) == {"incremental"}
+    full = batch(model_path, frame, tmp_path, "b4")
+    assert_same_forecasts(continued, full, snapshot_scale(output))
+
+
+# --- a real file-watching run ------------------------------------------------------------------
+
+
+def test_file_watching_run_picks_up_new_files_and_stops_by_itself(exported, tmp_path):
+    model_path, frame = exported
+    incoming = tmp_path / "incoming"
+    incoming.mkdir()
+    cuts = [END - 10 * HOUR, END - 5 * HOUR, END]
+    chunks = [
+        frame[
+            (frame.timestamp <= cut) & (frame.timestamp > (cuts[i - 1] if i else pd.Timestamp(0)))
+        ]
+        for i, cut in enumerate(cuts)
+    ]
+    output = tmp_path / "out"
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    job = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "pipeline.cli",
+            "stream",
+            "--model",
+            model_path,
+            "--input-pattern",
+            str(incoming / "*.csv"),
+            "--output",
+            str(output),
+            "--poll-interval",
+            "0.2",
+            "--max-files",
+            str(len(chunks)),
+            "--stop-after-seconds",
+            "240",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+    )
+    try:
+        for k, (chunk, cut) in enumerate(zip(chunks, cuts)):
+            name = incoming / f"points-{k}.csv"
+            write_csv(chunk, str(name) + ".tmp")
+            os.rename(str(name) + ".tmp", name)  # lands whole, after the job started
+            deadline = time.monotonic() + 180
+            while time.monotonic() < deadline:
+                files = list((output / "forecasts").glob("*/*.parquet"))
+                if files and (pd.concat(pd.read_parquet(f) for f in files).origin == cut).any():
+                    break
+                assert job.poll() is None, job.stdout.read()
+                time.sleep(0.5)
+            else:
+                pytest.fail(f"no forecast from {name} within 180 s")
+        out, _ = job.communicate(timeout=180)
+    finally:
+        if job.poll() is None:
+            job.kill()
+    assert job.returncode == 0, out
+    assert "stopped watching after 3 file(s)" in out and "dead letters {}" in out
+    reference = batch(model_path, frame, tmp_path, "batch")
+    assert_same_forecasts(latest(stream_forecasts(output)), reference, snapshot_scale(output))
+    assert load_state_files(str(output / "state"), model_info(model_path))[0]
