@@ -223,9 +223,11 @@ class _LoadedModel:
         import tensorflow as tf
 
         self.module = tf.saved_model.load(path)
+        # The exported signature's one concrete function: skips per-call dispatch (~0.3 ms).
+        self._step = self.module.step.get_concrete_function()
 
     def step(self, *arrays):
-        out = self.module.step(*arrays)
+        out = self._step(*arrays)
         return {k: v.numpy() for k, v in out.items()}
 
 

@@ -294,7 +294,9 @@ def _work(series_id, status, regular, model, state, first, digest, loc, scale, s
 
 def run_lanes(works: list[Work], step: StepFn, model: ModelInfo) -> list[SeriesState]:
     """Advance every work item over its features, all items as lanes of one batch per chunk
-    of ``num_steps`` (never one series per call); return each series' new state and forecast."""
+    of ``num_steps`` (never one series per call); return each series' new state and forecast.
+    The last chunk is only as wide as its longest lane (the signature takes any width), so a
+    few new points cost a few steps, not ``num_steps``."""
     T = model.num_steps
     B = len(works)
     S, U = len(model.state_size), model.state_size[0]
@@ -310,9 +312,10 @@ def run_lanes(works: list[Work], step: StepFn, model: ModelInfo) -> list[SeriesS
     quantiles = np.zeros((B, model.horizon, len(model.quantiles)))
     for chunk in range(int(np.ceil(lengths.max() / T))):
         start = chunk * T
-        inputs = np.zeros((B, T, F), np.float32)
-        observed = np.zeros((B, T), np.float32)
         steps = np.clip(lengths - start, 0, T).astype(np.int32)
+        width = int(steps.max())
+        inputs = np.zeros((B, width, F), np.float32)
+        observed = np.zeros((B, width), np.float32)
         for lane, work in enumerate(works):
             if steps[lane]:
                 inputs[lane, : steps[lane]] = work.features[start : start + steps[lane]]

@@ -279,8 +279,11 @@ class _WatchFilesFn(beam.DoFn):
     """Poll a glob and emit each new file once (one key, a self-renewing timer).
 
     The Python DirectRunner's streaming engine cannot run splittable DoFns
-    (``fileio.MatchContinuously``), so on it this loop does the matching; the timer's bundles
-    sleep ``poll_interval`` between matches."""
+    (``fileio.MatchContinuously``), so on it this loop does the matching. The engine runs one
+    bundle at a time, so a firing never sleeps long: it waits ``TICK`` seconds and matches the
+    glob only once ``poll_interval`` has passed since the last match."""
+
+    TICK = 0.02
 
     SEEN = userstate.BagStateSpec("seen", StrUtf8Coder())
     STARTED = userstate.ReadModifyWriteStateSpec("started", VarIntCoder())
@@ -299,6 +302,7 @@ class _WatchFilesFn(beam.DoFn):
         poll=beam.DoFn.TimerParam(POLL),
     ):
         started.write(int(time.time()))
+        self._last_match = 0.0
         poll.set(Timestamp(0))
         print(f"rnncast stream: watching {self._pattern}", file=sys.stderr, flush=True)
 
@@ -309,6 +313,11 @@ class _WatchFilesFn(beam.DoFn):
         started=beam.DoFn.StateParam(STARTED),
         poll=beam.DoFn.TimerParam(POLL),
     ):
+        if time.monotonic() - getattr(self, "_last_match", 0.0) < self._interval:
+            time.sleep(self.TICK)
+            poll.set(Timestamp(0))
+            return
+        self._last_match = time.monotonic()
         known = set(seen.read())
         new = [p for p in _match(self._pattern) if p not in known]
         if self._max_files is not None:
@@ -327,8 +336,6 @@ class _WatchFilesFn(beam.DoFn):
                 flush=True,
             )
             return
-        if not new:
-            time.sleep(self._interval)
         poll.set(Timestamp(0))
 
 
