@@ -17,6 +17,7 @@ import io
 import json
 import os
 import sys
+import threading
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -31,7 +32,6 @@ from apache_beam.options.pipeline_options import StandardOptions
 from apache_beam.transforms import userstate
 from apache_beam.transforms.timeutil import TimeDomain
 from apache_beam.transforms.window import TimestampedValue
-from apache_beam.utils import shared
 from apache_beam.utils.timestamp import Timestamp
 
 from pipeline import commit, forecasting, streaming
@@ -280,10 +280,12 @@ class _WatchFilesFn(beam.DoFn):
 
     The Python DirectRunner's streaming engine cannot run splittable DoFns
     (``fileio.MatchContinuously``), so on it this loop does the matching. The engine runs one
-    bundle at a time, so a firing never sleeps long: it waits ``TICK`` seconds and matches the
-    glob only once ``poll_interval`` has passed since the last match."""
+    bundle at a time, and each round of firings costs it tens of milliseconds of CPU: while the
+    other steps of this process are busy, a firing waits only ``TICK`` seconds; when they have
+    been idle for ``IDLE`` seconds it sleeps until the next match is due."""
 
     TICK = 0.02
+    IDLE = 1.0
 
     SEEN = userstate.BagStateSpec("seen", StrUtf8Coder())
     STARTED = userstate.ReadModifyWriteStateSpec("started", VarIntCoder())
@@ -302,7 +304,6 @@ class _WatchFilesFn(beam.DoFn):
         poll=beam.DoFn.TimerParam(POLL),
     ):
         started.write(int(time.time()))
-        self._last_match = 0.0
         poll.set(Timestamp(0))
         print(f"rnncast stream: watching {self._pattern}", file=sys.stderr, flush=True)
 
@@ -313,17 +314,20 @@ class _WatchFilesFn(beam.DoFn):
         started=beam.DoFn.StateParam(STARTED),
         poll=beam.DoFn.TimerParam(POLL),
     ):
-        if time.monotonic() - getattr(self, "_last_match", 0.0) < self._interval:
-            time.sleep(self.TICK)
+        wait = _LAST_MATCH.get(self._pattern, 0.0) + self._interval - time.monotonic()
+        if wait > 0:
+            busy = time.monotonic() - _ACTIVITY[0] < self.IDLE
+            time.sleep(self.TICK if busy else wait)
             poll.set(Timestamp(0))
             return
-        self._last_match = time.monotonic()
+        _LAST_MATCH[self._pattern] = time.monotonic()
         known = set(seen.read())
         new = [p for p in _match(self._pattern) if p not in known]
         if self._max_files is not None:
             new = new[: max(self._max_files - len(known), 0)]
         for path in new:
             seen.add(path)
+            _active()
             yield TimestampedValue(path, Timestamp.now())
         elapsed = time.time() - started.read()
         done = (self._stop_after is not None and elapsed >= self._stop_after) or (
@@ -337,6 +341,17 @@ class _WatchFilesFn(beam.DoFn):
             )
             return
         poll.set(Timestamp(0))
+
+
+# The DirectRunner file watcher's pacing, per process (the engine makes a DoFn instance per
+# bundle, so instance attributes do not last): when a step last did work, when a glob was
+# last matched.
+_ACTIVITY = [0.0]
+_LAST_MATCH: dict[str, float] = {}
+
+
+def _active() -> None:
+    _ACTIVITY[0] = time.monotonic()
 
 
 def _match(pattern: str) -> list[str]:
@@ -397,6 +412,7 @@ class _ReadFn(beam.DoFn):
         self._files = Metrics.counter(NAMESPACE, "files_read")
 
     def process(self, element):
+        _active()
         if self._messages:
             source, payload = element
             result = streaming.parse_message(payload, self._columns, source)
@@ -440,9 +456,25 @@ class _Bootstrap:
                 self.states[state.series_id] = state
 
 
-def _acquire_bootstrap(handle: shared.Shared, files, model) -> _Bootstrap:
+_PROCESS_CACHE: dict = {}
+_PROCESS_CACHE_LOCK = threading.Lock()
+
+
+def _per_process(key: tuple, factory):
+    """One object per worker process and key, kept for the life of the process.
+
+    (Not ``shared.Shared``: the DirectRunner's streaming engine makes a DoFn instance per
+    bundle, so a shared handle is released between bundles and the SavedModel was reloaded
+    for every bundle, ~0.5 s each.)"""
+    with _PROCESS_CACHE_LOCK:
+        if key not in _PROCESS_CACHE:
+            _PROCESS_CACHE[key] = factory()
+        return _PROCESS_CACHE[key]
+
+
+def _bootstrap_states(files, model) -> _Bootstrap:
     files = tuple(files)
-    return handle.acquire(lambda: _Bootstrap(files, model), tag="\x1f".join(files) or "none")
+    return _per_process(("bootstrap", model.fingerprint, files), lambda: _Bootstrap(files, model))
 
 
 def _window_end(micros: int, window: int) -> int:
@@ -469,16 +501,14 @@ class _AdvanceSeriesFn(beam.DoFn):
         self._config = config
         self._model = model
         self._state_files = tuple(state_files)
-        self._shared_model = shared.Shared()
-        self._shared_bootstrap = shared.Shared()
         self._consumed = Metrics.counter(NAMESPACE, "points_consumed")
         self._forecasts = Metrics.counter(NAMESPACE, "forecasts")
         self._model_calls = Metrics.counter(NAMESPACE, "model_calls")
 
     def setup(self):
         path = self._model.path
-        self._loaded = self._shared_model.acquire(lambda: _LoadedModel(path), tag=path)
-        self._bootstrap = _acquire_bootstrap(self._shared_bootstrap, self._state_files, self._model)
+        self._loaded = _per_process(("model", path), lambda: _LoadedModel(path))
+        self._bootstrap = _bootstrap_states(self._state_files, self._model)
 
     def _saved(self, series_id, saved, started):
         if not started.read():
@@ -500,6 +530,7 @@ class _AdvanceSeriesFn(beam.DoFn):
         next_fire=beam.DoFn.StateParam(NEXT),
         flush=beam.DoFn.TimerParam(FLUSH),
     ):
+        _active()
         series_id, part = element
         state = self._saved(series_id, saved, started)
         reasons = streaming.classify(part, state, recent.read() or streaming.Recent.empty())
@@ -537,6 +568,7 @@ class _AdvanceSeriesFn(beam.DoFn):
         flush=beam.DoFn.TimerParam(FLUSH),
         emit=beam.DoFn.TimerParam(EMIT),
     ):
+        _active()
         series_id = key
         config = self._config
         items = list(pending.read())
@@ -651,6 +683,8 @@ class _WriteWindowedFn(beam.DoFn):
         self._buffer[int(timestamp.micros) // self._window * self._window].append(element)
 
     def finish_bundle(self):
+        if self._buffer:
+            _active()
         for start, items in sorted(self._buffer.items()):
             folder = FileSystems.join(self._directory, window_name(start, self._window))
             self._write(folder, items)
@@ -740,10 +774,9 @@ class _SnapshotFn(beam.DoFn):
         self._config = config
         self._model = model
         self._state_files = tuple(state_files)
-        self._shared_bootstrap = shared.Shared()
 
     def setup(self):
-        self._bootstrap = _acquire_bootstrap(self._shared_bootstrap, self._state_files, self._model)
+        self._bootstrap = _bootstrap_states(self._state_files, self._model)
 
     def process(
         self,
@@ -753,6 +786,7 @@ class _SnapshotFn(beam.DoFn):
         next_fire=beam.DoFn.StateParam(NEXT),
         snapshot=beam.DoFn.TimerParam(SNAPSHOT),
     ):
+        _active()
         updates.add(element[1])
         at = _window_end(int(timestamp.micros), self._config.window_us)
         current = next_fire.read()
