@@ -494,6 +494,7 @@ class _AdvanceSeriesFn(beam.DoFn):
     NEXT = userstate.ReadModifyWriteStateSpec("next", VarIntCoder())
     LATEST = userstate.ReadModifyWriteStateSpec("latest", SeriesStateCoder())
     LATEST_STATUS = userstate.ReadModifyWriteStateSpec("latest_status", StrUtf8Coder())
+    EMIT_AT = userstate.ReadModifyWriteStateSpec("emit_at", VarIntCoder())
     FLUSH = userstate.TimerSpec("flush", TimeDomain.WATERMARK)
     EMIT = userstate.TimerSpec("emit", TimeDomain.WATERMARK)
 
@@ -565,6 +566,7 @@ class _AdvanceSeriesFn(beam.DoFn):
         next_fire=beam.DoFn.StateParam(NEXT),
         latest=beam.DoFn.StateParam(LATEST),
         latest_status=beam.DoFn.StateParam(LATEST_STATUS),
+        emit_at=beam.DoFn.StateParam(EMIT_AT),
         flush=beam.DoFn.TimerParam(FLUSH),
         emit=beam.DoFn.TimerParam(EMIT),
     ):
@@ -617,10 +619,17 @@ class _AdvanceSeriesFn(beam.DoFn):
             self._forecasts.inc()
             yield series_id, result.status, new_state
             return
+        end = _window_end(int(fire.micros), config.window_us)
+        pending_end = emit_at.read()
+        if pending_end is not None and pending_end < end:
+            # An earlier window's emission has not fired yet (timers of one key may fire out of
+            # order); emit it now rather than let this window's timer replace it.
+            yield from self._emit_latest(series_id, latest, latest_status, emit_at)
         if new_state is not None:
             latest.write(new_state)
         latest_status.write(result.status)
-        emit.set(Timestamp(micros=_window_end(int(fire.micros), config.window_us)))
+        emit_at.write(end)
+        emit.set(Timestamp(micros=end))
 
     @userstate.on_timer(EMIT)
     def on_emit(
@@ -628,15 +637,20 @@ class _AdvanceSeriesFn(beam.DoFn):
         key=beam.DoFn.KeyParam,
         latest=beam.DoFn.StateParam(LATEST),
         latest_status=beam.DoFn.StateParam(LATEST_STATUS),
+        emit_at=beam.DoFn.StateParam(EMIT_AT),
     ):
+        yield from self._emit_latest(key, latest, latest_status, emit_at)
+
+    def _emit_latest(self, series_id, latest, latest_status, emit_at):
         status = latest_status.read()
+        emit_at.clear()
         if status is None:
             return
         state = latest.read() if status != forecasting.TOO_SHORT else None
         latest_status.clear()
         latest.clear()
         self._forecasts.inc()
-        yield key, status, state
+        yield series_id, status, state
 
 
 class AdvanceSeries(beam.PTransform):

@@ -1,6 +1,7 @@
 """``rnncast stream``: the per-series decisions (pure), TestStream-driven runs against the batch
 forecast job (in order, out of order within lateness, late, duplicates, a new series), bootstrap
-from and hand-over to batch state, and a real file-watching run on the DirectRunner."""
+from and hand-over to batch state, and a real file-watching run on the DirectRunner (with an
+unreadable file that becomes a dead letter)."""
 
 from __future__ import annotations
 
@@ -318,7 +319,8 @@ def test_bootstrap_from_batch_state_and_hand_back_to_batch(exported, tmp_path):
     )
     forecasts = stream_forecasts(output)
     assert set(forecasts.status) == {"incremental"}
-    # --emit window: one forecast (H rows) per series per window file.
+    # --emit window: one forecast (H rows) per series per window file, 12 hours in 6 h windows.
+    assert len(list((output / "forecasts").iterdir())) >= 2
     for f in (output / "forecasts").glob("*/*.parquet"):
         rows = pd.read_parquet(f)
         assert rows.groupby("series_id").size().max() == model_info(model_path).horizon
@@ -363,7 +365,7 @@ def test_file_watching_run_picks_up_new_files_and_stops_by_itself(exported, tmp_
             "--poll-interval",
             "0.2",
             "--max-files",
-            str(len(chunks)),
+            str(len(chunks) + 1),
             "--stop-after-seconds",
             "240",
         ],
@@ -386,12 +388,16 @@ def test_file_watching_run_picks_up_new_files_and_stops_by_itself(exported, tmp_
                 time.sleep(0.5)
             else:
                 pytest.fail(f"no forecast from {name} within 180 s")
+        (incoming / "broken.csv").write_text("id,when,amount\na,2021-01-01,1\n")
         out, _ = job.communicate(timeout=180)
     finally:
         if job.poll() is None:
             job.kill()
     assert job.returncode == 0, out
-    assert "stopped watching after 3 file(s)" in out and "dead letters {}" in out
+    assert "stopped watching after 4 file(s)" in out, out
+    assert "dead letters {'unreadable_file': 1}" in out
+    broken = dead_letters(output).iloc[0]
+    assert broken.source.endswith("broken.csv") and "missing column(s)" in broken.row["error"]
     reference = batch(model_path, frame, tmp_path, "batch")
     assert_same_forecasts(latest(stream_forecasts(output)), reference, snapshot_scale(output))
     assert load_state_files(str(output / "state"), model_info(model_path))[0]
