@@ -864,8 +864,15 @@ class StreamForecast(beam.PTransform):
         return advanced[STATES] | "SnapshotState" >> SnapshotState(config, model, self._state_files)
 
 
-def build(pipeline: beam.Pipeline, config: StreamConfig, model, state_files, direct: bool):
-    """Add the source chosen by ``config`` and the stream to ``pipeline``."""
+def build(
+    pipeline: beam.Pipeline,
+    config: StreamConfig,
+    model: forecasting.ModelInfo,
+    state_files: list[str],
+    direct: bool,
+) -> beam.PCollection:
+    """Add the source chosen by ``config`` and the stream to ``pipeline``; returns the
+    snapshot run ids."""
     if config.input_pattern:
         arrivals = pipeline | "WatchFiles" >> WatchFiles(config, direct)
         messages = False
