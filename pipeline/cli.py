@@ -18,6 +18,7 @@ COMMANDS = {
     "export": "Export a trained model directory as a SavedModel (step/forecast signatures).",
     "forecast": "Beam job: forecasts for every series from an exported model, incremental.",
     "evaluate": "Rolling-origin backtest against naive, seasonal naive and classical baselines.",
+    "stream": "Beam streaming job: forecasts from new files / messages as points arrive.",
     "schedule-run": "One scheduled period: forecast from the latest state, advance LATEST.",
     "synthetic": "Write the deterministic synthetic series set (CSV or Parquet).",
     "demo": "Run the main flow end to end on the embedded real dataset.",
@@ -42,6 +43,13 @@ def _evaluate(argv: list[str]) -> int:
     from pipeline import evaluate_job
 
     evaluate_job.run(argv)
+    return 0
+
+
+def _stream(argv: list[str]) -> int:
+    from pipeline import stream_job
+
+    stream_job.run(argv)
     return 0
 
 
@@ -199,6 +207,7 @@ HANDLERS = {
     "export": _export,
     "forecast": _forecast,
     "evaluate": _evaluate,
+    "stream": _stream,
     "schedule-run": _schedule_run,
     "synthetic": _synthetic,
     "demo": _demo,
@@ -216,11 +225,17 @@ def check_arguments(argv: list[str]) -> None:
     from pipeline.forecast_job import ForecastOptions
     from pipeline.options import parse_job_options
     from pipeline.schedule import build_parser as schedule_parser
+    from pipeline.stream_job import DESCRIPTION as STREAM
+    from pipeline.stream_job import StreamOptions
 
     command, rest = argv[0], list(argv[1:])
     if command not in HANDLERS:
         raise JobArgumentError(f"unknown command {command!r}")
-    beam_options = {"dataset": (DatasetOptions, DATASET), "forecast": (ForecastOptions, FORECAST)}
+    beam_options = {
+        "dataset": (DatasetOptions, DATASET),
+        "forecast": (ForecastOptions, FORECAST),
+        "stream": (StreamOptions, STREAM),
+    }
     if command in beam_options:
         parse_job_options(
             rest, *(beam_options[command][:1]), f"rnncast {command}", beam_options[command][1]

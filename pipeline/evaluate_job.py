@@ -31,7 +31,7 @@ from pipeline import series as series_lib
 from pipeline.errors import ModelError
 from pipeline.inputs import InputError
 from pipeline.options import JobArgumentError
-from pipeline.transforms import rejected_jsonl
+from pipeline.transforms import rejected_payload
 from pipeline.validation import InputColumns
 
 DESCRIPTION = (
@@ -474,7 +474,7 @@ def run(argv: list[str]) -> dict:
     output = args.output
     os.makedirs(os.path.join(output, "rejected"), exist_ok=True)
     with open(os.path.join(output, "rejected", "rejected-00000-of-00001.jsonl"), "wb") as sink:
-        sink.write(rejected_jsonl(loaded.rejected))
+        sink.write(rejected_payload([loaded.rejected])[0])
     print(
         f"rnncast evaluate: {len(loaded.series)} series, rows read {loaded.rows_read}, "
         f"accepted {loaded.rows_accepted}, rejected {len(loaded.rejected)}; freq {freq}, "

@@ -223,9 +223,11 @@ class _LoadedModel:
         import tensorflow as tf
 
         self.module = tf.saved_model.load(path)
+        # The exported signature's one concrete function: skips per-call dispatch (~0.3 ms).
+        self._step = self.module.step.get_concrete_function()
 
     def step(self, *arrays):
-        out = self.module.step(*arrays)
+        out = self._step(*arrays)
         return {k: v.numpy() for k, v in out.items()}
 
 
@@ -427,19 +429,24 @@ def _write_metadata(
     if state_staging:
         commit.write_json(
             FileSystems.join(state_staging, commit.METADATA),
-            {
-                "schema": schemas.load(schemas.STATE)["name"],
-                "schema_version": dict(schemas.CURRENT_VERSIONS),
-                "run_id": run_id,
-                "model_fingerprint": model.fingerprint,
-                "state_size": list(model.state_size),
-                "horizon": model.horizon,
-                "quantiles": list(model.quantiles),
-                "num_series": sum(f["records"] for f in state_files if f),
-                "files": [f for f in state_files if f],
-            },
+            state_metadata(run_id, model, [f for f in state_files if f]),
         )
     return run_id
+
+
+def state_metadata(run_id: str, model: forecasting.ModelInfo, files: list[dict]) -> dict:
+    """``metadata.json`` of a state directory (what :func:`load_state_files` checks)."""
+    return {
+        "schema": schemas.load(schemas.STATE)["name"],
+        "schema_version": dict(schemas.CURRENT_VERSIONS),
+        "run_id": run_id,
+        "model_fingerprint": model.fingerprint,
+        "state_size": list(model.state_size),
+        "horizon": model.horizon,
+        "quantiles": list(model.quantiles),
+        "num_series": sum(f["records"] for f in files),
+        "files": list(files),
+    }
 
 
 def run_id_for(config: ForecastConfig, model, paths: list[str], state_run: str | None) -> str:

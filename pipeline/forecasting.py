@@ -104,18 +104,23 @@ class SeriesState:
     model_fingerprint: str
 
 
+def point_hashes(timestamp: np.ndarray, raw: np.ndarray) -> np.ndarray:
+    """64-bit hash of each observed point (timestamp and raw value/covariates)."""
+    with np.errstate(over="ignore"):
+        h = np.asarray(timestamp, np.int64).astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15)
+        for k in range(raw.shape[1]):
+            bits = np.ascontiguousarray(raw[:, k], dtype=np.float64).view(np.uint64)
+            h ^= (bits + np.uint64(k + 1)) * np.uint64(0xC2B2AE3D27D4EB4F)
+            h = (h ^ (h >> np.uint64(29))) * np.uint64(0xBF58476D1CE4E5B9)
+        return h
+
+
 def points_digest(timestamp: np.ndarray, raw: np.ndarray) -> int:
     """Order-independent 64-bit hash of observed points (sum of per-point hashes), so the
     digest of a history extended by new points is the sum of both parts' digests."""
     if len(timestamp) == 0:
         return 0
-    with np.errstate(over="ignore"):
-        h = timestamp.astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15)
-        for k in range(raw.shape[1]):
-            bits = np.ascontiguousarray(raw[:, k], dtype=np.float64).view(np.uint64)
-            h ^= (bits + np.uint64(k + 1)) * np.uint64(0xC2B2AE3D27D4EB4F)
-            h = (h ^ (h >> np.uint64(29))) * np.uint64(0xBF58476D1CE4E5B9)
-        return int(h.sum(dtype=np.uint64))
+    return int(point_hashes(timestamp, raw).sum(dtype=np.uint64))
 
 
 @dataclass
@@ -289,7 +294,9 @@ def _work(series_id, status, regular, model, state, first, digest, loc, scale, s
 
 def run_lanes(works: list[Work], step: StepFn, model: ModelInfo) -> list[SeriesState]:
     """Advance every work item over its features, all items as lanes of one batch per chunk
-    of ``num_steps`` (never one series per call); return each series' new state and forecast."""
+    of ``num_steps`` (never one series per call); return each series' new state and forecast.
+    The last chunk is only as wide as its longest lane (the signature takes any width), so a
+    few new points cost a few steps, not ``num_steps``."""
     T = model.num_steps
     B = len(works)
     S, U = len(model.state_size), model.state_size[0]
@@ -305,9 +312,10 @@ def run_lanes(works: list[Work], step: StepFn, model: ModelInfo) -> list[SeriesS
     quantiles = np.zeros((B, model.horizon, len(model.quantiles)))
     for chunk in range(int(np.ceil(lengths.max() / T))):
         start = chunk * T
-        inputs = np.zeros((B, T, F), np.float32)
-        observed = np.zeros((B, T), np.float32)
         steps = np.clip(lengths - start, 0, T).astype(np.int32)
+        width = int(steps.max())
+        inputs = np.zeros((B, width, F), np.float32)
+        observed = np.zeros((B, width), np.float32)
         for lane, work in enumerate(works):
             if steps[lane]:
                 inputs[lane, : steps[lane]] = work.features[start : start + steps[lane]]

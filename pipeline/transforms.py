@@ -278,8 +278,33 @@ def sorted_rejected(frames: list[pd.DataFrame]) -> pd.DataFrame:
     )
 
 
-def rejected_jsonl(table: pd.DataFrame) -> bytes:
-    """Dead-letter rows as JSON lines (``schemas/rejected``): one object per row, keys sorted."""
+class _WriteRejectedFn(beam.DoFn):
+    def __init__(self, directory: str):
+        self._directory = directory
+
+    def process(self, element):
+        _, frames = element
+        payload, records, counts = rejected_payload(list(frames))
+        path = FileSystems.join(self._directory, "rejected-00000-of-00001.jsonl")
+        temporary = path + ".tmp"
+        with FileSystems.create(temporary) as sink:
+            sink.write(payload)
+        if FileSystems.exists(path):
+            FileSystems.delete([path])
+        FileSystems.rename([temporary], [path])
+        yield {
+            "path": path,
+            "records": records,
+            "bytes": len(payload),
+            "sha256": hashlib.sha256(payload).hexdigest(),
+            "by_reason": counts,
+        }
+
+
+def rejected_payload(frames: list[pd.DataFrame]) -> tuple[bytes, int, dict[str, int]]:
+    """Dead-letter frames as sorted JSON lines (``schemas/rejected``, keys sorted):
+    ``(bytes, records, counts per reason)``."""
+    table = sorted_rejected(frames)
     lines = [
         json.dumps(
             {
@@ -293,32 +318,9 @@ def rejected_jsonl(table: pd.DataFrame) -> bytes:
         )
         for r in table.itertuples(index=False)
     ]
-    return ("\n".join(lines) + ("\n" if lines else "")).encode("utf-8")
-
-
-class _WriteRejectedFn(beam.DoFn):
-    def __init__(self, directory: str):
-        self._directory = directory
-
-    def process(self, element):
-        _, frames = element
-        table = sorted_rejected(list(frames))
-        path = FileSystems.join(self._directory, "rejected-00000-of-00001.jsonl")
-        temporary = path + ".tmp"
-        payload = rejected_jsonl(table)
-        with FileSystems.create(temporary) as sink:
-            sink.write(payload)
-        if FileSystems.exists(path):
-            FileSystems.delete([path])
-        FileSystems.rename([temporary], [path])
-        counts = collections.Counter(table["reason"].tolist())
-        yield {
-            "path": path,
-            "records": len(table),
-            "bytes": len(payload),
-            "sha256": hashlib.sha256(payload).hexdigest(),
-            "by_reason": dict(sorted(counts.items())),
-        }
+    payload = ("\n".join(lines) + ("\n" if lines else "")).encode("utf-8")
+    counts = collections.Counter(table["reason"].tolist())
+    return payload, len(lines), dict(sorted(counts.items()))
 
 
 class WriteRejected(beam.PTransform):

@@ -14,6 +14,7 @@ import pandas as pd
 import pytest
 
 import schemas
+from pipeline.cli import HANDLERS
 from pipeline.dataset_job import DatasetOptions
 from pipeline.options import help_parser
 
@@ -30,7 +31,7 @@ def rnncast(*args: str, check: bool = True) -> subprocess.CompletedProcess:
 
 def test_help_lists_subcommands():
     out = rnncast("--help").stdout
-    for command in ("dataset", "train", "export", "forecast", "evaluate", "synthetic", "demo"):
+    for command in HANDLERS:
         assert re.search(rf"^\s+{command}\s", out, re.M), command
 
 
@@ -125,7 +126,7 @@ def test_demo_runs_the_whole_flow_on_embedded_data(tmp_path):
     assert len(metrics) == 4 * 6 * len(expected)
 
 
-@pytest.mark.parametrize("command", ["train", "export", "forecast"])
+@pytest.mark.parametrize("command", ["train", "export", "forecast", "evaluate", "stream"])
 def test_each_command_explains_its_flags(command):
     out = rnncast(command, "--help").stdout
     assert "--help" in out and out.count("--") >= 2

@@ -1,0 +1,220 @@
+"""Benchmark of `rnncast stream`: points/s of the stateful step, and file-to-forecast latency.
+
+On the synthetic set (default 200 hourly series of 800-1,200 points) it trains a small model for
+one epoch (quality is irrelevant here), runs `rnncast forecast --state-out` over the history
+(all but the newest `--ticks` points per series), then measures:
+
+  1. the stateful step in-process, one core: for each new point of each series, what the step
+     does per flush (classify the arrival, consume it through forecasting.prepare, one `step`
+     call of the SavedModel, state encode/decode as Beam stores it) -> points/s; also with 24
+     points per flush (a file carrying a day of hourly points per series);
+  2. the whole job on the DirectRunner (streaming engine, a single worker thread): the stream is
+     started with --state-in, warmed up on one tiny file, then `--ticks - 6` files (one new
+     point per series each) land at once -> points/s end to end, files read to forecasts
+     written;
+  3. latency: 6 more files (one point each for 10 series) land one at a time; the time from the
+     rename that lands a file to the forecast file with its points being written.
+
+    python benchmarks/bench_stream.py [--num-series 200] [--poll-interval 0.5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=ROOT)
+LATENCY_FILES = 6
+
+
+def cli(*args: str) -> None:
+    subprocess.run(
+        [sys.executable, "-m", "pipeline.cli", *args],
+        check=True,
+        env=ENV,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+def write_csv(frame, path: str) -> None:
+    out = frame.copy()
+    out["timestamp"] = out["timestamp"].dt.strftime("%Y-%m-%dT%H:%M:%S")
+    out.to_csv(path + ".tmp", index=False)
+    os.rename(path + ".tmp", path)  # lands whole
+
+
+class Outputs:
+    """The forecast files written so far (each read once): which series have which origins."""
+
+    def __init__(self, output: str):
+        self._pattern = os.path.join(output, "forecasts", "*", "*.parquet")
+        self._seen: set[str] = set()
+        self.origins: dict = {}  # origin -> set of series ids
+
+    def refresh(self) -> None:
+        import pandas as pd
+
+        for path in sorted(set(glob.glob(self._pattern)) - self._seen):
+            self._seen.add(path)
+            rows = pd.read_parquet(path, columns=["series_id", "origin"]).dropna()
+            for origin, ids in rows.groupby("origin")["series_id"]:
+                self.origins.setdefault(origin, set()).update(ids)
+
+    def wait_for(self, origin, count: int, job, timeout: float = 600.0) -> float:
+        """Wait until ``count`` series have a forecast from ``origin``; return the time."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self.refresh()
+            if len(self.origins.get(origin, ())) >= count:
+                return time.perf_counter()
+            if job.poll() is not None:
+                raise RuntimeError(f"the stream exited early:\n{job.stdout.read()}")
+            time.sleep(0.02)
+        raise RuntimeError(f"no forecast from {origin} within {timeout} s")
+
+
+def step_in_process(model_path: str, state_dir: str, live, per_flush: int) -> tuple[float, int]:
+    """Points/s of the stateful step's work, one core, one series per flush."""
+    import numpy as np
+    import pandas as pd
+
+    from pipeline import forecasting, streaming
+    from pipeline.forecast_job import _LoadedModel, load_state_files
+    from pipeline.series import SeriesPart
+
+    model = forecasting.ModelInfo.load(model_path)
+    files, _ = load_state_files(state_dir, model)
+    saved = {}
+    for path in files:
+        for state in forecasting.states_from_frame(pd.read_parquet(path), model):
+            saved[state.series_id] = streaming.encode_state(state)
+    loaded = _LoadedModel(model_path)
+    recent = {sid: streaming.encode_recent(streaming.Recent.empty()) for sid in saved}
+    groups = {sid: g.sort_values("timestamp") for sid, g in live.groupby("series_id")}
+    width = len(next(iter(groups.values())))
+    points = 0
+    start = time.perf_counter()
+    for first in range(0, width, per_flush):
+        for sid, rows in groups.items():
+            chunk = rows.iloc[first : first + per_flush]
+            ts = pd.DatetimeIndex(chunk["timestamp"]).as_unit("ns").asi8
+            part = SeriesPart(
+                "bench", np.arange(len(ts)), ts, chunk["value"].to_numpy(), np.zeros((len(ts), 0))
+            )
+            state = streaming.decode_state(saved[sid])
+            old = streaming.decode_recent(recent[sid])
+            reasons = streaming.classify(part, state, old)
+            pending = streaming.decode_part(streaming.encode_part(part, 0))[0]
+            result = streaming.advance(sid, [pending], [], state, model)
+            new = forecasting.run_lanes([result.work], loaded.step, model)[0]
+            saved[sid] = streaming.encode_state(new)
+            recent[sid] = streaming.encode_recent(
+                streaming.remember(old, result.consumed, new.last_timestamp, 86_400 * 10**9)
+            )
+            points += int((reasons == "").sum())
+    return points / (time.perf_counter() - start), points
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
+    parser.add_argument("--num-series", type=int, default=200)
+    parser.add_argument("--min-length", type=int, default=800)
+    parser.add_argument("--max-length", type=int, default=1200)
+    parser.add_argument("--ticks", type=int, default=30, help="New points per series.")
+    parser.add_argument("--poll-interval", type=float, default=0.5)
+    args = parser.parse_args()
+    import pandas as pd
+
+    from pipeline import synthetic
+
+    with tempfile.TemporaryDirectory(prefix="rnncast-bench-stream-") as tmp:
+        frame = synthetic.generate(
+            args.num_series, args.min_length, args.max_length, seed=0, gap_fraction=0.0
+        )
+        end = pd.Timestamp("2022-01-01")  # every series ends here: one clock for the ticks
+        shift = end - frame.groupby("series_id")["timestamp"].transform("max")
+        frame = frame.assign(timestamp=frame["timestamp"] + shift)
+        first_tick = end - (args.ticks - 1) * pd.Timedelta(hours=1)
+        history, live = frame[frame.timestamp < first_tick], frame[frame.timestamp >= first_tick]
+        paths = {name: os.path.join(tmp, f"{name}.csv") for name in ("train", "history")}
+        write_csv(history[history.series_id < "series-000050"], paths["train"])
+        write_csv(history, paths["history"])
+        data, model_dir = os.path.join(tmp, "data"), os.path.join(tmp, "model")
+        cli("dataset", "--input", paths["train"], "--output", data, "--num-steps", "64",
+            "--batch-size", "32", "--horizon", "24")  # fmt: skip
+        cli("train", "--data", data, "--model-dir", model_dir, "--epochs", "1", "--layers", "2",
+            "--units", "32", "--cell", "gru")  # fmt: skip
+        model = os.path.join(model_dir, "export")
+        state = os.path.join(tmp, "state")
+        cli("forecast", "--model", model, "--input", paths["history"], "--output",
+            os.path.join(tmp, "batch"), "--state-out", state)  # fmt: skip
+
+        one, _ = step_in_process(model, state, live, 1)
+        day, _ = step_in_process(model, state, live, 24)
+
+        incoming, output = os.path.join(tmp, "incoming"), os.path.join(tmp, "out")
+        os.makedirs(incoming)
+        ticks = sorted(live.timestamp.unique())
+        bulk, late_ticks = ticks[:-LATENCY_FILES], ticks[-LATENCY_FILES:]
+        job = subprocess.Popen(
+            [sys.executable, "-m", "pipeline.cli", "stream", "--model", model,
+             "--input-pattern", os.path.join(incoming, "*.csv"), "--output", output,
+             "--state-in", state, "--poll-interval", str(args.poll_interval),
+             "--max-files", str(1 + len(bulk) + LATENCY_FILES), "--stop-after-seconds", "3600"],
+            env=ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        )  # fmt: skip
+        try:
+            warm = live[(live.timestamp == bulk[0]) & (live.series_id == "series-000000")]
+            write_csv(warm, os.path.join(incoming, "0000-warmup.csv"))
+            seen = Outputs(output)
+            seen.wait_for(bulk[0], 1, job)
+            rest = live[(live.timestamp.isin(bulk)) & ~live.index.isin(warm.index)]
+            for k, tick in enumerate(bulk):
+                write_csv(rest[rest.timestamp == tick], os.path.join(incoming, f"{k + 1:04d}.csv"))
+            landed = time.perf_counter()
+            done = seen.wait_for(bulk[-1], args.num_series, job)
+            bulk_points = len(rest)
+            latencies = []
+            few = sorted(live.series_id.unique())[:10]
+            for k, tick in enumerate(late_ticks):
+                rows = live[(live.timestamp == tick) & live.series_id.isin(few)]
+                write_csv(rows, os.path.join(incoming, f"{len(bulk) + k + 1:04d}.csv"))
+                at = time.perf_counter()
+                latencies.append(seen.wait_for(tick, len(few), job) - at)
+            out, _ = job.communicate(timeout=600)
+        finally:
+            if job.poll() is None:
+                job.kill()
+        print(
+            f"machine: {platform.machine()}, {os.cpu_count()} cores; {args.num_series} series, "
+            f"{len(history):,} history points, {len(live):,} live points"
+        )
+        print(f"stateful step in-process, 1 point per flush:   {one:8,.0f} points/s")
+        print(f"stateful step in-process, 24 points per flush: {day:8,.0f} points/s")
+        print(
+            f"whole job, DirectRunner, {len(bulk)} files x {args.num_series} series x 1 point: "
+            f"{bulk_points / (done - landed):8,.0f} points/s ({bulk_points:,} points in "
+            f"{done - landed:.1f} s)"
+        )
+        print(
+            f"latency file landed -> forecast written (poll {args.poll_interval} s, "
+            f"{LATENCY_FILES} files of 10 points): median {statistics.median(latencies):.2f} s, "
+            f"min {min(latencies):.2f} s, max {max(latencies):.2f} s"
+        )
+        print(out.strip().splitlines()[-1])
+
+
+if __name__ == "__main__":
+    main()

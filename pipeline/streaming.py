@@ -1,0 +1,430 @@
+"""Streaming forecast logic: per-series buffering, duplicate and lateness decisions, and advancing
+a series over newly consumed points.
+
+Pure numpy/pandas; ``rnncast stream`` (:mod:`pipeline.stream_job`) runs these functions inside a
+stateful Beam step, one series (key) at a time. A series advances through
+:func:`pipeline.forecasting.prepare` with its saved :class:`~pipeline.forecasting.SeriesState`,
+exactly like an incremental batch run, so the grid, fill, scaling and digest logic is the batch
+job's own; a cold start is ``prepare`` without a saved state.
+
+Times: data timestamps are int64 ns since the epoch (UTC); Beam times (arrivals, timers) are
+int64 microseconds.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.csv as pacsv
+
+from pipeline import forecasting
+from pipeline import series as series_lib
+from pipeline.inputs import InputError, check_input, read_batches
+from pipeline.series import Observations, SeriesPart
+from pipeline.transforms import rejected_observations
+from pipeline.validation import InputColumns, rejected_frame, validate_batch
+
+LATE = "late"
+DUPLICATE = "duplicate"
+UNREADABLE_FILE = "unreadable_file"
+ACCEPTED = ""
+
+
+# --- reading input: files and messages through the batch validation --------------------
+
+
+@dataclass
+class ReadResult:
+    """What one input file or message yields: rows read, dead letters, per-series parts."""
+
+    rows_read: int
+    rejected: list[pd.DataFrame]
+    parts: list[tuple[str, SeriesPart]]
+
+
+def read_file(path: str, columns: InputColumns) -> ReadResult:
+    """Read and validate one input file like the batch jobs do. A file that cannot be used at
+    all becomes one ``unreadable_file`` dead letter naming it and the error."""
+    out = ReadResult(0, [], [])
+    try:
+        check_input(path, columns)
+        for table, row_numbers, malformed in read_batches(path, columns):
+            _add_batch(out, table, row_numbers, malformed, columns, path)
+    except (InputError, OSError, pa.ArrowInvalid) as err:
+        out.rows_read += 1
+        out.rejected.append(
+            rejected_frame(path, np.zeros(1, np.int64), [UNREADABLE_FILE], [{"error": str(err)}])
+        )
+    return out
+
+
+def parse_message(payload: bytes, columns: InputColumns, source: str) -> ReadResult:
+    """Validate the rows of one message (Pub/Sub, Kafka): JSON lines (one object per row with
+    the input columns) or CSV with a header row. Row numbers are 1-based lines of the message
+    (for CSV, header = line 1)."""
+    text = payload.decode("utf-8", errors="replace")
+    out = ReadResult(0, [], [])
+    if text.lstrip().startswith("{"):
+        table, row_numbers, malformed = _json_lines(text, columns)
+    else:
+        table, row_numbers, malformed = _csv_text(payload, columns)
+    _add_batch(out, table, row_numbers, malformed, columns, source)
+    return out
+
+
+def _add_batch(out, table, row_numbers, malformed, columns, source) -> None:
+    out.rows_read += table.num_rows + len(malformed)
+    if malformed:
+        out.rejected.append(
+            rejected_frame(
+                source,
+                np.array([line for line, _ in malformed], np.int64),
+                ["malformed_row"] * len(malformed),
+                [{"text": text} for _, text in malformed],
+            )
+        )
+    if table.num_rows:
+        parts, rejected = validate_batch(table, columns, source, row_numbers)
+        if len(rejected):
+            out.rejected.append(rejected)
+        out.parts.extend(parts)
+
+
+def _json_lines(text: str, columns: InputColumns):
+    values = {name: [] for name in columns.all}
+    numbers, malformed = [], []
+    for line_number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+            if not isinstance(row, dict):
+                raise ValueError("not an object")
+        except ValueError:
+            malformed.append((line_number, line))
+            continue
+        for name in columns.all:
+            value = row.get(name)
+            values[name].append(None if value is None else str(value))
+        numbers.append(line_number)
+    table = pa.table({name: pa.array(values[name], pa.string()) for name in columns.all})
+    return table, np.array(numbers, np.int64), malformed
+
+
+def _csv_text(payload: bytes, columns: InputColumns):
+    malformed: list[tuple[int, str]] = []
+
+    def on_invalid_row(row) -> str:
+        malformed.append((int(row.number) if row.number is not None else -1, row.text))
+        return "skip"
+
+    try:
+        table = pacsv.read_csv(
+            io.BytesIO(payload),
+            parse_options=pacsv.ParseOptions(invalid_row_handler=on_invalid_row),
+            convert_options=pacsv.ConvertOptions(
+                include_columns=list(columns.all),
+                column_types={name: pa.string() for name in columns.all},
+                strings_can_be_null=False,
+            ),
+        )
+    except (pa.ArrowInvalid, KeyError):
+        # No usable header: every line of the message is malformed.
+        lines = payload.decode("utf-8", errors="replace").splitlines()
+        empty = pa.table({name: pa.array([], pa.string()) for name in columns.all})
+        return empty, np.zeros(0, np.int64), [(i, t) for i, t in enumerate(lines, 1) if t]
+    skipped = np.sort(np.array([line for line, _ in malformed], np.int64))
+    index = np.arange(table.num_rows, dtype=np.int64)
+    thresholds = skipped - 2 - np.arange(len(skipped))
+    lines = index + 2 + np.searchsorted(thresholds, index, side="right")
+    return table, lines, malformed
+
+
+# --- per-series decisions ---------------------------------------------------------------
+
+
+@dataclass
+class Pending:
+    """Points of one series waiting for the watermark: a part and its Beam arrival time."""
+
+    arrival: int  # Beam element timestamp, microseconds
+    part: SeriesPart
+
+
+@dataclass
+class Recent:
+    """Hashes of a series' recently consumed points, to tell repeats from late points."""
+
+    timestamp: np.ndarray  # int64 ns, sorted
+    hashes: np.ndarray  # uint64
+
+    @classmethod
+    def empty(cls) -> Recent:
+        return cls(np.zeros(0, np.int64), np.zeros(0, np.uint64))
+
+
+def raw_of(part: SeriesPart | Observations) -> np.ndarray:
+    """Value and covariates of each row as ``[n, 1 + k]`` float64."""
+    return np.column_stack([part.value, part.covariates]).astype(np.float64)
+
+
+def classify(part: SeriesPart, saved: forecasting.SeriesState | None, recent: Recent) -> np.ndarray:
+    """Decide each arriving row of a series: ``""`` (buffer it), ``duplicate`` (an exact repeat
+    of a consumed point: ignored) or ``late`` (at or before the last consumed point: the series
+    has been advanced past it). Repeats of points still buffered are resolved when consumed."""
+    reasons = np.full(len(part), ACCEPTED, dtype=object)
+    if saved is None or len(part) == 0:
+        return reasons
+    old = part.timestamp <= saved.last_timestamp
+    if not old.any():
+        return reasons
+    raw = raw_of(part)
+    hashes = forecasting.point_hashes(part.timestamp, raw)
+    at = np.searchsorted(recent.timestamp, part.timestamp)
+    inside = at < len(recent.timestamp)
+    known = np.zeros(len(part), bool)
+    known[inside] = (recent.timestamp[at[inside]] == part.timestamp[inside]) & (
+        recent.hashes[at[inside]] == hashes[inside]
+    )
+    last = saved.last_raw.astype(np.float64)
+    is_last = (part.timestamp == saved.last_timestamp) & np.all(raw == last[None, :], axis=1)
+    reasons[old] = LATE
+    reasons[old & (known | is_last)] = DUPLICATE
+    return reasons
+
+
+def remember(recent: Recent, consumed: Observations, last_timestamp: int, horizon: int) -> Recent:
+    """Add consumed points to ``recent`` and keep those within ``horizon`` ns of the last one."""
+    timestamp = np.concatenate([recent.timestamp, consumed.timestamp])
+    hashes = np.concatenate(
+        [recent.hashes, forecasting.point_hashes(consumed.timestamp, raw_of(consumed))]
+    )
+    keep = timestamp > last_timestamp - horizon
+    order = np.argsort(timestamp[keep], kind="stable")
+    return Recent(timestamp[keep][order], hashes[keep][order])
+
+
+def cutoff(pending: list[Pending], fire: int, lateness: int) -> int | None:
+    """The data time up to which a series is consumed when its timer fires at ``fire`` (µs):
+    the newest point of every part that arrived at least ``lateness`` µs before; None when no
+    part is due yet."""
+    due = [p for p in pending if p.arrival + lateness <= fire and len(p.part)]
+    if not due:
+        return None
+    return int(max(p.part.timestamp.max() for p in due))
+
+
+def split_pending(pending: list[Pending], until: int) -> tuple[list[SeriesPart], list[Pending]]:
+    """Parts of every point at or before ``until`` (ns) to consume now, and the rest."""
+    take, keep = [], []
+    for p in pending:
+        now = p.part.timestamp <= until
+        if now.any():
+            take.append(part_subset(p.part, now))
+        if (~now).any():
+            keep.append(Pending(p.arrival, part_subset(p.part, ~now)))
+    return take, keep
+
+
+def next_fire(pending: list[Pending], lateness: int) -> int | None:
+    """When (µs) the series' timer must fire next for its buffered points."""
+    return min(p.arrival for p in pending) + lateness if pending else None
+
+
+def part_subset(part: SeriesPart, mask: np.ndarray) -> SeriesPart:
+    return SeriesPart(
+        part.source,
+        part.row_number[mask],
+        part.timestamp[mask],
+        part.value[mask],
+        part.covariates[mask],
+    )
+
+
+@dataclass
+class Advance:
+    """The outcome of consuming points of one series.
+
+    ``work``: the model run to do (None when nothing advances); ``status``: what to emit
+    (``full``/``incremental`` with the new state, ``too_short`` without; None: nothing);
+    ``waiting``: the unique points of a cold series still too short to start (kept and
+    consumed with later points); ``consumed``: the points the work consumes (for ``recent``);
+    ``rejected``: dead-letter frames (duplicates, conflicts, off-grid points).
+    """
+
+    work: forecasting.Work | None
+    status: str | None
+    waiting: list[SeriesPart]
+    consumed: Observations | None
+    rejected: list[pd.DataFrame]
+
+
+def advance(
+    series_id: str,
+    parts: list[SeriesPart],
+    waiting: list[SeriesPart],
+    saved: forecasting.SeriesState | None,
+    model: forecasting.ModelInfo,
+) -> Advance:
+    """Consume ``parts`` (points after the last consumed one) and the points of a cold series
+    still ``waiting``: de-duplicate them like the batch job, then prepare the model run with the
+    saved state (incremental) or without (a cold start: ``full``, or ``too_short`` while a
+    series unknown to the model has fewer than ``num_steps`` observed points)."""
+    parts = [p for p in [*parts, *waiting] if len(p)]
+    if not parts:
+        return Advance(None, None, list(waiting), None, [])
+    rows = series_lib.combine_parts(parts)
+    unique, repeated = series_lib.deduplicate(rows)
+    rejected = [
+        rejected_observations(series_id, rows, positions, reason)
+        for reason, positions in repeated.items()
+        if len(positions)
+    ]
+    if len(unique) == 0:
+        return Advance(None, None, [], None, rejected)
+    outcome, off_grid, _ = forecasting.prepare(series_id, unique, saved, model, None)
+    if isinstance(outcome, (forecasting.Work, forecasting.SeriesState)):
+        if off_grid.any():
+            rejected.append(
+                rejected_observations(series_id, unique, np.flatnonzero(off_grid), "off_grid")
+            )
+        if isinstance(outcome, forecasting.SeriesState):  # every new point was off the grid
+            return Advance(None, None, [], None, rejected)
+        return Advance(outcome, outcome.status, [], unique.subset(~off_grid), rejected)
+    # A cold series too short to scale: keep every unique point; its grid (and so which points
+    # are off it) is decided over the whole history once it starts, as in a batch run.
+    return Advance(None, forecasting.TOO_SHORT, parts_of(unique), None, rejected)
+
+
+def parts_of(observations: Observations) -> list[SeriesPart]:
+    """Observations back as one part per source file (provenance kept for dead letters)."""
+    out = []
+    for index in np.unique(observations.source_index):
+        mask = observations.source_index == index
+        out.append(
+            SeriesPart(
+                observations.sources[index],
+                observations.row_number[mask],
+                observations.timestamp[mask],
+                observations.value[mask],
+                observations.covariates[mask],
+            )
+        )
+    return out
+
+
+def latest_per_series(
+    states: list[forecasting.SeriesState],
+) -> dict[str, forecasting.SeriesState]:
+    """The newest state (by last consumed timestamp) of each series."""
+    out: dict[str, forecasting.SeriesState] = {}
+    for state in states:
+        old = out.get(state.series_id)
+        if old is None or state.last_timestamp >= old.last_timestamp:
+            out[state.series_id] = state
+    return out
+
+
+def parse_duration(text: str, flag: str) -> int:
+    """A duration flag (``1h``, ``90s``, ``0``) in microseconds; ValueError names the flag."""
+    try:
+        value = pd.Timedelta(text if str(text).strip() != "0" else "0s")
+    except (ValueError, TypeError) as err:
+        raise ValueError(f"{flag} {text!r}: not a duration; write e.g. 30s, 10min, 1h, 1d") from err
+    if value < pd.Timedelta(0):
+        raise ValueError(f"{flag} {text!r}: must not be negative")
+    return int(value.value // 1000)
+
+
+# --- plain binary encodings (Beam state coders; no pickle) ---------------------------------
+
+
+def _pack(meta: dict, arrays: list[np.ndarray]) -> bytes:
+    header = dict(meta)
+    header["_arrays"] = [[a.dtype.str, list(a.shape)] for a in arrays]
+    head = json.dumps(header, sort_keys=True).encode("utf-8")
+    body = b"".join(np.ascontiguousarray(a).tobytes() for a in arrays)
+    return len(head).to_bytes(4, "little") + head + body
+
+
+def _unpack(data: bytes) -> tuple[dict, list[np.ndarray]]:
+    size = int.from_bytes(data[:4], "little")
+    meta = json.loads(data[4 : 4 + size].decode("utf-8"))
+    offset = 4 + size
+    arrays = []
+    for dtype, shape in meta.pop("_arrays"):
+        dtype = np.dtype(dtype)
+        count = int(np.prod(shape, dtype=np.int64))
+        arrays.append(np.frombuffer(data, dtype, count, offset).reshape(shape).copy())
+        offset += count * dtype.itemsize
+    return meta, arrays
+
+
+def encode_part(part: SeriesPart, arrival: int = 0) -> bytes:
+    return _pack(
+        {"source": part.source, "arrival": int(arrival)},
+        [
+            np.asarray(part.row_number, np.int64),
+            np.asarray(part.timestamp, np.int64),
+            np.asarray(part.value, np.float64),
+            np.asarray(part.covariates, np.float64).reshape(len(part.value), -1),
+        ],
+    )
+
+
+def decode_part(data: bytes) -> tuple[SeriesPart, int]:
+    meta, (row_number, timestamp, value, covariates) = _unpack(data)
+    return SeriesPart(meta["source"], row_number, timestamp, value, covariates), meta["arrival"]
+
+
+def encode_state(state: forecasting.SeriesState) -> bytes:
+    return _pack(
+        {
+            "series_id": state.series_id,
+            "first_timestamp": int(state.first_timestamp),
+            "last_timestamp": int(state.last_timestamp),
+            "digest": f"{state.digest:016x}",
+            "loc": float(state.loc),
+            "scale": float(state.scale),
+            "scaling": state.scaling,
+            "model_fingerprint": state.model_fingerprint,
+        },
+        [
+            np.asarray(state.last_raw, np.float64),
+            np.asarray(state.state, np.float32),
+            np.asarray(state.point, np.float64),
+            np.asarray(state.quantiles, np.float64),
+        ],
+    )
+
+
+def decode_state(data: bytes) -> forecasting.SeriesState:
+    meta, (last_raw, state, point, quantiles) = _unpack(data)
+    return forecasting.SeriesState(
+        series_id=meta["series_id"],
+        first_timestamp=meta["first_timestamp"],
+        last_timestamp=meta["last_timestamp"],
+        last_raw=last_raw,
+        digest=int(meta["digest"], 16),
+        loc=meta["loc"],
+        scale=meta["scale"],
+        scaling=meta["scaling"],
+        state=state,
+        point=point,
+        quantiles=quantiles,
+        model_fingerprint=meta["model_fingerprint"],
+    )
+
+
+def encode_recent(recent: Recent) -> bytes:
+    return _pack({}, [recent.timestamp.astype(np.int64), recent.hashes.astype(np.uint64)])
+
+
+def decode_recent(data: bytes) -> Recent:
+    _, (timestamp, hashes) = _unpack(data)
+    return Recent(timestamp, hashes)

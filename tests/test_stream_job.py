@@ -1,0 +1,403 @@
+"""``rnncast stream``: the per-series decisions (pure), TestStream-driven runs against the batch
+forecast job (in order, out of order within lateness, late, duplicates, a new series), bootstrap
+from and hand-over to batch state, and a real file-watching run on the DirectRunner (with an
+unreadable file that becomes a dead letter)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+import apache_beam as beam
+import numpy as np
+import pandas as pd
+import pytest
+from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
+from apache_beam.testing import test_stream
+from apache_beam.transforms.window import TimestampedValue
+from conftest import run_job, write_csv
+
+from model.export import export_model
+from model.train import TrainConfig, train
+from pipeline import forecast_job, forecasting, stream_job, streaming, synthetic
+from pipeline.forecast_job import load_state_files
+from pipeline.series import SeriesPart, combine_parts
+from pipeline.validation import InputColumns
+
+HOUR = pd.Timedelta(hours=1)
+END = pd.Timestamp("2021-06-01T00:00:00")
+COLUMNS = ["forecast", "q0.1", "q0.5", "q0.9"]
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    """A tiny GRU trained one epoch, and series aligned to end at END (for a shared clock)."""
+    tmp = tmp_path_factory.mktemp("smodel")
+    frame = synthetic.generate(4, 120, 160, seed=11)
+    source = write_csv(frame, tmp / "train.csv")
+    run_job(source, tmp / "data", "--num-steps", 16, "--batch-size", 4, "--horizon", 4)
+    config = TrainConfig(
+        str(tmp / "data"), str(tmp / "model"), cell="gru", layers=1, units=8, epochs=1
+    )
+    train(config, log=lambda _: None)
+    shift = END - frame.groupby("series_id")["timestamp"].transform("max")
+    frame = frame.assign(timestamp=frame["timestamp"] + shift)
+    return export_model(config.model_dir), frame
+
+
+def model_info(path) -> forecasting.ModelInfo:
+    return forecasting.ModelInfo.load(path)
+
+
+# --- pure decisions ---------------------------------------------------------------------
+
+
+def part(timestamps, values, source="m", rows=None) -> SeriesPart:
+    ts = pd.DatetimeIndex(timestamps).as_unit("ns").asi8
+    rows = np.arange(1, len(ts) + 1) if rows is None else np.asarray(rows)
+    return SeriesPart(source, rows, ts, np.asarray(values, float), np.zeros((len(ts), 0)))
+
+
+def saved_at(timestamp, value) -> forecasting.SeriesState:
+    return forecasting.SeriesState(
+        "a",
+        0,
+        pd.Timestamp(timestamp).value,
+        np.array([value]),
+        0,
+        0.0,
+        1.0,
+        "training",
+        np.zeros((1, 2), np.float32),
+        np.zeros(2),
+        np.zeros((2, 3)),
+        "f",
+    )
+
+
+def test_classify_buffers_new_points_and_tells_repeats_from_late_points():
+    t = pd.date_range("2021-01-01", periods=5, freq="h")
+    consumed = part(t[:3], [1.0, 2.0, 3.0])
+    recent = streaming.remember(
+        streaming.Recent.empty(), combine_parts([consumed]), consumed.timestamp[-1], 10**15
+    )
+    saved = saved_at(t[2], 3.0)
+    arriving = part([t[1], t[1], t[2], t[3], t[0]], [2.0, 9.0, 3.0, 4.0, 1.0])
+    reasons = streaming.classify(arriving, saved, recent)
+    assert list(reasons) == ["duplicate", "late", "duplicate", "", "duplicate"]
+    # Beyond the dedupe horizon a repeat cannot be recognised: it is late.
+    short = streaming.remember(streaming.Recent.empty(), combine_parts([consumed]), t[2].value, 1)
+    assert list(streaming.classify(part([t[0]], [1.0]), saved, short)) == ["late"]
+    assert list(streaming.classify(part([t[2]], [3.0]), saved, short)) == ["duplicate"]
+    assert list(streaming.classify(arriving, None, recent)) == [""] * 5
+
+
+def test_pending_points_are_consumed_in_time_order_when_due():
+    t = pd.date_range("2021-01-01", periods=6, freq="h")
+    us = lambda ts: ts.value // 1000  # noqa: E731
+    pending = [
+        streaming.Pending(us(t[3]), part([t[3]], [3.0])),
+        streaming.Pending(us(t[4]), part([t[1], t[4]], [1.0, 4.0])),
+        streaming.Pending(us(t[5]), part([t[5]], [5.0])),
+    ]
+    lateness = us(t[1]) - us(t[0])
+    assert streaming.cutoff(pending, us(t[3]), lateness) is None
+    until = streaming.cutoff(pending, us(t[4]), lateness)
+    assert until == t[3].value
+    take, keep = streaming.split_pending(pending, until)
+    assert sorted(np.concatenate([p.timestamp for p in take])) == [t[1].value, t[3].value]
+    assert [list(p.part.timestamp) for p in keep] == [[t[4].value], [t[5].value]]
+    assert streaming.next_fire(keep, lateness) == us(t[5])
+
+
+def test_a_new_series_waits_until_it_has_num_steps_points(exported):
+    model = model_info(exported[0])
+    t = pd.date_range("2021-01-01", periods=model.num_steps, freq="h")
+    first = streaming.advance("fresh", [part(t[:10], np.arange(10.0))], [], None, model)
+    assert first.status == forecasting.TOO_SHORT and first.work is None
+    assert sum(len(p) for p in first.waiting) == 10
+    second = streaming.advance(
+        "fresh",
+        [part(t[9:], np.arange(9.0, model.num_steps), source="n")],
+        first.waiting,
+        None,
+        model,
+    )
+    assert second.status == forecasting.FULL and second.waiting == []
+    assert len(second.work.features) == model.num_steps
+    assert [frame.reason.tolist() for frame in second.rejected] == [["duplicate"]]
+
+
+def test_state_and_part_encodings_round_trip_without_pickle():
+    state = saved_at("2021-01-01", 2.5)
+    state.digest = 2**64 - 1
+    back = streaming.decode_state(streaming.encode_state(state))
+    assert back.digest == state.digest and back.last_timestamp == state.last_timestamp
+    np.testing.assert_array_equal(back.state, state.state)
+    assert back.state.dtype == np.float32 and back.quantiles.shape == (2, 3)
+    original = part(pd.date_range("2021-01-01", periods=3, freq="h"), [1.0, 2.0, 3.0])
+    decoded, arrival = streaming.decode_part(streaming.encode_part(original, 42))
+    assert arrival == 42 and decoded.source == "m"
+    np.testing.assert_array_equal(decoded.timestamp, original.timestamp)
+
+
+def test_messages_in_json_lines_and_csv_are_validated_like_files():
+    columns = InputColumns()
+    payload = (
+        b'{"series_id": "a", "timestamp": "2021-01-01T00:00:00", "value": 1.5}\n'
+        b"not json\n"
+        b'{"series_id": "a", "timestamp": "2021-01-01T01:00:00", "value": "x"}\n'
+    )
+    result = streaming.parse_message(payload, columns, "pubsub:s/1")
+    assert result.rows_read == 3 and len(result.parts) == 1
+    reasons = pd.concat(result.rejected).set_index("row_number")["reason"].to_dict()
+    assert reasons == {2: "malformed_row", 3: "invalid_value"}
+    csv = b"series_id,timestamp,value\nb,2021-01-01T00:00:00,2\nb,2021-01-01T01:00:00,3\n"
+    result = streaming.parse_message(csv, columns, "kafka:t")
+    assert result.rows_read == 2 and result.parts[0][0] == "b"
+    np.testing.assert_array_equal(result.parts[0][1].row_number, [2, 3])
+
+
+# --- TestStream runs against the batch job ---------------------------------------------------
+
+
+def message(rows: pd.DataFrame) -> bytes:
+    lines = [
+        json.dumps(
+            {"series_id": r.series_id, "timestamp": r.timestamp.isoformat(), "value": r.value}
+        )
+        for r in rows.itertuples(index=False)
+    ]
+    return ("\n".join(lines) + "\n").encode()
+
+
+def run_stream(model_path, deliveries, output, *, lateness="0s", state_in=None, **settings):
+    """Run the stream on a TestStream: ``deliveries`` is a list of ``(rows, watermark)``;
+    each row set becomes one message timestamped at its newest point, then the watermark
+    moves to ``watermark`` (None: stays)."""
+    model = model_info(model_path)
+    config = stream_job.StreamConfig(
+        model=model_path,
+        output=str(output),
+        state_in=str(state_in) if state_in else None,
+        horizon=model.horizon,
+        lateness_us=streaming.parse_duration(lateness, "--allowed-lateness"),
+        columns=InputColumns(covariates=model.covariates),
+        **settings,
+    )
+    state_files = load_state_files(config.state_in, model)[0] if state_in else []
+    events = test_stream.TestStream()
+    for k, (rows, watermark) in enumerate(deliveries):
+        if len(rows):
+            at = rows["timestamp"].max().value / 1e9
+            events.add_elements([TimestampedValue((f"msg-{k}", message(rows)), at)])
+        if watermark is not None:
+            events.advance_watermark_to(watermark.value / 1e9)
+    events.advance_watermark_to_infinity()
+    options = PipelineOptions([])
+    options.view_as(StandardOptions).streaming = True
+    with beam.Pipeline(options=options) as pipeline:
+        read = pipeline | events | stream_job.ReadPoints(config.columns, messages=True)
+        _ = read | stream_job.StreamForecast(config, model, state_files)
+
+
+def stream_forecasts(output) -> pd.DataFrame:
+    files = sorted((output / "forecasts").glob("*/*.parquet"))
+    return pd.concat([pd.read_parquet(f) for f in files], ignore_index=True)
+
+
+def latest(frame: pd.DataFrame) -> pd.DataFrame:
+    ready = frame[frame["step"].notna()]
+    newest = ready.groupby("series_id")["origin"].transform("max")
+    out = ready[ready["origin"] == newest].drop_duplicates(["series_id", "step"])
+    return out.sort_values(["series_id", "step"]).reset_index(drop=True)
+
+
+def dead_letters(output) -> pd.DataFrame:
+    rows = [
+        json.loads(line)
+        for f in sorted((output / "rejected").glob("*/*.jsonl"))
+        for line in f.read_text().splitlines()
+    ]
+    return pd.DataFrame(rows, columns=["source", "row_number", "reason", "detail", "row"])
+
+
+def batch(model_path, rows, tmp_path, name, *flags):
+    source = write_csv(rows, tmp_path / f"{name}.csv")
+    forecast_job.run(
+        ["--model", model_path, "--input", source, "--output", str(tmp_path / name), *flags]
+    )
+    meta = json.loads((tmp_path / name / "metadata.json").read_text())
+    frame = pd.concat(pd.read_parquet(tmp_path / name / f["name"]) for f in meta["files"])
+    return frame.sort_values(["series_id", "step"]).reset_index(drop=True)
+
+
+def assert_same_forecasts(stream, reference, scale):
+    reference = reference[reference["step"].notna()].reset_index(drop=True)
+    assert list(stream.series_id) == list(reference.series_id)
+    assert list(stream.origin) == list(reference.origin)
+    difference = np.abs(stream[COLUMNS].to_numpy() - reference[COLUMNS].to_numpy())
+    relative = difference / stream["series_id"].map(scale).to_numpy()[:, None]
+    assert relative.max() < 1e-5, relative.max()
+
+
+def snapshot_scale(output) -> dict:
+    return pd.read_parquet(output / "state" / "state").set_index("series_id")["scale"].to_dict()
+
+
+def test_stream_equals_batch_with_disorder_duplicates_late_points_and_a_new_series(
+    exported, tmp_path
+):
+    model_path, frame = exported
+    live_steps = 12
+    start = END - (live_steps - 1) * HOUR  # live clock: start, start + 1h, ..., END
+    history = frame[frame.timestamp < start]
+    live = frame[frame.timestamp >= start]
+    newcomer = synthetic.generate_series(7, 24, seed=4, gap_fraction=0.0)
+    newcomer = newcomer.assign(
+        series_id="newcomer", timestamp=END - (len(newcomer) - 1) * HOUR + np.arange(24) * HOUR
+    )
+    a, b, c = "series-000000", "series-000001", "series-000002"
+    deliveries = [
+        (history[history.series_id == s], None) for s in sorted(history.series_id.unique())
+    ]
+    deliveries.append((newcomer[newcomer.timestamp < start], start - HOUR))  # too short: waits
+    held_b = live[(live.series_id == b)].iloc[2]  # withheld, then sent when far too late
+    for k in range(live_steps):
+        now = start + k * HOUR
+        rows = pd.concat([live[live.timestamp == now], newcomer[newcomer.timestamp == now]])
+        if k == 3:
+            rows = rows[rows.series_id != a]  # a's point arrives one step later, out of order
+        if k == 4:
+            rows = pd.concat([rows, live[(live.series_id == a) & (live.timestamp == now - HOUR)]])
+        rows = rows[~((rows.series_id == b) & (rows.timestamp == held_b.timestamp))]
+        if k == 6:
+            rows = pd.concat([rows, rows[rows.series_id == c]])  # a repeat, both buffered
+        if k == 8:
+            rows = pd.concat([rows, live[(live.series_id == c) & (live.timestamp == start)]])
+            rows = pd.concat([rows, held_b.to_frame().T])  # b has moved past it: late
+        deliveries.append((rows, now))
+    output = tmp_path / "stream"
+    run_stream(model_path, deliveries, output, lateness="1h")
+
+    letters = dead_letters(output)
+    assert sorted(letters.reason) == ["duplicate", "duplicate", "late"]
+    late = letters[letters.reason == "late"].row.iloc[0]
+    assert pd.Timestamp(late["timestamp"]) == held_b.timestamp and late["series_id"] == b
+
+    everything = pd.concat([frame, newcomer])
+    consumed = everything[
+        ~((everything.series_id == b) & (everything.timestamp == held_b.timestamp))
+    ]
+    reference = batch(model_path, consumed, tmp_path, "batch")
+    got = latest(stream_forecasts(output))
+    assert set(got.status) == {"incremental"} and "newcomer" in set(got.series_id)
+    assert (reference.set_index("series_id").loc["newcomer", "scaling"] == "own_history").all()
+    assert_same_forecasts(got, reference, snapshot_scale(output))
+    statuses = set(stream_forecasts(output).status)
+    assert {"full", "incremental", "too_short"} <= statuses
+
+
+def test_bootstrap_from_batch_state_and_hand_back_to_batch(exported, tmp_path):
+    model_path, frame = exported
+    cut, cut2 = END - 20 * HOUR, END - 8 * HOUR
+    first = frame[frame.timestamp <= cut]
+    batch(model_path, first, tmp_path, "b1", "--state-out", str(tmp_path / "s1"))
+    middle = frame[(frame.timestamp > cut) & (frame.timestamp <= cut2)]
+    deliveries = [(middle[middle.timestamp == t], t) for t in sorted(middle.timestamp.unique())]
+    output = tmp_path / "stream"
+    run_stream(
+        model_path,
+        deliveries,
+        output,
+        state_in=tmp_path / "s1",
+        emit="window",
+        window_us=6 * 3_600_000_000,
+    )
+    forecasts = stream_forecasts(output)
+    assert set(forecasts.status) == {"incremental"}
+    # --emit window: one forecast (H rows) per series per window file, 12 hours in 6 h windows.
+    assert len(list((output / "forecasts").iterdir())) >= 2
+    for f in (output / "forecasts").glob("*/*.parquet"):
+        rows = pd.read_parquet(f)
+        assert rows.groupby("series_id").size().max() == model_info(model_path).horizon
+    reference = batch(model_path, frame[frame.timestamp <= cut2], tmp_path, "b2")
+    assert_same_forecasts(latest(forecasts), reference, snapshot_scale(output))
+    # The snapshot is a --state-in for the batch job, which continues where the stream ended.
+    rest = frame[frame.timestamp > cut2]
+    continued = batch(model_path, rest, tmp_path, "b3", "--state-in", str(output / "state"))
+    assert set(continued.status) == {"incremental"}
+    full = batch(model_path, frame, tmp_path, "b4")
+    assert_same_forecasts(continued, full, snapshot_scale(output))
+
+
+# --- a real file-watching run ------------------------------------------------------------------
+
+
+def test_file_watching_run_picks_up_new_files_and_stops_by_itself(exported, tmp_path):
+    model_path, frame = exported
+    incoming = tmp_path / "incoming"
+    incoming.mkdir()
+    cuts = [END - 10 * HOUR, END - 5 * HOUR, END]
+    chunks = [
+        frame[
+            (frame.timestamp <= cut) & (frame.timestamp > (cuts[i - 1] if i else pd.Timestamp(0)))
+        ]
+        for i, cut in enumerate(cuts)
+    ]
+    output = tmp_path / "out"
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    job = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "pipeline.cli",
+            "stream",
+            "--model",
+            model_path,
+            "--input-pattern",
+            str(incoming / "*.csv"),
+            "--output",
+            str(output),
+            "--poll-interval",
+            "0.2",
+            "--max-files",
+            str(len(chunks) + 1),
+            "--stop-after-seconds",
+            "240",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+    )
+    try:
+        for k, (chunk, cut) in enumerate(zip(chunks, cuts)):
+            name = incoming / f"points-{k}.csv"
+            write_csv(chunk, str(name) + ".tmp")
+            os.rename(str(name) + ".tmp", name)  # lands whole, after the job started
+            deadline = time.monotonic() + 180
+            while time.monotonic() < deadline:
+                files = list((output / "forecasts").glob("*/*.parquet"))
+                if files and (pd.concat(pd.read_parquet(f) for f in files).origin == cut).any():
+                    break
+                assert job.poll() is None, job.stdout.read()
+                time.sleep(0.5)
+            else:
+                pytest.fail(f"no forecast from {name} within 180 s")
+        (incoming / "broken.csv").write_text("id,when,amount\na,2021-01-01,1\n")
+        out, _ = job.communicate(timeout=180)
+    finally:
+        if job.poll() is None:
+            job.kill()
+    assert job.returncode == 0, out
+    assert "stopped watching after 4 file(s)" in out, out
+    assert "dead letters {'unreadable_file': 1}" in out
+    broken = dead_letters(output).iloc[0]
+    assert broken.source.endswith("broken.csv") and "missing column(s)" in broken.row["error"]
+    reference = batch(model_path, frame, tmp_path, "batch")
+    assert_same_forecasts(latest(stream_forecasts(output)), reference, snapshot_scale(output))
+    assert load_state_files(str(output / "state"), model_info(model_path))[0]
