@@ -21,9 +21,10 @@ from pipeline import backtest, embedded_data_path, evaluate_job
 from pipeline.cli import DEMO_EVALUATE_FLAGS, DEMO_MODEL_FLAGS
 from pipeline.validation import InputColumns
 
-# One change at a time from the base (the demo settings when it was run; the first round's
-# base was GRU 2 x 64 units, T = 32, lr 3e-3, standard scaling, calendar features on, which
-# the winner "units=32,T=64" then replaced in pipeline/cli.py).
+# One change at a time from the base (the demo settings when it was run). The first round's
+# base was GRU 2 x 64 units, T = 32, lr 3e-3, standard scaling, calendar features on; the demo
+# now uses "units=32" (validation MASE 0.579 against 0.578 for "units=32,T=64", a tie within
+# seed noise, and T = 32 keeps the padding waste on four short series under 5 %).
 CANDIDATES = {
     "base": [],
     "units=32": ["--units", "32"],

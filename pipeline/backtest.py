@@ -23,7 +23,7 @@ from pipeline import metrics
 from pipeline import series as series_lib
 from pipeline.inputs import list_inputs, read_batches
 from pipeline.transforms import rejected_observations, sorted_rejected
-from pipeline.validation import InputColumns, rejected_frame, validate_batch
+from pipeline.validation import InputColumns, validate_read_batch
 
 MODEL = "rnncast"
 NAIVE = "naive"
@@ -54,20 +54,10 @@ def load_input(location: str, columns: InputColumns) -> LoadedInput:
     for path in list_inputs(location):
         for table, row_numbers, malformed in read_batches(path, columns):
             rows_read += table.num_rows + len(malformed)
-            if malformed:
-                rejected.append(
-                    rejected_frame(
-                        path,
-                        np.array([line for line, _ in malformed], np.int64),
-                        ["malformed_row"] * len(malformed),
-                        [{"text": text} for _, text in malformed],
-                    )
-                )
-            if table.num_rows:
-                accepted, bad = validate_batch(table, columns, path, row_numbers)
-                rejected.append(bad)
-                for series_id, part in accepted:
-                    parts[series_id].append(part)
+            accepted, bad = validate_read_batch(table, columns, path, row_numbers, malformed)
+            rejected.append(bad)
+            for series_id, part in accepted:
+                parts[series_id].append(part)
     series = {}
     for series_id in sorted(parts):
         rows = series_lib.combine_parts(parts[series_id])

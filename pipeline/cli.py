@@ -124,11 +124,11 @@ def _synthetic(argv: list[str]) -> int:
 
 # The demo's settings for the embedded daily weather (two weeks ahead). The model settings
 # were chosen on validation origins before the test origins (benchmarks/tune_defaults.py).
-DEMO_DATASET_FLAGS = ["--num-steps", "64", "--batch-size", "8", "--horizon", "14"]
+DEMO_DATASET_FLAGS = ["--num-steps", "32", "--batch-size", "8", "--horizon", "14"]
 DEMO_MODEL_FLAGS = ["--units", "32"]
 DEMO_EVALUATE_FLAGS = [
     "--num-steps",
-    "64",
+    "32",
     "--batch-size",
     "8",
     "--horizon",

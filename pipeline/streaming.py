@@ -27,7 +27,7 @@ from pipeline import series as series_lib
 from pipeline.inputs import InputError, check_input, read_batches
 from pipeline.series import Observations, SeriesPart
 from pipeline.transforms import rejected_observations
-from pipeline.validation import InputColumns, rejected_frame, validate_batch
+from pipeline.validation import InputColumns, rejected_frame, validate_read_batch
 
 LATE = "late"
 DUPLICATE = "duplicate"
@@ -79,20 +79,10 @@ def parse_message(payload: bytes, columns: InputColumns, source: str) -> ReadRes
 
 def _add_batch(out, table, row_numbers, malformed, columns, source) -> None:
     out.rows_read += table.num_rows + len(malformed)
-    if malformed:
-        out.rejected.append(
-            rejected_frame(
-                source,
-                np.array([line for line, _ in malformed], np.int64),
-                ["malformed_row"] * len(malformed),
-                [{"text": text} for _, text in malformed],
-            )
-        )
-    if table.num_rows:
-        parts, rejected = validate_batch(table, columns, source, row_numbers)
-        if len(rejected):
-            out.rejected.append(rejected)
-        out.parts.extend(parts)
+    parts, rejected = validate_read_batch(table, columns, source, row_numbers, malformed)
+    if len(rejected):
+        out.rejected.append(rejected)
+    out.parts.extend(parts)
 
 
 def _json_lines(text: str, columns: InputColumns):

@@ -17,7 +17,7 @@ from apache_beam.io.filesystems import FileSystems
 from pipeline import series as series_lib
 from pipeline import spill
 from pipeline.inputs import read_batches
-from pipeline.validation import InputColumns, empty_rejected, rejected_frame, validate_batch
+from pipeline.validation import InputColumns, empty_rejected, rejected_frame, validate_read_batch
 
 REJECTED = "rejected"
 ROWS_READ = "rows_read"
@@ -33,19 +33,9 @@ class _ReadFileFn(beam.DoFn):
         name = hashlib.sha256(path.encode("utf-8")).hexdigest()[:24]
         for index, (table, row_numbers, malformed) in enumerate(read_batches(path, self._columns)):
             yield beam.pvalue.TaggedOutput(ROWS_READ, table.num_rows + len(malformed))
-            if malformed:
-                yield beam.pvalue.TaggedOutput(
-                    REJECTED,
-                    rejected_frame(
-                        path,
-                        np.array([line for line, _ in malformed], np.int64),
-                        ["malformed_row"] * len(malformed),
-                        [{"text": text} for _, text in malformed],
-                    ),
-                )
-            if table.num_rows == 0:
-                continue
-            parts, rejected = validate_batch(table, self._columns, path, row_numbers)
+            parts, rejected = validate_read_batch(
+                table, self._columns, path, row_numbers, malformed
+            )
             if len(rejected):
                 yield beam.pvalue.TaggedOutput(REJECTED, rejected)
             if parts:

@@ -179,6 +179,35 @@ def validate_batch(
     return parts, rejected
 
 
+def validate_read_batch(
+    table: pa.Table,
+    columns: InputColumns,
+    source: str,
+    row_numbers: np.ndarray,
+    malformed: list[tuple[int, str]],
+) -> tuple[list[tuple[str, SeriesPart]], pd.DataFrame]:
+    """:func:`validate_batch` for a batch as :func:`pipeline.inputs.read_batches` yields it:
+    its CSV lines that did not parse are rejected too (``malformed_row``)."""
+    frames = []
+    if malformed:
+        frames.append(
+            rejected_frame(
+                source,
+                np.array([line for line, _ in malformed], np.int64),
+                ["malformed_row"] * len(malformed),
+                [{"text": text} for _, text in malformed],
+            )
+        )
+    parts: list[tuple[str, SeriesPart]] = []
+    if table.num_rows:
+        parts, rejected = validate_batch(table, columns, source, row_numbers)
+        frames.append(rejected)
+    frames = [f for f in frames if len(f)]
+    if not frames:
+        return parts, empty_rejected()
+    return parts, frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
+
+
 def _combine(column: pa.ChunkedArray | pa.Array) -> pa.Array:
     if isinstance(column, pa.ChunkedArray):
         return column.combine_chunks() if column.num_chunks != 1 else column.chunk(0)

@@ -107,6 +107,8 @@ def test_demo_runs_the_whole_flow_on_embedded_data(tmp_path):
     assert (demo / "model" / "export" / "saved_model.pb").exists()
     metadata = json.loads((demo / "forecasts" / "metadata.json").read_text())
     assert metadata["counts"]["series_by_status"]["full"] == 4
+    dataset = json.loads((demo / "dataset" / "metadata.json").read_text())
+    assert dataset["splits"]["train"]["padding_waste"] <= 0.05
 
     summary = json.loads((demo / "evaluation" / "evaluation.json").read_text())
     jsonschema.validate(summary, schemas.load(schemas.EVALUATION)["json_schema"])
