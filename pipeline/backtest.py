@@ -17,7 +17,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from pandas.tseries.frequencies import to_offset
 
 from pipeline import metrics
 from pipeline import series as series_lib
@@ -71,10 +70,7 @@ def load_input(location: str, columns: InputColumns) -> LoadedInput:
 
 def grid_step(freq: str, origin: int, steps: int) -> int:
     """The timestamp ``steps`` grid points after ``origin`` (negative: before)."""
-    offset = to_offset(freq)
-    if isinstance(offset, pd.offsets.Tick):
-        return int(origin + steps * offset.nanos)
-    return int((pd.Timestamp(int(origin)) + steps * offset).value)
+    return int(series_lib.grid_offsets(freq, [origin], [steps])[0, 0])
 
 
 def choose_origins(
@@ -142,7 +138,7 @@ def regular_history(
 
 def future_targets(freq: str, last: int, horizon: int) -> np.ndarray:
     """Timestamps of the ``horizon`` grid points after ``last``."""
-    return np.array([grid_step(freq, last, h) for h in range(1, horizon + 1)], np.int64)
+    return series_lib.grid_offsets(freq, [last], np.arange(1, horizon + 1))[0]
 
 
 def actuals_at(obs: series_lib.Observations, targets: np.ndarray) -> np.ndarray:
@@ -215,8 +211,8 @@ def score(
 
     Without quantiles the point forecast stands for every level (pinball loss of a point
     forecast) and coverage is undefined (NaN). ``coverage`` is that of the outermost
-    interval of ``levels``."""
-    valid = ~np.isnan(actual)
+    interval of ``levels``. A method that gave no forecast (NaN points) scores nothing."""
+    valid = ~np.isnan(actual) & ~np.isnan(point)
     result = {"targets": int(valid.sum())}
     if not valid.any():
         nan = {name: float("nan") for name in METRIC_COLUMNS}

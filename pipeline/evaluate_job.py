@@ -31,7 +31,7 @@ from pipeline import series as series_lib
 from pipeline.errors import ModelError
 from pipeline.inputs import InputError
 from pipeline.options import JobArgumentError
-from pipeline.transforms import rejected_payload
+from pipeline.transforms import FrequencyVotes, rejected_payload
 from pipeline.validation import InputColumns
 
 DESCRIPTION = (
@@ -302,12 +302,7 @@ def score_origin(
         ).items():
             methods[name] = (point, bands, "ok")
         for method, (point, bands, status) in methods.items():
-            if np.isnan(point).all():
-                scored = backtest.score(
-                    np.full(horizon, np.nan), point, None, levels, history, season
-                )
-            else:
-                scored = backtest.score(actual, point, bands, levels, history, season)
+            scored = backtest.score(actual, point, bands, levels, history, season)
             records.append(
                 {"series_id": series_id, "origin": origin, "method": method, "status": status}
                 | scored
@@ -588,15 +583,12 @@ def run(argv: list[str]) -> dict:
 
 
 def _infer_frequency(loaded: backtest.LoadedInput) -> str:
-    aliases: collections.Counter = collections.Counter()
-    steps: collections.Counter = collections.Counter()
+    """The dataset frequency, decided exactly as the dataset job decides it."""
+    votes = FrequencyVotes()
+    counts = votes.create_accumulator()
     for obs in loaded.series.values():
-        alias, step = series_lib.frequency_vote(obs.timestamp)
-        if alias:
-            aliases[alias] += 1
-        if step:
-            steps[step] += 1
-    try:
-        return series_lib.choose_frequency(aliases, steps)
-    except ValueError as err:
-        raise InputError(f"rnncast evaluate: {err}") from err
+        counts = votes.add_input(counts, series_lib.frequency_vote(obs.timestamp))
+    result = votes.extract_output(counts)
+    if "error" in result:
+        raise InputError(f"rnncast evaluate: {result['error']}")
+    return result["freq"]

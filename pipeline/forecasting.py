@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 from apache_beam.io.filesystems import FileSystems
-from pandas.tseries.frequencies import to_offset
 
 import schemas
 from pipeline import series as series_lib
@@ -355,22 +354,7 @@ def forecast_table(
     waiting = [(sid, status) for sid, status, s in finals if s is None]
     origin = np.array([s.last_timestamp for _, _, s in ready], np.int64)
     step = np.tile(np.arange(1, horizon + 1, dtype=np.int32), len(ready))
-    offset = to_offset(model.freq)
-    if isinstance(offset, pd.offsets.Tick):
-        target = np.repeat(origin, horizon) + step.astype(np.int64) * int(offset.nanos)
-    else:
-        target = (
-            np.concatenate(
-                [
-                    pd.date_range(pd.Timestamp(int(o)), periods=horizon + 1, freq=offset)[1:]
-                    .as_unit("ns")
-                    .asi8
-                    for o in origin
-                ]
-            )
-            if len(origin)
-            else np.zeros(0, np.int64)
-        )
+    target = series_lib.grid_offsets(model.freq, origin, np.arange(1, horizon + 1)).ravel()
     Q = len(model.quantiles)
     quantiles = (
         np.stack([s.quantiles[:horizon] for _, _, s in ready]).reshape(-1, Q)

@@ -169,6 +169,20 @@ def nominal_period_ns(freq: str) -> int:
     return int(((origin + 2 * offset) - (origin + offset)).value)
 
 
+def grid_offsets(freq: str, origins: np.ndarray, steps: np.ndarray) -> np.ndarray:
+    """Timestamps ``steps`` grid points after each of ``origins`` (negative: before), as an
+    int64 array ``[len(origins), len(steps)]``; calendar frequencies follow the calendar."""
+    origins = np.asarray(origins, np.int64)
+    steps = np.asarray(steps, np.int64)
+    offset = to_offset(freq)
+    if isinstance(offset, pd.offsets.Tick):
+        return origins[:, None] + steps[None, :] * int(offset.nanos)
+    return np.array(
+        [[(pd.Timestamp(int(o)) + int(k) * offset).value for k in steps] for o in origins],
+        np.int64,
+    ).reshape(len(origins), len(steps))
+
+
 def grid_positions(
     timestamp: np.ndarray, freq: str, anchor: int | None = None
 ) -> tuple[np.ndarray, np.ndarray]:

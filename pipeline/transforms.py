@@ -125,8 +125,9 @@ class _DeduplicateFn(beam.DoFn):
         yield beam.pvalue.TaggedOutput(FREQUENCY_VOTE, series_lib.frequency_vote(unique.timestamp))
 
 
-class _FrequencyFn(beam.CombineFn):
-    """Combine per-series frequency votes into ``{"freq": alias}`` or ``{"error": message}``."""
+class FrequencyVotes(beam.CombineFn):
+    """Combine per-series frequency votes (:func:`series.frequency_vote`) into
+    ``{"freq": alias}`` or ``{"error": message}``; also usable outside Beam, call by call."""
 
     def create_accumulator(self):
         return collections.Counter(), collections.Counter()
@@ -242,7 +243,7 @@ class AssembleSeries(beam.PTransform):
             )
         else:
             frequency = unique[FREQUENCY_VOTE] | "InferFrequency" >> beam.CombineGlobally(
-                _FrequencyFn()
+                FrequencyVotes()
             )
         outputs = {"series": grouped, REJECTED: unique[REJECTED], "frequency": frequency}
         if self._summarise is not None:
