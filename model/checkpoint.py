@@ -11,8 +11,9 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -29,9 +30,17 @@ def _atomic_write(path: str, data: bytes) -> None:
     os.replace(temporary, path)
 
 
+def _sidecar(name: str) -> str:
+    return name[: -len(".npz")] + ".json"
+
+
 def save(directory: str, step: int, variables: Sequence[Any], state: dict, keep: int = 2) -> str:
     """Save ``variables`` (Keras/TF variables, in a fixed order) and ``state`` as checkpoint
-    ``step``; keep the newest ``keep`` checkpoints."""
+    ``step``; keep the newest ``keep`` checkpoints.
+
+    Each checkpoint has a JSON sidecar with its SHA-256 and state, so that when the newest one
+    is damaged (or ``latest.json`` is), :func:`restore` can fall back to the previous one.
+    """
     os.makedirs(directory, exist_ok=True)
     arrays = {f"v{i:05d}": np.asarray(v.numpy()) for i, v in enumerate(variables)}
     buffer = io.BytesIO()
@@ -40,40 +49,126 @@ def save(directory: str, step: int, variables: Sequence[Any], state: dict, keep:
     name = f"ckpt-{step:06d}.npz"
     _atomic_write(os.path.join(directory, name), data)
     pointer = {"file": name, "sha256": hashlib.sha256(data).hexdigest(), "state": state}
-    _atomic_write(
-        os.path.join(directory, POINTER), json.dumps(pointer, indent=2, sort_keys=True).encode()
-    )
+    encoded = json.dumps(pointer, indent=2, sort_keys=True).encode()
+    _atomic_write(os.path.join(directory, _sidecar(name)), encoded)
+    _atomic_write(os.path.join(directory, POINTER), encoded)
     kept = sorted(f for f in os.listdir(directory) if f.startswith("ckpt-") and f.endswith(".npz"))
     for old in kept[:-keep]:
         os.remove(os.path.join(directory, old))
+        if os.path.exists(os.path.join(directory, _sidecar(old))):
+            os.remove(os.path.join(directory, _sidecar(old)))
     return os.path.join(directory, name)
 
 
+def _read_pointer(path: str) -> dict:
+    with open(path, encoding="utf-8") as handle:
+        pointer = json.load(handle)
+    if not isinstance(pointer, dict) or not {"file", "sha256", "state"} <= pointer.keys():
+        raise ValueError("not a checkpoint pointer (needs file, sha256 and state)")
+    return pointer
+
+
 def latest(directory: str) -> dict | None:
-    """The pointer of the newest complete checkpoint, or None when there is none."""
+    """The pointer of the newest complete checkpoint, or None when there is none.
+
+    Raises :class:`CheckpointError` when ``latest.json`` exists but cannot be read."""
     path = os.path.join(directory, POINTER)
     if not os.path.exists(path):
         return None
-    with open(path, encoding="utf-8") as handle:
-        return json.load(handle)
+    try:
+        return _read_pointer(path)
+    except (OSError, ValueError, UnicodeDecodeError) as err:
+        raise CheckpointError(f"{path}: unreadable ({err})") from err
 
 
-def restore(directory: str, variables: Sequence[Any]) -> dict | None:
-    """Assign the newest complete checkpoint to ``variables``; return its state, or None."""
-    pointer = latest(directory)
-    if pointer is None:
-        return None
+class CheckpointError(ValueError):
+    """No intact checkpoint could be restored; the message names the files and what broke."""
+
+
+def _candidates(directory: str, problems: list[str]) -> list[dict]:
+    """Pointers to try, newest first: ``latest.json``, then every checkpoint's sidecar."""
+    pointers = []
+    try:
+        pointer = latest(directory)
+        if pointer is not None:
+            pointers.append(pointer)
+    except CheckpointError as err:
+        problems.append(str(err))
+    sidecars = sorted(
+        (f for f in os.listdir(directory) if f.startswith("ckpt-") and f.endswith(".json")),
+        reverse=True,
+    )
+    for name in sidecars:
+        path = os.path.join(directory, name)
+        try:
+            pointer = _read_pointer(path)
+        except (OSError, ValueError, UnicodeDecodeError) as err:
+            problems.append(f"{path}: unreadable ({err})")
+            continue
+        if all(pointer["file"] != p["file"] for p in pointers):
+            pointers.append(pointer)
+    return sorted(pointers, key=lambda p: p["file"], reverse=True)
+
+
+def _load_arrays(directory: str, pointer: dict) -> dict[str, np.ndarray]:
     path = os.path.join(directory, pointer["file"])
-    with open(path, "rb") as handle:
-        data = handle.read()
+    if os.path.basename(pointer["file"]) != pointer["file"]:
+        raise CheckpointError(f"{path}: a checkpoint pointer must name a file in {directory}")
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read()
+    except OSError as err:
+        raise CheckpointError(f"{path}: cannot be read ({err.strerror or err})") from err
     if hashlib.sha256(data).hexdigest() != pointer["sha256"]:
-        raise ValueError(f"{path}: checkpoint does not match its SHA-256 in {POINTER}")
+        raise CheckpointError(f"{path}: checkpoint does not match its SHA-256 in {POINTER}")
     with np.load(io.BytesIO(data), allow_pickle=False) as arrays:
-        if len(arrays.files) != len(variables):
+        return {name: arrays[name] for name in arrays.files}
+
+
+def restore(
+    directory: str, variables: Sequence[Any], warn: Callable[[str], None] | None = None
+) -> dict | None:
+    """Assign the newest intact checkpoint to ``variables``; return its state, or None when
+    ``directory`` holds no checkpoint.
+
+    A damaged newest checkpoint (or ``latest.json``) is skipped for the previous intact one,
+    and ``warn`` (default: a logging warning) says which; when none is intact,
+    :class:`CheckpointError` names what was found. A checkpoint whose arrays do not fit
+    ``variables`` (another model configuration) raises ``ValueError`` at once.
+    """
+    warn = warn or logging.getLogger(__name__).warning
+    if not os.path.isdir(directory):
+        return None
+    problems: list[str] = []
+    candidates = _candidates(directory, problems)
+    if not candidates:
+        if problems:
+            raise CheckpointError(
+                f"{directory}: no intact checkpoint ({'; '.join(problems)}); delete the "
+                "directory to start training afresh"
+            )
+        return None
+    for pointer in candidates:
+        try:
+            arrays = _load_arrays(directory, pointer)
+        except (CheckpointError, ValueError, OSError, EOFError) as err:
+            problems.append(str(err))
+            continue
+        path = os.path.join(directory, pointer["file"])
+        if len(arrays) != len(variables):
             raise ValueError(
-                f"{path}: holds {len(arrays.files)} arrays, the model has {len(variables)} "
+                f"{path}: holds {len(arrays)} arrays, the model has {len(variables)} "
                 "variables; the model directory belongs to a different model configuration"
             )
         for i, variable in enumerate(variables):
             variable.assign(arrays[f"v{i:05d}"])
-    return pointer["state"]
+        if problems:
+            warn(
+                f"{directory}: skipped damaged checkpoint data ({'; '.join(problems)}); "
+                f"restored the previous intact checkpoint {pointer['file']}"
+            )
+        return pointer["state"]
+    raise CheckpointError(
+        f"{directory}: no intact checkpoint ({'; '.join(problems)}); delete the directory to "
+        "start training afresh"
+    )

@@ -33,6 +33,7 @@ from model import checkpoint
 from model.errors import ExportError
 from model.forecaster import RNNForecaster, model_inputs
 from model.train import CONFIG_FILE, DATASET_FILE, TrainConfig, build_model
+from pipeline import commit
 
 EXPORT_DIR = "export"
 MODEL_CONFIG = "rnncast_model.json"
@@ -45,17 +46,20 @@ def load_trained(model_dir: str) -> tuple[RNNForecaster, dict, dict]:
     for path in paths:
         if not os.path.exists(path):
             raise ExportError(f"{path}: not found; train a model into {model_dir} first")
-    with open(paths[0], encoding="utf-8") as handle:
-        settings = json.load(handle)
-    with open(paths[1], encoding="utf-8") as handle:
-        metadata = json.load(handle)
+    fix = f"rerun 'rnncast train --model-dir {model_dir}' into a new directory"
+    settings = commit.read_json(paths[0], fix)
+    metadata = commit.read_json(paths[1], fix)
     config = TrainConfig(
         data="",
         model_dir=model_dir,
         **{**settings["train"], "quantiles": tuple(settings["train"]["quantiles"])},
     )
     model = build_model(config, metadata)
-    if checkpoint.restore(os.path.join(model_dir, "best"), model.variables) is None:
+    try:
+        restored = checkpoint.restore(os.path.join(model_dir, "best"), model.variables)
+    except checkpoint.CheckpointError as err:
+        raise ExportError(f"{err}; or retrain into a new --model-dir") from err
+    if restored is None:
         raise ExportError(f"{model_dir}/best: no checkpoint; training has not finished an epoch")
     return model, metadata, settings
 

@@ -33,6 +33,8 @@ from model.forecaster import (
     reset_state,
 )
 from model.rnn import CELL_TYPES
+from pipeline import commit
+from pipeline.locations import check_output_directory
 from pipeline.reader import load_metadata, make_dataset
 
 CONFIG_FILE = "train_config.json"
@@ -322,15 +324,16 @@ def train(config: TrainConfig, log=print) -> dict:
             f"{config.data}: rnncast train needs the stateful layout; rerun 'rnncast dataset' "
             "without --layout windows"
         )
-    os.makedirs(config.model_dir, exist_ok=True)
+    check_output_directory(config.model_dir, "--model-dir")
     settings = {
         "train": config.model_settings(),
         "dataset": {"run_id": metadata["run_id"], "fingerprint": metadata["input"]["fingerprint"]},
     }
     config_path = os.path.join(config.model_dir, CONFIG_FILE)
     if os.path.exists(config_path):
-        with open(config_path, encoding="utf-8") as handle:
-            previous = json.load(handle)
+        previous = commit.read_json(
+            config_path, f"remove {config.model_dir} (or use a new --model-dir) to start afresh"
+        )
         if previous != settings:
             raise TrainError(
                 f"{config.model_dir}: holds a run with other settings or data ({config_path}); "
@@ -344,7 +347,10 @@ def train(config: TrainConfig, log=print) -> dict:
     trainer = Trainer(config, metadata, make_strategy(config.distribution))
     checkpoints = os.path.join(config.model_dir, "checkpoints")
     best_dir = os.path.join(config.model_dir, "best")
-    state = checkpoint.restore(checkpoints, trainer.variables)
+    try:
+        state = checkpoint.restore(checkpoints, trainer.variables, warn=log)
+    except checkpoint.CheckpointError as err:
+        raise TrainError(str(err)) from err
     if state is None:
         state = {
             "epoch": 0,
@@ -359,8 +365,12 @@ def train(config: TrainConfig, log=print) -> dict:
     history_path = os.path.join(config.model_dir, HISTORY_FILE)
     history = []
     if os.path.exists(history_path) and state["epoch"]:
-        with open(history_path, encoding="utf-8") as handle:
-            history = [h for h in json.load(handle) if h["epoch"] <= state["epoch"]]
+        try:
+            with open(history_path, encoding="utf-8") as handle:
+                history = [h for h in json.load(handle) if h["epoch"] <= state["epoch"]]
+        except (ValueError, TypeError, KeyError) as err:
+            # Only a record of past epochs (the checkpoint holds the training state).
+            log(f"rnncast train: {history_path}: unreadable ({err}); starting a new history")
     if state["epoch"]:
         log(f"rnncast train: resuming after epoch {state['epoch']} from {checkpoints}")
     writer = tf.summary.create_file_writer(os.path.join(config.model_dir, "logs"))

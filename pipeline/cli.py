@@ -8,7 +8,7 @@ import os
 import sys
 
 from model.errors import ExportError, TrainError
-from pipeline.errors import DatasetError, ModelError
+from pipeline.errors import CorruptFileError, DatasetError, LocationError, ModelError
 from pipeline.inputs import InputError
 from pipeline.options import JobArgumentError
 
@@ -282,9 +282,37 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("apache_beam.options.pipeline_options").setLevel(logging.ERROR)
     try:
         return HANDLERS[command](rest)
-    except (InputError, JobArgumentError, DatasetError, ExportError, TrainError, ModelError) as err:
-        print(f"rnncast {command}: error: {err}", file=sys.stderr)
+    except Exception as err:
+        known = _user_error(err)
+        if known is None:
+            raise
+        print(f"rnncast {command}: error: {known}", file=sys.stderr)
         return 2
+
+
+# Errors whose message names the file or flag and the fix: printed as one line, exit code 2.
+USER_ERRORS = (
+    InputError,
+    JobArgumentError,
+    DatasetError,
+    ExportError,
+    TrainError,
+    ModelError,
+    LocationError,
+    CorruptFileError,
+)
+
+
+def _user_error(err: BaseException) -> BaseException | None:
+    """``err`` or the user error it wraps (a runner may re-raise a worker's error as its own
+    type, with the original as cause or context); None for anything else (a bug)."""
+    seen = set()
+    while err is not None and id(err) not in seen:
+        if isinstance(err, USER_ERRORS):
+            return err
+        seen.add(id(err))
+        err = err.__cause__ or err.__context__
+    return None
 
 
 if __name__ == "__main__":

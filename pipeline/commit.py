@@ -9,8 +9,11 @@ and check ``_SUCCESS``; files of earlier runs are deleted after the commit.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import logging
+from collections.abc import Iterator
 
 from apache_beam.io.filesystems import FileSystems
 
@@ -34,7 +37,7 @@ def run_id(settings: dict, paths: list[str], extra: str = "") -> str:
 
 def check_counts(counts: dict, source: str, max_rejected_fraction: float, staging: str) -> None:
     """Refuse to commit a run with no rows, broken accounting or too many rejected rows."""
-    from pipeline.inputs import InputError
+    from pipeline.inputs import InputError, RejectedRowsError
 
     if counts["rows_read"] == 0:
         raise InputError(
@@ -46,7 +49,7 @@ def check_counts(counts: dict, source: str, max_rejected_fraction: float, stagin
     fraction = counts["rows_rejected"] / counts["rows_read"]
     if fraction > max_rejected_fraction:
         reasons = {k: v for k, v in counts["rejected_by_reason"].items() if v}
-        raise InputError(
+        raise RejectedRowsError(
             f"{source}: {counts['rows_rejected']} of {counts['rows_read']} rows "
             f"({fraction:.2%}) were rejected {reasons}, more than --max-rejected-fraction "
             f"{max_rejected_fraction}. Nothing was committed; the rejected rows and their "
@@ -70,9 +73,23 @@ def write_bytes(path: str, data: bytes) -> None:
     FileSystems.rename([temporary], [path])
 
 
-def read_json(path: str) -> dict:
+def read_json(path: str, fix: str = "rerun the job that wrote it") -> dict:
+    """The JSON object in ``path``; a truncated or foreign file raises
+    :class:`~pipeline.errors.CorruptFileError` naming the file and ``fix``."""
+    from pipeline.errors import CorruptFileError
+
     with FileSystems.open(path) as source:
-        return json.loads(source.read().decode("utf-8"))
+        data = source.read()
+    try:
+        payload = json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as err:
+        raise CorruptFileError(
+            f"{path}: not valid JSON ({err}); the file is truncated or corrupt: {fix}"
+        ) from err
+    if not isinstance(payload, dict):
+        kind = type(payload).__name__
+        raise CorruptFileError(f"{path}: holds a JSON {kind}, not an object; {fix}")
+    return payload
 
 
 def prepare_staging(
@@ -85,6 +102,38 @@ def prepare_staging(
     for directory in (*directories, SPILL):
         _ensure_directory(FileSystems.join(staging, directory))
     return staging
+
+
+@contextlib.contextmanager
+def staged_run(
+    output: str, run_id: str, directories: tuple[str, ...] = DATA_DIRECTORIES
+) -> Iterator[str]:
+    """:func:`prepare_staging` for the body of a run; if the run fails, its staging directory
+    is removed again (it holds nothing the user can use) unless the error points the user at
+    the staged dead letters (:class:`RejectedRowsError`)."""
+    from pipeline.inputs import RejectedRowsError
+
+    staging = prepare_staging(output, run_id, directories)
+    try:
+        yield staging
+    except RejectedRowsError:
+        remove_spill(staging)
+        raise
+    except BaseException:
+        discard_staging(output, staging)
+        raise
+
+
+def discard_staging(output: str, staging: str) -> None:
+    """Remove a failed run's staging directory, and ``_staging`` when nothing else is in it."""
+    try:
+        if FileSystems.exists(staging):
+            FileSystems.delete([staging])
+        staging_root = FileSystems.join(output, STAGING)
+        if FileSystems.exists(staging_root) and not _list(staging_root):
+            FileSystems.delete([staging_root])
+    except Exception:  # noqa: BLE001 - never hide the run's own error behind a cleanup error
+        logging.getLogger(__name__).warning("could not remove %s", staging, exc_info=True)
 
 
 def _ensure_directory(path: str) -> None:

@@ -24,7 +24,8 @@ import schemas
 from pipeline import chunking, commit, spill
 from pipeline import series as series_lib
 from pipeline.examples import encode_empty_row, encode_rows
-from pipeline.inputs import InputError, check_input, list_inputs
+from pipeline.inputs import InputError, RejectedRowsError, check_input, list_inputs
+from pipeline.locations import check_output_directory
 from pipeline.options import JobArgumentError, JobOptions, parse_job_options
 from pipeline.tfrecord import frame_record, write_tfrecord_file
 from pipeline.transforms import (
@@ -370,6 +371,8 @@ class _CutRowsFn(beam.DoFn):
 
     def process(self, element, plan, frequency):
         series_id, refs = element
+        if "freq" not in frequency:
+            return  # no frequency: the run fails with FrequencyVotes' message, nothing to cut
         assembled, _ = assemble(series_id, refs, frequency["freq"], self._config.fill)
         if assembled is None:
             return
@@ -702,23 +705,34 @@ def run(argv: list[str]) -> dict:
     paths = list_inputs(config.input)
     for path in paths:
         check_input(path, config.columns)
+    check_output_directory(config.output, "--output")
     run_id = run_id_for(config, paths)
-    staging = commit.prepare_staging(config.output, run_id)
-    print(f"rnncast dataset: {len(paths)} input file(s), run {run_id}", file=sys.stderr)
-    with beam.Pipeline(options=pipeline_options) as pipeline:
-        _ = pipeline | "BuildDataset" >> BuildDataset(config, paths, staging, run_id)
-    commit.remove_spill(staging)
-    staged = commit.read_json(FileSystems.join(staging, commit.METADATA))
-    check_run(staged, config, staging)
-    metadata = commit.commit_run(config.output, staging, staged)
+    with commit.staged_run(config.output, run_id) as staging:
+        print(f"rnncast dataset: {len(paths)} input file(s), run {run_id}", file=sys.stderr)
+        with beam.Pipeline(options=pipeline_options) as pipeline:
+            _ = pipeline | "BuildDataset" >> BuildDataset(config, paths, staging, run_id)
+        commit.remove_spill(staging)
+        staged = commit.read_json(FileSystems.join(staging, commit.METADATA))
+        check_run(staged, config, staging)
+        metadata = commit.commit_run(config.output, staging, staged)
     print_summary(metadata)
     return metadata
 
 
 def check_run(metadata: dict, config: DatasetConfig, staging: str) -> None:
     """Refuse to commit a run that failed or rejected too much; say what to do."""
-    if metadata["status"] != "ok" and metadata["counts"]["rows_read"]:
-        raise InputError(f"{config.input}: {metadata['error']}")
+    counts = metadata["counts"]
+    if metadata["status"] != "ok" and counts["rows_read"]:
+        message = f"{config.input}: {metadata['error']}"
+        if counts["rows_rejected"]:
+            # Often the real cause: e.g. every timestamp was rejected, so no frequency shows.
+            reasons = {k: v for k, v in counts["rejected_by_reason"].items() if v}
+            message += (
+                f". {counts['rows_rejected']} of {counts['rows_read']} rows were rejected "
+                f"{reasons}; their reasons are in {FileSystems.join(staging, 'rejected')}"
+            )
+            raise RejectedRowsError(message)
+        raise InputError(message)
     commit.check_counts(metadata["counts"], config.input, config.max_rejected_fraction, staging)
 
 

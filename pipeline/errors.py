@@ -7,3 +7,13 @@ class DatasetError(ValueError):
 
 class ModelError(ValueError):
     """An exported model or a saved state cannot be used; the message names the path."""
+
+
+class LocationError(ValueError):
+    """An input or output location cannot be used (no filesystem for its scheme, not a
+    directory, not writable); the message names the location and the flag to change."""
+
+
+class CorruptFileError(ValueError):
+    """A file rnncast wrote earlier cannot be parsed (truncated, edited, another format); the
+    message names the file and how to get a good one back."""

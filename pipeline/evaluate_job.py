@@ -30,6 +30,7 @@ from pipeline import backtest, forecasting, metrics
 from pipeline import series as series_lib
 from pipeline.errors import ModelError
 from pipeline.inputs import InputError
+from pipeline.locations import check_output_directory
 from pipeline.options import JobArgumentError
 from pipeline.transforms import FrequencyVotes, rejected_payload
 from pipeline.validation import InputColumns
@@ -441,6 +442,7 @@ def run(argv: list[str]) -> dict:
     if args.refit_every < 1 or args.plot_series < 0:
         raise JobArgumentError("rnncast evaluate: --refit-every >= 1 and --plot-series >= 0")
     classical = _classical_models(args.classical)
+    check_output_directory(args.output, "--output")
     columns = InputColumns(
         args.series_id_column, args.timestamp_column, args.value_column, tuple(args.covariates)
     )

@@ -12,6 +12,7 @@ crash leaves the previous state usable.
 from __future__ import annotations
 
 import collections
+import contextlib
 import hashlib
 import io
 import sys
@@ -29,6 +30,7 @@ import schemas
 from pipeline import commit, forecasting
 from pipeline.errors import ModelError
 from pipeline.inputs import check_input, list_inputs
+from pipeline.locations import check_distinct, check_output_directory
 from pipeline.options import JobArgumentError, JobOptions, parse_job_options
 from pipeline.series import utc_ns
 from pipeline.transforms import (
@@ -469,30 +471,35 @@ def run(argv: list[str]) -> dict:
     paths = list_inputs(config.input)
     for path in paths:
         check_input(path, config.columns)
+    check_distinct({"--output": config.output, "--state-out": config.state_out})
+    check_output_directory(config.output, "--output")
+    if config.state_out:
+        check_output_directory(config.state_out, "--state-out")
     state_files, state_run = ([], None)
     if config.state_in:
         state_files, state_run = load_state_files(config.state_in, model)
     run_id = run_id_for(config, model, paths, state_run)
-    staging = commit.prepare_staging(config.output, run_id, OUTPUT_DIRECTORIES)
-    state_staging = (
-        commit.prepare_staging(config.state_out, run_id, STATE_DIRECTORIES)
-        if config.state_out
-        else None
-    )
-    print(f"rnncast forecast: {len(paths)} input file(s), run {run_id}", file=sys.stderr)
-    with beam.Pipeline(options=pipeline_options) as pipeline:
-        _ = pipeline | "Forecast" >> Forecast(
-            config, model, paths, state_files, staging, state_staging, run_id
+    with contextlib.ExitStack() as stack:
+        staging = stack.enter_context(commit.staged_run(config.output, run_id, OUTPUT_DIRECTORIES))
+        state_staging = (
+            stack.enter_context(commit.staged_run(config.state_out, run_id, STATE_DIRECTORIES))
+            if config.state_out
+            else None
         )
-    commit.remove_spill(staging)
-    staged = commit.read_json(FileSystems.join(staging, commit.METADATA))
-    counts = staged["counts"]
-    commit.check_counts(counts, config.input, config.max_rejected_fraction, staging)
-    metadata = commit.commit_run(config.output, staging, staged, OUTPUT_DIRECTORIES)
-    if state_staging:
-        state_metadata = commit.read_json(FileSystems.join(state_staging, commit.METADATA))
-        commit.remove_spill(state_staging)
-        commit.commit_run(config.state_out, state_staging, state_metadata, STATE_DIRECTORIES)
+        print(f"rnncast forecast: {len(paths)} input file(s), run {run_id}", file=sys.stderr)
+        with beam.Pipeline(options=pipeline_options) as pipeline:
+            _ = pipeline | "Forecast" >> Forecast(
+                config, model, paths, state_files, staging, state_staging, run_id
+            )
+        commit.remove_spill(staging)
+        staged = commit.read_json(FileSystems.join(staging, commit.METADATA))
+        counts = staged["counts"]
+        commit.check_counts(counts, config.input, config.max_rejected_fraction, staging)
+        metadata = commit.commit_run(config.output, staging, staged, OUTPUT_DIRECTORIES)
+        if state_staging:
+            state_metadata = commit.read_json(FileSystems.join(state_staging, commit.METADATA))
+            commit.remove_spill(state_staging)
+            commit.commit_run(config.state_out, state_staging, state_metadata, STATE_DIRECTORIES)
     print(
         f"rnncast forecast: run {run_id} committed; rows read {counts['rows_read']}, rejected "
         f"{counts['rows_rejected']}, skipped {counts['rows_skipped']}; series "

@@ -9,12 +9,14 @@ single rows are left to :mod:`pipeline.validation`.
 from __future__ import annotations
 
 import os
+import zlib
 from collections.abc import Iterator
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
+from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
 from pipeline.validation import InputColumns
@@ -27,6 +29,24 @@ PARQUET_BATCH_ROWS = 1 << 19
 
 class InputError(ValueError):
     """An input problem the user must fix; the message names the file and the fix."""
+
+
+class RejectedRowsError(InputError):
+    """Too many rows were rejected to commit the run; the staged dead letters are kept so the
+    user can read them (the message names their directory)."""
+
+
+# What reading a damaged file raises: Arrow's errors, a broken compressed stream (zlib/bz2
+# raise OSError or EOFError; Beam's decompressor a ValueError on the closed stream after).
+_READ_ERRORS = (pa.ArrowException, OSError, EOFError, ValueError, zlib.error)
+
+# First bytes of each compressed CSV suffix, checked before any read: Beam picks the codec
+# from the name, and a plain file named ``.csv.gz`` otherwise fails deep inside the reader.
+_MAGIC = {
+    ".csv.gz": (b"\x1f\x8b", "gzip"),
+    ".csv.bz2": (b"BZh", "bzip2"),
+    ".csv.zst": (b"\x28\xb5\x2f\xfd", "zstd"),
+}
 
 
 def file_format(path: str) -> str:
@@ -44,6 +64,12 @@ def file_format(path: str) -> str:
 def list_inputs(location: str) -> list[str]:
     """The input files named by ``location``: one file, a glob, or a directory (its CSV and
     Parquet files, hidden and ``_``-prefixed files skipped). Sorted, so the job is deterministic."""
+    from pipeline.locations import LocationError, check_filesystem
+
+    try:
+        check_filesystem(location, "--input")
+    except LocationError as err:
+        raise InputError(str(err)) from err
     pattern = location
     if location.endswith("/") or ("://" not in location and os.path.isdir(location)):
         pattern = location.rstrip("/") + "/*"
@@ -70,6 +96,7 @@ def list_inputs(location: str) -> list[str]:
 def check_input(path: str, columns: InputColumns) -> None:
     """Check that ``path`` is a readable CSV/Parquet file with the columns the job needs."""
     kind = file_format(path)
+    _check_compression(path)
     try:
         with FileSystems.open(path) as handle:
             if kind == "parquet":
@@ -82,7 +109,7 @@ def check_input(path: str, columns: InputColumns) -> None:
                     parse_options=pacsv.ParseOptions(invalid_row_handler=lambda row: "skip"),
                 )
                 names = reader.schema.names
-    except (pa.ArrowInvalid, OSError, EOFError) as err:
+    except _READ_ERRORS as err:
         what = "Parquet" if kind == "parquet" else "CSV (with a header row)"
         raise InputError(
             f"{path}: not a readable {what} file ({err}); fix or remove the file"
@@ -96,6 +123,24 @@ def check_input(path: str, columns: InputColumns) -> None:
         )
 
 
+def _check_compression(path: str) -> None:
+    lower = path.lower()
+    for suffix, (magic, codec) in _MAGIC.items():
+        if not lower.endswith(suffix):
+            continue
+        try:
+            with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as raw:
+                head = raw.read(len(magic))
+        except OSError as err:
+            raise InputError(f"{path}: cannot be opened ({err}); check the path") from err
+        if head != magic:
+            plain = path[: -len(suffix)] + ".csv"
+            raise InputError(
+                f"{path}: named {suffix} but not {codec}-compressed; rename it to {plain} "
+                f"if it is plain CSV, or compress it with {codec}"
+            )
+
+
 def read_batches(
     path: str, columns: InputColumns
 ) -> Iterator[tuple[pa.Table, np.ndarray, list[tuple[int, str]]]]:
@@ -105,10 +150,14 @@ def read_batches(
     Parquet. ``malformed`` lists ``(line, text)`` of CSV lines that do not parse into the
     header's columns, reported with the batch in which they were met.
     """
-    if file_format(path) == "parquet":
-        yield from _read_parquet(path, columns)
-    else:
-        yield from _read_csv(path, columns)
+    reader = _read_parquet if file_format(path) == "parquet" else _read_csv
+    try:
+        yield from reader(path, columns)
+    except _READ_ERRORS as err:
+        raise InputError(
+            f"{path}: cannot be read past the rows already counted ({type(err).__name__}: "
+            f"{err}); the file is truncated or corrupt. Fix or remove it and rerun"
+        ) from err
 
 
 def _read_parquet(path, columns):
@@ -137,7 +186,9 @@ def _read_csv(path, columns):
             ),
             convert_options=pacsv.ConvertOptions(
                 include_columns=list(columns.all),
-                column_types={name: pa.string() for name in columns.all},
+                # Bytes, not strings: a field that is not UTF-8 is its row's problem
+                # (validation rejects the row), not a reason to fail the whole file.
+                column_types={name: pa.binary() for name in columns.all},
                 strings_can_be_null=False,
                 quoted_strings_can_be_null=False,
             ),
@@ -155,5 +206,5 @@ def _read_csv(path, columns):
             yield table, lines, malformed[reported:]
             reported = len(malformed)
         if reported < len(malformed):
-            empty = pa.table({name: pa.array([], pa.string()) for name in columns.all})
+            empty = pa.table({name: pa.array([], pa.binary()) for name in columns.all})
             yield empty, np.zeros(0, np.int64), malformed[reported:]

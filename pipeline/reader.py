@@ -23,7 +23,7 @@ def load_metadata(data_dir: str) -> dict:
     path = FileSystems.join(data_dir, commit.METADATA)
     if not FileSystems.exists(path):
         raise DatasetError(f"{path}: not found; run 'rnncast dataset --output {data_dir}' first")
-    metadata = commit.read_json(path)
+    metadata = commit.read_json(path, f"rerun 'rnncast dataset --output {data_dir}'")
     committed = commit.committed_run(data_dir)
     if committed != metadata.get("run_id"):
         raise DatasetError(

@@ -36,6 +36,7 @@ from apache_beam.utils.timestamp import Timestamp
 
 from pipeline import commit, forecasting, streaming
 from pipeline.forecast_job import _LoadedModel, load_state_files, state_metadata, write_parquet
+from pipeline.locations import check_output_directory
 from pipeline.options import JobArgumentError, JobOptions, parse_job_options
 from pipeline.series import combine_parts
 from pipeline.transforms import REJECTED, rejected_observations, rejected_payload
@@ -932,6 +933,7 @@ def run(argv: list[str]) -> dict:
                 "rnncast stream: Kafka is a cross-language transform, which the DirectRunner "
                 "cannot run; use --runner FlinkRunner, DataflowRunner or PrismRunner"
             )
+    check_output_directory(config.output, "--output")
     source = config.input_pattern or config.pubsub_subscription or config.kafka_topic
     print(f"rnncast stream: reading {source}, writing {config.output}", file=sys.stderr)
     pipeline = beam.Pipeline(options=pipeline_options)

@@ -23,6 +23,7 @@ REJECTED_COLUMNS = tuple(schemas.load(schemas.REJECTED)["fields"])
 
 # Checked in this order; a row is rejected for the first reason that applies.
 _ROW_CHECKS = (
+    "invalid_series_id",
     "empty_series_id",
     "series_id_too_long",
     "invalid_timestamp",
@@ -76,10 +77,7 @@ def parse_timestamps(column: pa.ChunkedArray | pa.Array) -> np.ndarray:
     """
     column = _combine(column)
     if pa.types.is_timestamp(column.type) or pa.types.is_date(column.type):
-        if pa.types.is_timestamp(column.type) and column.type.tz is not None:
-            column = pc.cast(column, pa.timestamp("ns", tz="UTC"))
-        out = pc.cast(pc.cast(column, pa.timestamp("ns")), pa.int64())
-        return out.fill_null(np.iinfo(np.int64).min).to_numpy()
+        return _typed_timestamps(column)
     if not (pa.types.is_string(column.type) or pa.types.is_large_string(column.type)):
         column = pc.cast(column, pa.string())
     for target in (pa.timestamp("ns"), pa.timestamp("ns", tz="UTC")):
@@ -93,6 +91,28 @@ def parse_timestamps(column: pa.ChunkedArray | pa.Array) -> np.ndarray:
         pd.Series(column.to_pylist(), dtype=object), format="ISO8601", utc=True, errors="coerce"
     )
     return pd.DatetimeIndex(parsed).as_unit("ns").tz_localize(None).asi8.copy()
+
+
+_NS_PER_UNIT = {"s": 10**9, "ms": 10**6, "us": 10**3, "ns": 1}
+
+
+def _typed_timestamps(column: pa.Array) -> np.ndarray:
+    """int64 ns of a Parquet timestamp or date column (stored as UTC when tz-aware); values
+    outside what int64 nanoseconds hold (years before 1677 or after 2262) become NaT."""
+    nat = np.iinfo(np.int64).min
+    if pa.types.is_date32(column.type):
+        factor = 86_400 * 10**9
+    elif pa.types.is_date64(column.type):
+        factor = 10**6
+    else:
+        factor = _NS_PER_UNIT[column.type.unit]
+    valid = pc.is_valid(column).to_numpy(zero_copy_only=False)
+    storage = pa.int32() if pa.types.is_date32(column.type) else pa.int64()
+    raw = pc.cast(column.cast(storage), pa.int64())
+    raw = raw.fill_null(0).to_numpy(zero_copy_only=False)
+    limit = np.iinfo(np.int64).max // factor
+    ok = valid & (raw >= -limit) & (raw <= limit)
+    return np.where(ok, raw * np.where(ok, factor, 0), nat).astype(np.int64)
 
 
 def parse_numbers(column: pa.ChunkedArray | pa.Array) -> tuple[np.ndarray, np.ndarray]:
@@ -121,19 +141,22 @@ def validate_batch(
 ) -> tuple[list[tuple[str, SeriesPart]], pd.DataFrame]:
     """Check every row of ``table``; return accepted rows grouped per series, and rejected rows."""
     n = table.num_rows
-    ids = _combine(table.column(columns.series_id))
+    # CSV columns are read as bytes: bytes that are not UTF-8 fail their row, not the file.
+    text = {name: text_column(table.column(name)) for name in columns.all}
+    ids, id_not_utf8 = text[columns.series_id]
     if not (pa.types.is_string(ids.type) or pa.types.is_large_string(ids.type)):
         ids = pc.cast(ids, pa.string())
     id_length = pc.utf8_length(ids).fill_null(0).to_numpy(zero_copy_only=False)
-    timestamps = parse_timestamps(table.column(columns.timestamp))
-    values, value_is_number = parse_numbers(table.column(columns.value))
+    timestamps = parse_timestamps(text[columns.timestamp][0])
+    values, value_is_number = parse_numbers(text[columns.value][0])
     covariates = np.empty((n, len(columns.covariates)), dtype=np.float64)
     covariate_ok = np.ones(n, dtype=bool)
     for k, name in enumerate(columns.covariates):
-        covariates[:, k], is_number = parse_numbers(table.column(name))
+        covariates[:, k], is_number = parse_numbers(text[name][0])
         covariate_ok &= is_number & np.isfinite(covariates[:, k])
 
     failed = {
+        "invalid_series_id": id_not_utf8,
         "empty_series_id": id_length == 0,
         "series_id_too_long": id_length > MAX_SERIES_ID_LENGTH,
         "invalid_timestamp": timestamps == np.iinfo(np.int64).min,
@@ -146,7 +169,10 @@ def validate_batch(
         reason_code[failed[reason]] = code
     bad = np.flatnonzero(reason_code)
     if len(bad):
-        rows = table.select(list(columns.all)).take(pa.array(bad)).to_pylist()
+        rows = [
+            {k: _printable(v) for k, v in row.items()}
+            for row in table.select(list(columns.all)).take(pa.array(bad)).to_pylist()
+        ]
         rejected = rejected_frame(
             source, row_numbers[bad], [_ROW_CHECKS[c - 1] for c in reason_code[bad]], rows
         )
@@ -206,6 +232,35 @@ def validate_read_batch(
     if not frames:
         return parts, empty_rejected()
     return parts, frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
+
+
+def text_column(column: pa.ChunkedArray | pa.Array) -> tuple[pa.Array, np.ndarray]:
+    """A binary column as UTF-8 strings, with a mask of the entries that are not valid UTF-8
+    (those become null); other columns are returned as they are, with an all-False mask."""
+    column = _combine(column)
+    bad = np.zeros(len(column), dtype=bool)
+    if not (pa.types.is_binary(column.type) or pa.types.is_large_binary(column.type)):
+        return column, bad
+    try:
+        return pc.cast(column, pa.string()), bad
+    except pa.ArrowInvalid:
+        pass
+    # Slow path, only for a batch that holds invalid bytes: find them one by one.
+    decoded: list[str | None] = []
+    for k, raw in enumerate(column.to_pylist()):
+        try:
+            decoded.append(None if raw is None else raw.decode("utf-8"))
+        except UnicodeDecodeError:
+            decoded.append(None)
+            bad[k] = True
+    return pa.array(decoded, pa.string()), bad
+
+
+def _printable(value):
+    """A rejected field for the dead-letter JSON: bytes as text, undecodable bytes escaped."""
+    if isinstance(value, bytes):
+        return value.decode("utf-8", errors="backslashreplace")
+    return value
 
 
 def _combine(column: pa.ChunkedArray | pa.Array) -> pa.Array:
