@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import re
 import sys
 
 from model.errors import ExportError, TrainError
@@ -280,13 +281,17 @@ def main(argv: list[str] | None = None) -> int:
     # Beam warns about every rnncast flag it does not know each time options are viewed;
     # parse_job_options already refuses unknown flags, so those warnings carry no news.
     logging.getLogger("apache_beam.options.pipeline_options").setLevel(logging.ERROR)
+    # Beam logs a DoFn's exception with its traceback before re-raising it; the re-raised
+    # error reaches the handler below (a user error: one line; anything else: the traceback).
+    logging.getLogger("apache_beam.runners.common").setLevel(logging.CRITICAL)
     try:
         return HANDLERS[command](rest)
     except Exception as err:
         known = _user_error(err)
         if known is None:
             raise
-        print(f"rnncast {command}: error: {known}", file=sys.stderr)
+        message = re.sub(r"( \[while running '[^']*'\])+$", "", str(known))
+        print(f"rnncast {command}: error: {message}", file=sys.stderr)
         return 2
 
 

@@ -370,9 +370,12 @@ class _CutRowsFn(beam.DoFn):
         self._spill_dir = spill_dir
 
     def process(self, element, plan, frequency):
+        # Without a frequency the run fails with FrequencyVotes' message: nothing to cut.
+        if "freq" in frequency:
+            yield from self._cut(element, plan, frequency)
+
+    def _cut(self, element, plan, frequency):
         series_id, refs = element
-        if "freq" not in frequency:
-            return  # no frequency: the run fails with FrequencyVotes' message, nothing to cut
         assembled, _ = assemble(series_id, refs, frequency["freq"], self._config.fill)
         if assembled is None:
             return

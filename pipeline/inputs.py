@@ -8,6 +8,8 @@ single rows are left to :mod:`pipeline.validation`.
 
 from __future__ import annotations
 
+import codecs
+import io
 import os
 import zlib
 from collections.abc import Iterator
@@ -112,7 +114,7 @@ def check_input(path: str, columns: InputColumns) -> None:
     except _READ_ERRORS as err:
         what = "Parquet" if kind == "parquet" else "CSV (with a header row)"
         raise InputError(
-            f"{path}: not a readable {what} file ({err}); fix or remove the file"
+            f"{path}: not a readable {what} file ({_describe(err)}); fix or remove the file"
         ) from err
     missing = [c for c in columns.all if c not in names]
     if missing:
@@ -155,9 +157,17 @@ def read_batches(
         yield from reader(path, columns)
     except _READ_ERRORS as err:
         raise InputError(
-            f"{path}: cannot be read past the rows already counted ({type(err).__name__}: "
-            f"{err}); the file is truncated or corrupt. Fix or remove it and rerun"
+            f"{path}: cannot be read past the rows already counted ({_describe(err)}); the "
+            "file is truncated or corrupt. Fix or remove it and rerun"
         ) from err
+
+
+def _describe(err: BaseException) -> str:
+    # Beam's decompressor closes its stream when the compressed data ends early; what reaches
+    # Arrow is then "I/O operation on closed file", which says nothing to the user.
+    if isinstance(err, ValueError) and "closed file" in str(err):
+        return "the compressed data ends early or is corrupt"
+    return f"{type(err).__name__}: {err}"
 
 
 def _read_parquet(path, columns):
@@ -170,6 +180,57 @@ def _read_parquet(path, columns):
             first += table.num_rows
 
 
+class ReplaceInvalidUtf8(io.RawIOBase):
+    """A byte stream with every byte sequence that is not UTF-8 replaced by U+FFFD.
+
+    Arrow's CSV reader cannot report a malformed line whose bytes are not UTF-8 (it fails the
+    whole file), and a field with such bytes is no text at all. Replacing them lets every line
+    reach validation, which rejects fields holding U+FFFD (``invalid_series_id``; timestamps
+    and values with it do not parse). Valid UTF-8 passes through unchanged: the common case
+    costs one validity check per chunk.
+    """
+
+    CHUNK = 1 << 20
+
+    def __init__(self, raw):
+        self._raw = raw
+        self._out = bytearray()
+        self._tail = b""  # an incomplete multi-byte sequence at the end of the last chunk
+        self._eof = False
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int = -1) -> bytes:
+        while not self._eof and (size is None or size < 0 or len(self._out) < size):
+            chunk = self._raw.read(self.CHUNK)
+            self._eof = not chunk
+            self._out += self._repair(self._tail + chunk, final=self._eof)
+        if size is None or size < 0:
+            size = len(self._out)
+        data = bytes(self._out[:size])
+        del self._out[:size]
+        return data
+
+    def readinto(self, buffer) -> int:
+        data = self.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+    def _repair(self, data: bytes, final: bool) -> bytes:
+        try:
+            data.decode("utf-8")
+            self._tail = b""
+            return data
+        except UnicodeDecodeError as err:
+            if not final and err.end == len(data) and err.reason == "unexpected end of data":
+                self._tail = data[err.start :]  # valid so far; the rest comes with the next chunk
+                return data[: err.start]
+        text, consumed = codecs.utf_8_decode(data, "replace", final)
+        self._tail = data[consumed:]
+        return text.encode("utf-8")
+
+
 def _read_csv(path, columns):
     malformed: list[tuple[int, str]] = []
 
@@ -177,18 +238,16 @@ def _read_csv(path, columns):
         malformed.append((int(row.number) if row.number is not None else -1, row.text))
         return "skip"
 
-    with FileSystems.open(path) as handle:
+    with FileSystems.open(path) as raw:
         reader = pacsv.open_csv(
-            handle,
+            ReplaceInvalidUtf8(raw),
             read_options=pacsv.ReadOptions(block_size=CSV_BLOCK_BYTES, use_threads=False),
             parse_options=pacsv.ParseOptions(
                 invalid_row_handler=on_invalid_row, ignore_empty_lines=False
             ),
             convert_options=pacsv.ConvertOptions(
                 include_columns=list(columns.all),
-                # Bytes, not strings: a field that is not UTF-8 is its row's problem
-                # (validation rejects the row), not a reason to fail the whole file.
-                column_types={name: pa.binary() for name in columns.all},
+                column_types={name: pa.string() for name in columns.all},
                 strings_can_be_null=False,
                 quoted_strings_can_be_null=False,
             ),
@@ -206,5 +265,5 @@ def _read_csv(path, columns):
             yield table, lines, malformed[reported:]
             reported = len(malformed)
         if reported < len(malformed):
-            empty = pa.table({name: pa.array([], pa.binary()) for name in columns.all})
+            empty = pa.table({name: pa.array([], pa.string()) for name in columns.all})
             yield empty, np.zeros(0, np.int64), malformed[reported:]

@@ -141,11 +141,14 @@ def validate_batch(
 ) -> tuple[list[tuple[str, SeriesPart]], pd.DataFrame]:
     """Check every row of ``table``; return accepted rows grouped per series, and rejected rows."""
     n = table.num_rows
-    # CSV columns are read as bytes: bytes that are not UTF-8 fail their row, not the file.
+    # Bytes that are not UTF-8 (binary Parquet columns) fail their row, not the file.
     text = {name: text_column(table.column(name)) for name in columns.all}
     ids, id_not_utf8 = text[columns.series_id]
     if not (pa.types.is_string(ids.type) or pa.types.is_large_string(ids.type)):
         ids = pc.cast(ids, pa.string())
+    # U+FFFD is what the CSV reader puts for bytes that are not UTF-8 (inputs.ReplaceInvalidUtf8).
+    replaced = pc.match_substring(ids, "\ufffd").fill_null(False)
+    id_not_utf8 = id_not_utf8 | replaced.to_numpy(zero_copy_only=False)
     id_length = pc.utf8_length(ids).fill_null(0).to_numpy(zero_copy_only=False)
     timestamps = parse_timestamps(text[columns.timestamp][0])
     values, value_is_number = parse_numbers(text[columns.value][0])

@@ -227,6 +227,21 @@ def test_clear_errors(exported, tmp_path):
         forecast(model_path, source, tmp_path / "o2", "--state-in", tmp_path / "s")
 
 
+def test_output_and_state_out_in_one_directory_is_refused_up_front(exported, tmp_path, capsys):
+    from pipeline import cli
+
+    model_path, frame = exported
+    source = write_csv(frame, tmp_path / "in.csv")
+    same = tmp_path / "both"
+    code = cli.main(
+        ["forecast", "--model", model_path, "--input", source, "--output", str(same)]
+        + ["--state-out", str(same / ".")]
+    )
+    assert code == 2
+    assert "named by both --output and --state-out" in capsys.readouterr().err
+    assert not same.exists()
+
+
 def test_multi_processing_gives_the_same_output(exported, tmp_path):
     model_path, frame = exported
     source = write_csv(frame, tmp_path / "in.csv")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -309,6 +310,62 @@ def test_half_written_or_corrupt_checkpoints(trained, tmp_path):
     (copy / "latest.json").write_text(json.dumps(before))
     with pytest.raises(ValueError, match="SHA-256"):
         checkpoint.restore(str(copy), trainer.variables)
+
+
+@pytest.mark.parametrize("damage", ["flip_newest", "truncate_pointer", "delete_newest"])
+def test_damaged_newest_checkpoint_falls_back_to_the_previous_and_says_so(
+    trained, tmp_path, damage
+):
+    config, _ = trained
+    source = os.path.join(config.model_dir, "checkpoints")
+    directory = tmp_path / "checkpoints"
+    shutil.copytree(source, directory)
+    newest = checkpoint.latest(str(directory))
+    kept = sorted(p.name for p in directory.glob("ckpt-*.npz"))
+    assert len(kept) == 2 and kept[-1] == newest["file"]
+    previous = json.loads((directory / kept[0].replace(".npz", ".json")).read_text())
+    if damage == "flip_newest":
+        data = bytearray((directory / newest["file"]).read_bytes())
+        data[len(data) // 2] ^= 0xFF
+        (directory / newest["file"]).write_bytes(bytes(data))
+    elif damage == "truncate_pointer":
+        text = (directory / "latest.json").read_text()
+        (directory / "latest.json").write_text(text[: len(text) // 2])
+    else:
+        (directory / newest["file"]).unlink()
+    _, metadata, _ = load_trained(config.model_dir)
+    trainer = Trainer(config, metadata)
+    warnings = []
+    state = checkpoint.restore(str(directory), trainer.variables, warn=warnings.append)
+    if damage == "truncate_pointer":
+        # The newest checkpoint itself is intact: its own sidecar still describes it.
+        assert state == newest["state"]
+        assert len(warnings) == 1 and "latest.json: unreadable" in warnings[0]
+        return
+    assert state == previous["state"] and state["epoch"] == newest["state"]["epoch"] - 1
+    assert len(warnings) == 1
+    assert (
+        newest["file"] in warnings[0]
+        and f"restored the previous intact checkpoint {kept[0]}" in warnings[0]
+    )
+    with np.load(directory / kept[0]) as arrays:
+        for i, variable in enumerate(trainer.variables):
+            np.testing.assert_array_equal(variable.numpy(), arrays[f"v{i:05d}"])
+
+
+def test_no_intact_checkpoint_is_one_clear_error(trained, tmp_path, capsys):
+    from pipeline import cli
+
+    config, _ = trained
+    copy = tmp_path / "m"
+    shutil.copytree(config.model_dir, copy, ignore=shutil.ignore_patterns("export*"))
+    for path in (copy / "best").glob("ckpt-*.npz"):
+        data = bytearray(path.read_bytes())
+        data[len(data) // 2] ^= 0xFF
+        path.write_bytes(bytes(data))
+    assert cli.main(["export", "--model-dir", str(copy)]) == 2
+    err = capsys.readouterr().err
+    assert f"{copy / 'best'}: no intact checkpoint" in err and "SHA-256" in err
 
 
 def test_model_dir_with_other_settings_is_refused(trained):
