@@ -153,6 +153,7 @@ def read_batches(
     header's columns, reported with the batch in which they were met.
     """
     reader = _read_parquet if file_format(path) == "parquet" else _read_csv
+    _check_compression(path)
     try:
         yield from reader(path, columns)
     except _READ_ERRORS as err:
