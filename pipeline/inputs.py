@@ -105,7 +105,7 @@ def check_input(path: str, columns: InputColumns) -> None:
                 names = pq.read_schema(handle).names
             else:
                 reader = pacsv.open_csv(
-                    handle,
+                    ReplaceInvalidUtf8(handle),
                     read_options=pacsv.ReadOptions(block_size=1 << 16, use_threads=False),
                     # Bad lines are the rows' business (dead-lettered when read), not the file's.
                     parse_options=pacsv.ParseOptions(invalid_row_handler=lambda row: "skip"),
