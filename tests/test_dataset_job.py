@@ -323,3 +323,43 @@ def test_validation_start_splits_every_series_at_that_time(tmp_path):
     rows = read_split(tmp_path / "out", "train")
     last_input = rows["start_time"] + (rows["sequence_length"] - 1) * 3600
     assert (last_input[rows["sequence_length"] > 0] < split_at.timestamp()).all()
+
+
+def test_naive_series_after_an_offset_series_stays_utc(tmp_path, capsys):
+    # Issue 11: one series with +09:00 offsets, the next naive (UTC). The naive one used to be
+    # moved 9 hours back with nothing rejected.
+    hours = pd.date_range("2020-01-01", periods=30, freq="h")
+    tokyo = pd.DataFrame(
+        {
+            "series_id": "tokyo",
+            "timestamp": [t.strftime("%Y-%m-%dT%H:%M:%S+09:00") for t in hours],
+            "value": np.arange(30.0),
+        }
+    )
+    utc = pd.DataFrame(
+        {
+            "series_id": "utc",
+            "timestamp": [t.strftime("%Y-%m-%dT%H:%M:%S") for t in hours],
+            "value": np.arange(30.0),
+        }
+    )
+    pd.concat([tokyo, utc]).to_csv(tmp_path / "in.csv", index=False)
+    from pipeline import cli
+
+    code = cli.main(
+        [
+            "dataset",
+            "--input",
+            str(tmp_path / "in.csv"),
+            "--output",
+            str(tmp_path / "out"),
+            *map(str, SMALL),
+        ]
+    )
+    assert code == 0, capsys.readouterr().err
+    metadata = json.loads((tmp_path / "out" / "metadata.json").read_text())
+    assert metadata["counts"]["rows_rejected"] == 0
+    assert metadata["series"]["tokyo"]["start"] == "2019-12-31T15:00:00"
+    assert metadata["series"]["tokyo"]["end"] == "2020-01-01T20:00:00"
+    assert metadata["series"]["utc"]["start"] == "2020-01-01T00:00:00"
+    assert metadata["series"]["utc"]["end"] == "2020-01-02T05:00:00"

@@ -3,6 +3,8 @@ check our protobuf bytes against TensorFlow's own)."""
 
 from __future__ import annotations
 
+import datetime
+
 import numpy as np
 import pandas as pd
 import pyarrow as pa
@@ -70,6 +72,106 @@ def test_timestamps_iso_variants_offsets_and_impossible_dates():
     hours = (got[:4] - got[0]) // HOUR_NS
     assert hours.tolist() == [0, 1, 1, 1]
     assert (got[4:] == series.NAT).all()
+
+
+# --- timestamps: every element parsed on its own (issue 11) ---------------------------------
+
+_EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc)
+_GARBAGE = (
+    "",
+    "soon",
+    "12:00",
+    "2021-02-30",
+    "2020-13-01T00:00:00",
+    "2020-01-01T25:00:00",
+    "1500-01-01T00:00:00",  # before the ns range
+    "3000-06-01",  # after it
+    "1500-01-01T00:00:00+01:00",
+    "2262-06-01T00:00:00Z",
+)
+
+
+def _reference_ns(text: str | None) -> int:
+    """One string on its own with the standard library: naive = UTC, offsets converted."""
+    if text is None:
+        return series.NAT
+    try:
+        stamp = datetime.datetime.fromisoformat(text)
+    except ValueError:
+        return series.NAT
+    if stamp.tzinfo is None:
+        stamp = stamp.replace(tzinfo=datetime.timezone.utc)
+    ns = (stamp - _EPOCH) // datetime.timedelta(microseconds=1) * 1000
+    return ns if -(2**63) < ns < 2**63 else series.NAT
+
+
+@st.composite
+def _timestamp_text(draw) -> str | None:
+    kind = draw(st.sampled_from(["naive", "space", "z", "offset", "date", "garbage", "null"]))
+    if kind == "garbage":
+        return draw(st.sampled_from(_GARBAGE))
+    if kind == "null":
+        return None
+    moment = draw(
+        st.datetimes(datetime.datetime(1678, 1, 1), datetime.datetime(2261, 12, 31, 23, 59))
+    )
+    if kind == "date":
+        return moment.strftime("%Y-%m-%d")
+    text = moment.strftime("%Y-%m-%dT%H:%M:%S" if kind != "space" else "%Y-%m-%d %H:%M:%S")
+    if moment.microsecond and draw(st.booleans()):
+        text += f".{moment.microsecond:06d}"
+    if kind == "z":
+        return text + "Z"
+    if kind == "offset":
+        minutes = draw(st.integers(-14 * 60, 14 * 60))
+        sign = "-" if minutes < 0 else "+"
+        return text + f"{sign}{abs(minutes) // 60:02d}:{abs(minutes) % 60:02d}"
+    return text
+
+
+@settings(max_examples=300)
+@given(
+    texts=st.lists(_timestamp_text(), min_size=1, max_size=30),
+    cuts=st.lists(st.integers(0, 30), max_size=4),
+)
+def test_timestamps_parse_each_element_alone_whatever_the_batches(texts, cuts):
+    expected = [_reference_ns(t) for t in texts]
+    bounds = sorted({0, len(texts), *(c for c in cuts if c <= len(texts))})
+    pieces = [texts[a:b] for a, b in zip(bounds, bounds[1:])]
+    batched = np.concatenate(
+        [validation.parse_timestamps(pa.array(p, pa.string())) for p in pieces]
+    )
+    chunked = validation.parse_timestamps(pa.chunked_array(pieces, pa.string()))
+    assert batched.tolist() == expected, list(zip(texts, batched.tolist(), expected))
+    assert chunked.tolist() == expected
+
+
+def test_timestamps_next_to_an_offset_stay_utc():
+    # Issue 11: a +09:00 series followed by a naive one; the naive one was moved 9 hours back.
+    got = validation.parse_timestamps(
+        pa.array(["2020-01-01T09:00:00+09:00", "2020-01-01T00:00:00", "2020-01-01"])
+    )
+    assert (got == pd.Timestamp("2020-01-01").value).all()
+
+
+@pytest.mark.parametrize("unit", ["s", "ms", "us"])
+def test_native_timestamps_out_of_the_ns_range_are_invalid_not_errors(unit):
+    column = pa.array(
+        [
+            datetime.datetime(1500, 1, 1),
+            datetime.datetime(2020, 1, 1),
+            None,
+            datetime.datetime(3000, 1, 1),
+        ],
+        pa.timestamp(unit, tz="UTC"),
+    )
+    got = validation.parse_timestamps(column)
+    assert got.tolist() == [series.NAT, pd.Timestamp("2020-01-01").value, series.NAT, series.NAT]
+    days = pa.array([datetime.date(1500, 1, 1), datetime.date(2020, 1, 2)], pa.date32())
+    assert validation.parse_timestamps(days).tolist() == [
+        series.NAT,
+        pd.Timestamp("2020-01-02").value,
+    ]
 
 
 def test_numbers_distinguish_nan_literals_from_garbage():
