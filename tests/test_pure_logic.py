@@ -327,3 +327,74 @@ def test_encoded_rows_carry_exactly_the_contract_features():
     for record in records + [encode_empty_row(0, 4, 2, 2)]:
         names = set(tf.train.Example.FromString(record).features.feature)
         assert names == set(schemas.tfrecord_feature_names())
+
+
+# --- points apart from their series, filled share (issue 11) --------------------------------
+
+
+def _observations(timestamp: np.ndarray) -> series.Observations:
+    n = len(timestamp)
+    return series.Observations(
+        timestamp=np.asarray(timestamp, np.int64),
+        value=np.arange(n, dtype=np.float64),
+        covariates=np.zeros((n, 0)),
+        source_index=np.zeros(n, np.int32),
+        row_number=np.arange(2, n + 2, dtype=np.int64),
+        sources=("f.csv",),
+    )
+
+
+def test_typo_ten_years_after_an_hourly_series_is_isolated():
+    hourly = np.arange(300, dtype=np.int64) * HOUR_NS
+    typo = hourly[-1] + 10 * 365 * 24 * HOUR_NS
+    timestamp = np.append(hourly, typo)
+    isolated = series.isolated_by_gap(timestamp)
+    assert np.flatnonzero(isolated).tolist() == [300]
+    kept, _ = series.regularise("a", _observations(timestamp).subset(~isolated), "h")
+    assert len(kept) == 300 and kept.observed.all()
+    everything, _ = series.regularise("a", _observations(timestamp), "h")
+    assert len(everything) == 299 + 87_600 + 1  # what the typo used to cost
+
+
+def test_leading_stray_points_are_isolated_but_interior_gaps_are_kept():
+    hourly = np.arange(300, dtype=np.int64) * HOUR_NS
+    year = 365 * 24 * HOUR_NS
+    leading = np.concatenate([[-2 * year, -2 * year + HOUR_NS], hourly])
+    assert np.flatnonzero(series.isolated_by_gap(leading)).tolist() == [0, 1]
+    halves = np.concatenate([hourly[:150], hourly[150:] + year])  # a year-long outage
+    assert not series.isolated_by_gap(halves).any()
+    islet = np.concatenate([hourly[:150], year + hourly[:3], 2 * year + hourly[150:]])
+    assert not series.isolated_by_gap(islet).any()  # an interior cluster is never cut
+    # A trailing cluster over 10 % of the series is not "a few stray points": kept.
+    big_tail = np.concatenate([hourly, 10 * year + hourly[:40]])
+    assert not series.isolated_by_gap(big_tail).any()
+    assert not series.isolated_by_gap(np.append(hourly, 10 * year), max_gap_steps=0).any()
+
+
+@settings(max_examples=200)
+@given(
+    steps=st.lists(st.one_of(st.integers(1, 3), st.integers(50, 100_000)), min_size=0, max_size=60),
+    max_gap_steps=st.sampled_from([0.0, 2.0, 10.0, 100.0]),
+)
+def test_isolated_points_are_small_edge_clusters_beyond_a_long_gap(steps, max_gap_steps):
+    timestamp = np.cumsum(np.array([0, *steps], np.int64)) * HOUR_NS
+    isolated = series.isolated_by_gap(timestamp, max_gap_steps)
+    n = len(timestamp)
+    head = int(np.argmin(isolated)) if not isolated.all() else n
+    tail = int(np.argmin(isolated[::-1])) if not isolated.all() else n
+    assert head + tail < n  # something is kept, and only a prefix and a suffix are cut
+    assert not isolated[head : n - tail].any()
+    assert head <= 0.1 * n and tail <= 0.1 * n
+    threshold = max_gap_steps * np.median(np.diff(timestamp)) if n > 1 else 0
+    if head:
+        assert timestamp[head] - timestamp[head - 1] > threshold
+    if tail:
+        assert timestamp[n - tail] - timestamp[n - tail - 1] > threshold
+
+
+def test_weekly_series_on_a_daily_grid_is_mostly_filled():
+    weekly = pd.date_range("2020-01-05", periods=52, freq="W").as_unit("ns").asi8
+    regular, _ = series.regularise("w", _observations(weekly), "D")
+    assert len(regular) == 51 * 7 + 1
+    assert series.filled_fraction(regular.observed) == pytest.approx(1 - 52 / 358)
+    assert series.filled_fraction(np.ones(5, bool)) == 0.0
