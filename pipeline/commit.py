@@ -58,6 +58,26 @@ def check_counts(counts: dict, source: str, max_rejected_fraction: float, stagin
         )
 
 
+def check_filled(
+    over: list[dict], source: str, freq: str | None, max_filled_fraction: float, shown: int = 10
+) -> None:
+    """Refuse to commit a run with series (``over``: ``series_id``, ``filled_fraction``, most
+    filled first) that are more than ``max_filled_fraction`` filled points."""
+    from pipeline.inputs import InputError
+
+    if not over:
+        return
+    names = ", ".join(f"{s['series_id']!r} ({s['filled_fraction']:.1%})" for s in over[:shown])
+    more = f" and {len(over) - shown} more" if len(over) > shown else ""
+    raise InputError(
+        f"{source}: {len(over)} series are more than --max-filled-fraction "
+        f"{max_filled_fraction} filled points at freq {freq}: {names}{more}. Nothing was "
+        "committed. Such series are sparser than the dataset frequency (e.g. weekly or "
+        "monthly series in a daily file) or have long gaps: give them their own run with "
+        "their --freq, fix the input, or raise --max-filled-fraction"
+    )
+
+
 def write_json(path: str, payload: dict) -> None:
     """Write JSON to ``path`` atomically (temporary file, then rename)."""
     data = (json.dumps(payload, indent=2, sort_keys=True) + "\n").encode("utf-8")

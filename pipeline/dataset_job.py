@@ -42,6 +42,9 @@ from pipeline.validation import InputColumns
 
 LOGGER = logging.getLogger(__name__)
 SPLITS = ("train", "validation")
+# Series with more filled than observed grid points are named in the summary and metadata.
+MOSTLY_FILLED = 0.5
+MOSTLY_FILLED_SHOWN = 10  # at most this many named on the console
 DESCRIPTION = (
     "Read long-format series (CSV/Parquet), validate them, cut them into chunks of --num-steps, "
     "pack the chunks into stateful batches of --batch-size lanes (or independent windows), and "
@@ -143,6 +146,22 @@ class DatasetOptions(JobOptions):
             help="auto: sine/cosine hour-of-day, day-of-week, day-of-year as the frequency "
             "allows; none: no calendar features.",
         )
+        g.add_argument(
+            "--max-gap-steps",
+            type=float,
+            default=series_lib.MAX_GAP_STEPS,
+            help="Reject points at a series' start or end that lie beyond a gap of more than "
+            "this many times the series' median spacing (at most 10%% of its points per end; "
+            "reason isolated_by_gap), e.g. a typo years after the last real point. 0: off.",
+        )
+        g.add_argument(
+            "--max-filled-fraction",
+            type=float,
+            default=1.0,
+            help="Fail the job (nothing is committed) when a series is more than this fraction "
+            "filled points after regularisation, e.g. a weekly series in a daily file. Series "
+            f"over {MOSTLY_FILLED} are named in the summary whatever this is; 1.0: never fail.",
+        )
         g.add_argument("--seed", type=int, default=0, help="Seed of the deterministic shuffles.")
 
 
@@ -169,6 +188,8 @@ class DatasetConfig:
     scaling: str = "standard"
     calendar_features: str = "auto"
     max_rejected_fraction: float = 0.01
+    max_gap_steps: float = series_lib.MAX_GAP_STEPS
+    max_filled_fraction: float = 1.0
     seed: int = 0
 
     @property
@@ -190,6 +211,10 @@ class DatasetConfig:
             problems.append("--validation-fraction must be in [0, 1)")
         if not 0.0 <= self.max_rejected_fraction <= 1.0:
             problems.append("--max-rejected-fraction must be in [0, 1]")
+        if not 0.0 <= self.max_filled_fraction <= 1.0:
+            problems.append("--max-filled-fraction must be in [0, 1]")
+        if not self.max_gap_steps >= 0.0:  # NaN too
+            problems.append("--max-gap-steps must be >= 0 (0 turns the check off)")
         if self.warmup_chunks < 0 or self.warmup_steps < 0:
             problems.append("--warmup-chunks and --validation-warmup-steps must be >= 0")
         if self.window_stride is not None and self.window_stride < 1:
@@ -237,6 +262,8 @@ def config_from_options(options: DatasetOptions) -> DatasetConfig:
         scaling=options.scaling,
         calendar_features=options.calendar_features,
         max_rejected_fraction=options.max_rejected_fraction,
+        max_gap_steps=options.max_gap_steps,
+        max_filled_fraction=options.max_filled_fraction,
         seed=options.seed,
     ).check()
 
@@ -300,6 +327,7 @@ def series_summary(assembled: AssembledSeries, config: DatasetConfig) -> dict:
         "end": pd.Timestamp(int(regular.timestamp[-1]), unit="ns").isoformat(),
         "length": int(len(regular)),
         "observed": int(regular.observed.sum()),
+        "filled_fraction": round(series_lib.filled_fraction(regular.observed), 6),
         "train_length": int(prepared.train_length),
         "loc": prepared.loc,
         "scale": prepared.scale,
@@ -376,10 +404,12 @@ class _CutRowsFn(beam.DoFn):
 
     def _cut(self, element, plan, frequency):
         series_id, refs = element
-        assembled, _ = assemble(series_id, refs, frequency["freq"], self._config.fill)
+        config = self._config
+        assembled, _ = assemble(
+            series_id, refs, frequency["freq"], config.fill, config.max_gap_steps
+        )
         if assembled is None:
             return
-        config = self._config
         T, H = config.num_steps, config.horizon
         prepared = prepare_series(assembled, config)
         regular = prepared.regular
@@ -534,7 +564,7 @@ class BuildDataset(beam.PTransform):
         spill_dir = FileSystems.join(self._staging, commit.SPILL)
         read = pbegin | "ReadInputs" >> ReadInputs(self._paths, config.columns, spill_dir)
         assembled = read.accepted | "AssembleSeries" >> AssembleSeries(
-            AssembleConfig(config.freq, config.fill),
+            AssembleConfig(config.freq, config.fill, config.max_gap_steps),
             summarise=functools.partial(series_summary, config=config),
         )
         frequency = beam.pvalue.AsSingleton(assembled["frequency"])
@@ -679,10 +709,21 @@ def build_metadata(
         "series": {
             s["series_id"]: {
                 k: s[k]
-                for k in ("loc", "scale", "start", "end", "length", "observed", "train_length")
+                for k in (
+                    "loc",
+                    "scale",
+                    "start",
+                    "end",
+                    "length",
+                    "observed",
+                    "filled_fraction",
+                    "train_length",
+                )
             }
             for s in summaries
         },
+        "max_gap_steps": config.max_gap_steps,
+        "series_mostly_filled": mostly_filled(summaries, MOSTLY_FILLED),
         "num_series": len(summaries),
         "input": {"files": list(paths), "fingerprint": fingerprint.hexdigest()},
     }
@@ -722,8 +763,18 @@ def run(argv: list[str]) -> dict:
     return metadata
 
 
+def mostly_filled(summaries: list[dict], threshold: float) -> list[dict]:
+    """Series more than ``threshold`` filled, most filled first (then by id)."""
+    over = [s for s in summaries if s["filled_fraction"] > threshold]
+    return [
+        {"series_id": s["series_id"], "filled_fraction": s["filled_fraction"]}
+        for s in sorted(over, key=lambda s: (-s["filled_fraction"], s["series_id"]))
+    ]
+
+
 def check_run(metadata: dict, config: DatasetConfig, staging: str) -> None:
-    """Refuse to commit a run that failed or rejected too much; say what to do."""
+    """Refuse to commit a run that failed, rejected too much or is mostly filled points; say
+    what to do."""
     counts = metadata["counts"]
     if metadata["status"] != "ok" and counts["rows_read"]:
         message = f"{config.input}: {metadata['error']}"
@@ -737,6 +788,13 @@ def check_run(metadata: dict, config: DatasetConfig, staging: str) -> None:
             raise RejectedRowsError(message)
         raise InputError(message)
     commit.check_counts(metadata["counts"], config.input, config.max_rejected_fraction, staging)
+    summaries = [{"series_id": k, **v} for k, v in metadata["series"].items()]
+    commit.check_filled(
+        mostly_filled(summaries, config.max_filled_fraction),
+        config.input,
+        metadata["freq"],
+        config.max_filled_fraction,
+    )
 
 
 def print_summary(metadata: dict) -> None:
@@ -750,6 +808,20 @@ def print_summary(metadata: dict) -> None:
     for reason, count in counts["rejected_by_reason"].items():
         if count:
             lines.append(f"    {reason}: {count}")
+    over = metadata["series_mostly_filled"]
+    if over:
+        shown = ", ".join(
+            f"{s['series_id']} {s['filled_fraction']:.1%}" for s in over[:MOSTLY_FILLED_SHOWN]
+        )
+        more = (
+            f" and {len(over) - MOSTLY_FILLED_SHOWN} more"
+            if len(over) > MOSTLY_FILLED_SHOWN
+            else ""
+        )
+        lines.append(
+            f"  warning: {len(over)} series are mostly filled points at freq {metadata['freq']} "
+            f"(over {MOSTLY_FILLED:.0%}; metadata.json lists them all): {shown}{more}"
+        )
     for split, entry in metadata["splits"].items():
         lines.append(
             f"  {split}: {len(entry['files'])} file(s), {entry['records']} records, "

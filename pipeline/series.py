@@ -116,6 +116,52 @@ def deduplicate(rows: Observations) -> tuple[Observations, dict[str, np.ndarray]
     return rows.subset(order[keep]), rejected
 
 
+MAX_GAP_STEPS = 100.0
+EDGE_FRACTION = 0.1
+
+
+def isolated_by_gap(
+    timestamp: np.ndarray,
+    max_gap_steps: float = MAX_GAP_STEPS,
+    edge_fraction: float = EDGE_FRACTION,
+) -> np.ndarray:
+    """Mask of the points of one series (sorted, unique timestamps) that lie apart from it.
+
+    The series is cut into clusters at every gap longer than ``max_gap_steps`` times its median
+    spacing. Clusters at the edges are isolated, from the first one inward and from the last
+    one inward, while the points cut on that side stay within ``edge_fraction`` of the
+    series' points; the largest cluster (the latest of equally large ones) is always kept, and
+    interior clusters are never cut. So a typo ten years after 300 hourly points is cut, a
+    year-long outage between two halves is not. ``max_gap_steps <= 0`` turns the check off.
+    """
+    n = len(timestamp)
+    isolated = np.zeros(n, dtype=bool)
+    if max_gap_steps <= 0 or n < 3:
+        return isolated
+    gaps = np.diff(timestamp)
+    breaks = np.flatnonzero(gaps > max_gap_steps * float(np.median(gaps))) + 1
+    if len(breaks) == 0:
+        return isolated
+    bounds = np.concatenate([[0], breaks, [n]])
+    sizes = np.diff(bounds)
+    largest = len(sizes) - 1 - int(np.argmax(sizes[::-1]))
+    budget = edge_fraction * n
+    first = 0  # clusters [first, last] are kept
+    while first < largest and bounds[first + 1] <= budget:
+        first += 1
+    last = len(sizes) - 1
+    while last > largest and n - bounds[last] <= budget:
+        last -= 1
+    isolated[: bounds[first]] = True
+    isolated[bounds[last + 1] :] = True
+    return isolated
+
+
+def filled_fraction(observed: np.ndarray) -> float:
+    """Share of a regular series' grid points that were filled, not observed (0 when empty)."""
+    return float(1.0 - observed.mean()) if len(observed) else 0.0
+
+
 def frequency_vote(timestamp: np.ndarray) -> tuple[str | None, int | None]:
     """One series' evidence for the dataset frequency: pandas' inferred alias, or the modal step."""
     if len(timestamp) < 2:

@@ -106,21 +106,36 @@ def rejected_observations(
     return pd.concat(frames, ignore_index=True) if frames else empty_rejected()
 
 
-def load_unique(refs: list[spill.PartRef]) -> tuple[series_lib.Observations, ...]:
-    """Read a series' spilled rows; return ``(all rows, unique rows, rejected positions)``."""
+def load_unique(
+    refs: list[spill.PartRef], max_gap_steps: float = 0.0
+) -> tuple[series_lib.Observations, series_lib.Observations, dict]:
+    """Read a series' spilled rows; return ``(all rows, unique rows, rejected)``.
+
+    ``rejected`` maps each reason to ``(observations, positions)``: ``duplicate`` and
+    ``conflict`` index all rows; ``isolated_by_gap`` (points apart from the series, see
+    :func:`series.isolated_by_gap`; only when ``max_gap_steps > 0``) indexes the de-duplicated
+    rows, and those points are not in the unique rows returned."""
     rows = series_lib.combine_parts(spill.read_parts(list(refs)))
-    unique, rejected = series_lib.deduplicate(rows)
+    unique, repeated = series_lib.deduplicate(rows)
+    rejected = {reason: (rows, positions) for reason, positions in repeated.items()}
+    isolated = series_lib.isolated_by_gap(unique.timestamp, max_gap_steps)
+    rejected["isolated_by_gap"] = (unique, np.flatnonzero(isolated))
+    if isolated.any():
+        unique = unique.subset(~isolated)
     return rows, unique, rejected
 
 
 class _DeduplicateFn(beam.DoFn):
+    def __init__(self, max_gap_steps: float = 0.0):
+        self._max_gap_steps = max_gap_steps
+
     def process(self, element):
         series_id, refs = element
-        rows, unique, rejected = load_unique(refs)
-        for reason, positions in rejected.items():
+        _, unique, rejected = load_unique(refs, self._max_gap_steps)
+        for reason, (observations, positions) in rejected.items():
             if len(positions):
                 yield beam.pvalue.TaggedOutput(
-                    REJECTED, rejected_observations(series_id, rows, positions, reason)
+                    REJECTED, rejected_observations(series_id, observations, positions, reason)
                 )
         yield beam.pvalue.TaggedOutput(FREQUENCY_VOTE, series_lib.frequency_vote(unique.timestamp))
 
@@ -158,10 +173,14 @@ class FrequencyVotes(beam.CombineFn):
 
 @dataclass(frozen=True)
 class AssembleConfig:
-    """Options of series assembly (shared by the dataset and forecast jobs)."""
+    """Options of series assembly (shared by the dataset and forecast jobs).
+
+    ``max_gap_steps``: points apart from their series by a gap over this many times its median
+    spacing are rejected (``isolated_by_gap``, see :func:`series.isolated_by_gap`); 0 = off."""
 
     freq: str | None = None
     fill: str = "ffill"
+    max_gap_steps: float = 0.0
 
 
 class AssembledSeries:
@@ -173,11 +192,12 @@ class AssembledSeries:
 
 
 def assemble(
-    series_id: str, refs: list[spill.PartRef], freq: str, fill: str
+    series_id: str, refs: list[spill.PartRef], freq: str, fill: str, max_gap_steps: float = 0.0
 ) -> tuple[AssembledSeries | None, pd.DataFrame]:
-    """Load, de-duplicate and regularise one series from its spilled rows; also return the
-    dead-letter frame of its off-grid rows. ``None`` when no row is on the grid."""
-    _, unique, _ = load_unique(refs)
+    """Load, de-duplicate, drop isolated points and regularise one series from its spilled
+    rows; also return the dead-letter frame of its off-grid rows. ``None`` when no row is on
+    the grid."""
+    _, unique, _ = load_unique(refs, max_gap_steps)
     regular, off_grid = series_lib.regularise(series_id, unique, freq, fill)
     rejected = (
         rejected_observations(series_id, unique, np.flatnonzero(off_grid), "off_grid")
@@ -199,7 +219,10 @@ class _RegulariseFn(beam.DoFn):
         if "error" in frequency:
             # The job reports the frequency error once; the rows are not lost, the run fails.
             return
-        assembled, rejected = assemble(series_id, refs, frequency["freq"], self._config.fill)
+        config = self._config
+        assembled, rejected = assemble(
+            series_id, refs, frequency["freq"], config.fill, config.max_gap_steps
+        )
         if len(rejected):
             yield beam.pvalue.TaggedOutput(REJECTED, rejected)
         if assembled is not None:
@@ -217,7 +240,7 @@ def series_digest(regular: series_lib.RegularSeries) -> str:
 
 
 class AssembleSeries(beam.PTransform):
-    """Group spilled rows per series, reject duplicates/conflicts/off-grid rows, infer the
+    """Group spilled rows per series, reject duplicates/conflicts/isolated/off-grid rows, infer the
     frequency (unless given) and place every series on its regular grid.
 
     Only references are shuffled; each pass re-reads one series' rows from the spill. Outputs:
@@ -234,9 +257,9 @@ class AssembleSeries(beam.PTransform):
 
     def expand(self, accepted):
         grouped = accepted | "GroupBySeries" >> beam.GroupByKey()
-        unique = grouped | "Deduplicate" >> beam.ParDo(_DeduplicateFn()).with_outputs(
-            REJECTED, FREQUENCY_VOTE
-        )
+        unique = grouped | "Deduplicate" >> beam.ParDo(
+            _DeduplicateFn(self._config.max_gap_steps)
+        ).with_outputs(REJECTED, FREQUENCY_VOTE)
         if self._config.freq:
             frequency = accepted.pipeline | "GivenFrequency" >> beam.Create(
                 [{"freq": series_lib.validate_frequency(self._config.freq)}]

@@ -70,49 +70,82 @@ def rejected_frame(
     )
 
 
+NAT = np.iinfo(np.int64).min
+_NS_PER_UNIT = {"s": 10**9, "ms": 10**6, "us": 10**3, "ns": 1}
+# An ISO-8601 time of day followed by a UTC offset (Z, +hh, +hhmm, +hh:mm) at the very end.
+# Date-only strings ("2020-01-01") end in "-01" but have no time part, so they never match.
+_HAS_OFFSET = r"[Tt ]\d.*(?:[Zz]|[+-]\d{1,2}(?::?\d{2})?)$"
+
+
 def parse_timestamps(column: pa.ChunkedArray | pa.Array) -> np.ndarray:
     """Timestamps as int64 ns since the epoch (UTC); unparsable ones become NaT (min int64).
 
-    Naive values are taken as UTC; values with an offset are converted to UTC.
+    Every element is parsed on its own, whatever its neighbours (and batch boundaries) are:
+    naive values are taken as UTC, values with an offset (``Z``, ``+09:00``, ...) are converted
+    to UTC, and unparsable values or instants outside the int64-nanosecond range (before
+    1677-09-21 or after 2262-04-11) become NaT. Surrounding whitespace is ignored.
     """
     column = _combine(column)
     if pa.types.is_timestamp(column.type) or pa.types.is_date(column.type):
-        return _typed_timestamps(column)
+        return _native_ns(column)
     if not (pa.types.is_string(column.type) or pa.types.is_large_string(column.type)):
         column = pc.cast(column, pa.string())
+    # Fast paths: Arrow parses a column that is all naive (first target) or all with offsets
+    # (second); it refuses offsets in the first, naive values in the second, and instants out
+    # of the ns range in both, so a mixed or bad column always falls through.
     for target in (pa.timestamp("ns"), pa.timestamp("ns", tz="UTC")):
         try:
             out = pc.cast(pc.cast(column, target), pa.int64())
-            return out.fill_null(np.iinfo(np.int64).min).to_numpy()
+            return out.fill_null(NAT).to_numpy()
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
             continue
-    # Slow path, only for batches with mixed offsets or bad values.
-    parsed = pd.to_datetime(
-        pd.Series(column.to_pylist(), dtype=object), format="ISO8601", utc=True, errors="coerce"
-    )
-    return pd.DatetimeIndex(parsed).as_unit("ns").tz_localize(None).asi8.copy()
+    # Slow path (mixed naive/offset or bad values): pandas would apply one element's offset to
+    # later naive ones, so naive strings and strings with an offset are parsed apart.
+    text = pc.utf8_trim_whitespace(column)
+    has_offset = pc.match_substring_regex(text, _HAS_OFFSET).fill_null(False)
+    has_offset = has_offset.to_numpy(zero_copy_only=False)
+    strings = np.asarray(text.to_pylist(), dtype=object)
+    out = np.full(len(strings), NAT, dtype=np.int64)
+    for mask, utc in ((~has_offset, False), (has_offset, True)):
+        if mask.any():
+            out[mask] = _parse_group(strings[mask], utc)
+    return out
 
 
-_NS_PER_UNIT = {"s": 10**9, "ms": 10**6, "us": 10**3, "ns": 1}
+def _parse_group(strings: np.ndarray, utc: bool) -> np.ndarray:
+    """ISO-8601 strings that are all naive (``utc=False``) or all with an offset, as int64 ns
+    (UTC); NaT where unparsable or out of range."""
+    try:
+        parsed = pd.to_datetime(
+            pd.Series(strings, dtype=object), format="ISO8601", utc=utc, errors="coerce"
+        )
+    except (ValueError, TypeError):
+        parsed = None
+    if parsed is None or parsed.dt.tz is not None and not utc:
+        # An offset form the split did not recognise: parse element by element.
+        return np.array(
+            [_parse_group(np.array([s], dtype=object), True)[0] for s in strings], dtype=np.int64
+        )
+    index = pd.DatetimeIndex(parsed).as_unit("ns")
+    if index.tz is not None:
+        index = index.tz_localize(None)
+    return index.asi8.copy()
 
 
-def _typed_timestamps(column: pa.Array) -> np.ndarray:
-    """int64 ns of a Parquet timestamp or date column (stored as UTC when tz-aware); values
-    outside what int64 nanoseconds hold (years before 1677 or after 2262) become NaT."""
-    nat = np.iinfo(np.int64).min
+def _native_ns(column: pa.Array) -> np.ndarray:
+    """A native timestamp/date column as int64 ns (UTC; naive taken as UTC); NaT where null or
+    outside the int64-nanosecond range."""
     if pa.types.is_date32(column.type):
-        factor = 86_400 * 10**9
+        factor, raw = 86_400 * 10**9, pc.cast(column, pa.int32())
     elif pa.types.is_date64(column.type):
-        factor = 10**6
-    else:
-        factor = _NS_PER_UNIT[column.type.unit]
-    valid = pc.is_valid(column).to_numpy(zero_copy_only=False)
-    storage = pa.int32() if pa.types.is_date32(column.type) else pa.int64()
-    raw = pc.cast(column.cast(storage), pa.int64())
-    raw = raw.fill_null(0).to_numpy(zero_copy_only=False)
+        factor, raw = 10**6, pc.cast(column, pa.int64())
+    else:  # timestamps are stored as UTC instants (tz-aware) or wall time (naive = UTC)
+        factor, raw = _NS_PER_UNIT[column.type.unit], pc.cast(column, pa.int64())
+    valid = pc.is_valid(raw).to_numpy(zero_copy_only=False)
+    units = pc.cast(raw, pa.int64()).fill_null(0).to_numpy(zero_copy_only=False)
     limit = np.iinfo(np.int64).max // factor
-    ok = valid & (raw >= -limit) & (raw <= limit)
-    return np.where(ok, raw * np.where(ok, factor, 0), nat).astype(np.int64)
+    valid &= (units > -limit) & (units <= limit)
+    return np.where(valid, units * factor, NAT).astype(np.int64)
 
 
 def parse_numbers(column: pa.ChunkedArray | pa.Array) -> tuple[np.ndarray, np.ndarray]:
@@ -162,7 +195,7 @@ def validate_batch(
         "invalid_series_id": id_not_utf8,
         "empty_series_id": id_length == 0,
         "series_id_too_long": id_length > MAX_SERIES_ID_LENGTH,
-        "invalid_timestamp": timestamps == np.iinfo(np.int64).min,
+        "invalid_timestamp": timestamps == NAT,
         "invalid_value": ~value_is_number,
         "non_finite_value": value_is_number & ~np.isfinite(values),
         "invalid_covariate": ~covariate_ok,

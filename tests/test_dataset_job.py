@@ -323,3 +323,140 @@ def test_validation_start_splits_every_series_at_that_time(tmp_path):
     rows = read_split(tmp_path / "out", "train")
     last_input = rows["start_time"] + (rows["sequence_length"] - 1) * 3600
     assert (last_input[rows["sequence_length"] > 0] < split_at.timestamp()).all()
+
+
+def test_naive_series_after_an_offset_series_stays_utc(tmp_path, capsys):
+    # Issue 11: one series with +09:00 offsets, the next naive (UTC). The naive one used to be
+    # moved 9 hours back with nothing rejected.
+    hours = pd.date_range("2020-01-01", periods=30, freq="h")
+    tokyo = pd.DataFrame(
+        {
+            "series_id": "tokyo",
+            "timestamp": [t.strftime("%Y-%m-%dT%H:%M:%S+09:00") for t in hours],
+            "value": np.arange(30.0),
+        }
+    )
+    utc = pd.DataFrame(
+        {
+            "series_id": "utc",
+            "timestamp": [t.strftime("%Y-%m-%dT%H:%M:%S") for t in hours],
+            "value": np.arange(30.0),
+        }
+    )
+    pd.concat([tokyo, utc]).to_csv(tmp_path / "in.csv", index=False)
+    from pipeline import cli
+
+    code = cli.main(
+        [
+            "dataset",
+            "--input",
+            str(tmp_path / "in.csv"),
+            "--output",
+            str(tmp_path / "out"),
+            *map(str, SMALL),
+        ]
+    )
+    assert code == 0, capsys.readouterr().err
+    metadata = json.loads((tmp_path / "out" / "metadata.json").read_text())
+    assert metadata["counts"]["rows_rejected"] == 0
+    assert metadata["series"]["tokyo"]["start"] == "2019-12-31T15:00:00"
+    assert metadata["series"]["tokyo"]["end"] == "2020-01-01T20:00:00"
+    assert metadata["series"]["utc"]["start"] == "2020-01-01T00:00:00"
+    assert metadata["series"]["utc"]["end"] == "2020-01-02T05:00:00"
+
+
+def test_typo_years_after_a_series_goes_to_dead_letters_with_its_reason(tmp_path):
+    hours = pd.date_range("2020-01-01", periods=300, freq="h")
+    frame = pd.DataFrame(
+        {
+            "series_id": np.repeat(["a", "b"], 300),
+            "timestamp": np.concatenate([hours, hours]),
+            "value": np.arange(600.0),
+        }
+    )
+    typo = pd.DataFrame(
+        {"series_id": ["a"], "timestamp": [hours[-1].replace(year=2030)], "value": [1.0]}
+    )
+    source = write_csv(pd.concat([frame.iloc[:300], typo, frame.iloc[300:]]), tmp_path / "in.csv")
+    metadata = run_job(source, tmp_path / "out", *SMALL)
+    counts = metadata["counts"]
+    assert counts["rows_read"] == 601 == counts["rows_accepted"] + counts["rows_rejected"]
+    assert counts["rejected_by_reason"]["isolated_by_gap"] == counts["rows_rejected"] == 1
+    assert metadata["series"]["a"]["length"] == 300
+    assert metadata["series"]["a"]["end"] == "2020-01-13T11:00:00"
+    assert metadata["series_mostly_filled"] == []
+    jsonschema.validate(metadata, schemas.load(schemas.METADATA)["json_schema"])
+    (dead,) = metadata["rejected_files"]
+    record = json.loads((tmp_path / "out" / dead["name"]).read_text())
+    assert record["reason"] == "isolated_by_gap" and record["row_number"] == 302
+    assert record["row"]["series_id"] == "a" and record["row"]["timestamp"].startswith("2030-")
+    # The check can be turned off: then the typo stretches the series over ten years.
+    off = run_job(source, tmp_path / "off", *SMALL, "--max-gap-steps", 0)
+    assert off["counts"]["rows_rejected"] == 0 and off["series"]["a"]["length"] > 87_000
+    assert off["series_mostly_filled"] == [
+        {"series_id": "a", "filled_fraction": off["series"]["a"]["filled_fraction"]}
+    ]
+
+
+def mixed_frequency_csv(path) -> str:
+    parts = [
+        ("daily", pd.date_range("2020-01-01", periods=120, freq="D")),
+        ("weekly", pd.date_range("2020-01-05", periods=20, freq="W")),
+        ("monthly", pd.date_range("2020-01-01", periods=6, freq="MS")),
+    ]
+    frame = pd.concat(
+        pd.DataFrame(
+            {"series_id": name, "timestamp": stamps, "value": np.arange(len(stamps)) * 1.0}
+        )
+        for name, stamps in parts
+    )
+    return write_csv(frame, path)
+
+
+def test_weekly_and_monthly_series_in_a_daily_file_are_named(tmp_path, capsys):
+    source = mixed_frequency_csv(tmp_path / "in.csv")
+    metadata = run_job(
+        source, tmp_path / "out", "--num-steps", 8, "--batch-size", 4, "--horizon", 3
+    )
+    assert metadata["freq"] == "D"
+    assert metadata["series_mostly_filled"] == [
+        {"series_id": "monthly", "filled_fraction": round(1 - 6 / 153, 6)},
+        {"series_id": "weekly", "filled_fraction": round(1 - 20 / 134, 6)},
+    ]
+    assert metadata["series"]["daily"]["filled_fraction"] == 0.0
+    jsonschema.validate(metadata, schemas.load(schemas.METADATA)["json_schema"])
+    printed = capsys.readouterr().out
+    assert "2 series are mostly filled points at freq D" in printed
+    assert "monthly 96.1%, weekly 85.1%" in printed
+
+
+def test_max_filled_fraction_fails_the_job_and_commits_nothing(tmp_path, capsys):
+    from pipeline import cli
+
+    source = mixed_frequency_csv(tmp_path / "in.csv")
+    argv = [
+        "dataset",
+        "--input",
+        source,
+        "--output",
+        str(tmp_path / "out"),
+        "--num-steps",
+        "8",
+        "--batch-size",
+        "4",
+        "--horizon",
+        "3",
+        "--max-filled-fraction",
+        "0.5",
+    ]
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err
+    assert "--max-filled-fraction 0.5" in err and "'monthly' (96.1%), 'weekly' (85.1%)" in err
+    assert "2 series are more than" in err and "'daily'" not in err
+    assert not (tmp_path / "out" / "metadata.json").exists()
+    assert not (tmp_path / "out" / "_SUCCESS").exists()
+    # At a limit the weekly series passes, only the monthly one is refused.
+    argv[argv.index("0.5")] = "0.9"
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err
+    assert "'monthly'" in err and "'weekly'" not in err

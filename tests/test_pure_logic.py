@@ -3,6 +3,8 @@ check our protobuf bytes against TensorFlow's own)."""
 
 from __future__ import annotations
 
+import datetime
+
 import numpy as np
 import pandas as pd
 import pyarrow as pa
@@ -70,6 +72,106 @@ def test_timestamps_iso_variants_offsets_and_impossible_dates():
     hours = (got[:4] - got[0]) // HOUR_NS
     assert hours.tolist() == [0, 1, 1, 1]
     assert (got[4:] == series.NAT).all()
+
+
+# --- timestamps: every element parsed on its own (issue 11) ---------------------------------
+
+_EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc)
+_GARBAGE = (
+    "",
+    "soon",
+    "12:00",
+    "2021-02-30",
+    "2020-13-01T00:00:00",
+    "2020-01-01T25:00:00",
+    "1500-01-01T00:00:00",  # before the ns range
+    "3000-06-01",  # after it
+    "1500-01-01T00:00:00+01:00",
+    "2262-06-01T00:00:00Z",
+)
+
+
+def _reference_ns(text: str | None) -> int:
+    """One string on its own with the standard library: naive = UTC, offsets converted."""
+    if text is None:
+        return series.NAT
+    try:
+        stamp = datetime.datetime.fromisoformat(text)
+    except ValueError:
+        return series.NAT
+    if stamp.tzinfo is None:
+        stamp = stamp.replace(tzinfo=datetime.timezone.utc)
+    ns = (stamp - _EPOCH) // datetime.timedelta(microseconds=1) * 1000
+    return ns if -(2**63) < ns < 2**63 else series.NAT
+
+
+@st.composite
+def _timestamp_text(draw) -> str | None:
+    kind = draw(st.sampled_from(["naive", "space", "z", "offset", "date", "garbage", "null"]))
+    if kind == "garbage":
+        return draw(st.sampled_from(_GARBAGE))
+    if kind == "null":
+        return None
+    moment = draw(
+        st.datetimes(datetime.datetime(1678, 1, 1), datetime.datetime(2261, 12, 31, 23, 59))
+    )
+    if kind == "date":
+        return moment.strftime("%Y-%m-%d")
+    text = moment.strftime("%Y-%m-%dT%H:%M:%S" if kind != "space" else "%Y-%m-%d %H:%M:%S")
+    if moment.microsecond and draw(st.booleans()):
+        text += f".{moment.microsecond:06d}"
+    if kind == "z":
+        return text + "Z"
+    if kind == "offset":
+        minutes = draw(st.integers(-14 * 60, 14 * 60))
+        sign = "-" if minutes < 0 else "+"
+        return text + f"{sign}{abs(minutes) // 60:02d}:{abs(minutes) % 60:02d}"
+    return text
+
+
+@settings(max_examples=300)
+@given(
+    texts=st.lists(_timestamp_text(), min_size=1, max_size=30),
+    cuts=st.lists(st.integers(0, 30), max_size=4),
+)
+def test_timestamps_parse_each_element_alone_whatever_the_batches(texts, cuts):
+    expected = [_reference_ns(t) for t in texts]
+    bounds = sorted({0, len(texts), *(c for c in cuts if c <= len(texts))})
+    pieces = [texts[a:b] for a, b in zip(bounds, bounds[1:])]
+    batched = np.concatenate(
+        [validation.parse_timestamps(pa.array(p, pa.string())) for p in pieces]
+    )
+    chunked = validation.parse_timestamps(pa.chunked_array(pieces, pa.string()))
+    assert batched.tolist() == expected, list(zip(texts, batched.tolist(), expected))
+    assert chunked.tolist() == expected
+
+
+def test_timestamps_next_to_an_offset_stay_utc():
+    # Issue 11: a +09:00 series followed by a naive one; the naive one was moved 9 hours back.
+    got = validation.parse_timestamps(
+        pa.array(["2020-01-01T09:00:00+09:00", "2020-01-01T00:00:00", "2020-01-01"])
+    )
+    assert (got == pd.Timestamp("2020-01-01").value).all()
+
+
+@pytest.mark.parametrize("unit", ["s", "ms", "us"])
+def test_native_timestamps_out_of_the_ns_range_are_invalid_not_errors(unit):
+    column = pa.array(
+        [
+            datetime.datetime(1500, 1, 1),
+            datetime.datetime(2020, 1, 1),
+            None,
+            datetime.datetime(3000, 1, 1),
+        ],
+        pa.timestamp(unit, tz="UTC"),
+    )
+    got = validation.parse_timestamps(column)
+    assert got.tolist() == [series.NAT, pd.Timestamp("2020-01-01").value, series.NAT, series.NAT]
+    days = pa.array([datetime.date(1500, 1, 1), datetime.date(2020, 1, 2)], pa.date32())
+    assert validation.parse_timestamps(days).tolist() == [
+        series.NAT,
+        pd.Timestamp("2020-01-02").value,
+    ]
 
 
 def test_numbers_distinguish_nan_literals_from_garbage():
@@ -225,3 +327,74 @@ def test_encoded_rows_carry_exactly_the_contract_features():
     for record in records + [encode_empty_row(0, 4, 2, 2)]:
         names = set(tf.train.Example.FromString(record).features.feature)
         assert names == set(schemas.tfrecord_feature_names())
+
+
+# --- points apart from their series, filled share (issue 11) --------------------------------
+
+
+def _observations(timestamp: np.ndarray) -> series.Observations:
+    n = len(timestamp)
+    return series.Observations(
+        timestamp=np.asarray(timestamp, np.int64),
+        value=np.arange(n, dtype=np.float64),
+        covariates=np.zeros((n, 0)),
+        source_index=np.zeros(n, np.int32),
+        row_number=np.arange(2, n + 2, dtype=np.int64),
+        sources=("f.csv",),
+    )
+
+
+def test_typo_ten_years_after_an_hourly_series_is_isolated():
+    hourly = np.arange(300, dtype=np.int64) * HOUR_NS
+    typo = hourly[-1] + 10 * 365 * 24 * HOUR_NS
+    timestamp = np.append(hourly, typo)
+    isolated = series.isolated_by_gap(timestamp)
+    assert np.flatnonzero(isolated).tolist() == [300]
+    kept, _ = series.regularise("a", _observations(timestamp).subset(~isolated), "h")
+    assert len(kept) == 300 and kept.observed.all()
+    everything, _ = series.regularise("a", _observations(timestamp), "h")
+    assert len(everything) == 299 + 87_600 + 1  # what the typo used to cost
+
+
+def test_leading_stray_points_are_isolated_but_interior_gaps_are_kept():
+    hourly = np.arange(300, dtype=np.int64) * HOUR_NS
+    year = 365 * 24 * HOUR_NS
+    leading = np.concatenate([[-2 * year, -2 * year + HOUR_NS], hourly])
+    assert np.flatnonzero(series.isolated_by_gap(leading)).tolist() == [0, 1]
+    halves = np.concatenate([hourly[:150], hourly[150:] + year])  # a year-long outage
+    assert not series.isolated_by_gap(halves).any()
+    islet = np.concatenate([hourly[:150], year + hourly[:3], 2 * year + hourly[150:]])
+    assert not series.isolated_by_gap(islet).any()  # an interior cluster is never cut
+    # A trailing cluster over 10 % of the series is not "a few stray points": kept.
+    big_tail = np.concatenate([hourly, 10 * year + hourly[:40]])
+    assert not series.isolated_by_gap(big_tail).any()
+    assert not series.isolated_by_gap(np.append(hourly, 10 * year), max_gap_steps=0).any()
+
+
+@settings(max_examples=200)
+@given(
+    steps=st.lists(st.one_of(st.integers(1, 3), st.integers(50, 100_000)), min_size=0, max_size=60),
+    max_gap_steps=st.sampled_from([0.0, 2.0, 10.0, 100.0]),
+)
+def test_isolated_points_are_small_edge_clusters_beyond_a_long_gap(steps, max_gap_steps):
+    timestamp = np.cumsum(np.array([0, *steps], np.int64)) * HOUR_NS
+    isolated = series.isolated_by_gap(timestamp, max_gap_steps)
+    n = len(timestamp)
+    head = int(np.argmin(isolated)) if not isolated.all() else n
+    tail = int(np.argmin(isolated[::-1])) if not isolated.all() else n
+    assert head + tail < n  # something is kept, and only a prefix and a suffix are cut
+    assert not isolated[head : n - tail].any()
+    assert head <= 0.1 * n and tail <= 0.1 * n
+    threshold = max_gap_steps * np.median(np.diff(timestamp)) if n > 1 else 0
+    if head:
+        assert timestamp[head] - timestamp[head - 1] > threshold
+    if tail:
+        assert timestamp[n - tail] - timestamp[n - tail - 1] > threshold
+
+
+def test_weekly_series_on_a_daily_grid_is_mostly_filled():
+    weekly = pd.date_range("2020-01-05", periods=52, freq="W").as_unit("ns").asi8
+    regular, _ = series.regularise("w", _observations(weekly), "D")
+    assert len(regular) == 51 * 7 + 1
+    assert series.filled_fraction(regular.observed) == pytest.approx(1 - 52 / 358)
+    assert series.filled_fraction(np.ones(5, bool)) == 0.0
