@@ -8,7 +8,7 @@ import os
 import sys
 
 from model.errors import ExportError, TrainError
-from pipeline.errors import DatasetError, ModelError
+from pipeline.errors import DatasetError, ModelError, OutputError
 from pipeline.inputs import InputError
 from pipeline.options import JobArgumentError
 
@@ -282,7 +282,15 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("apache_beam.options.pipeline_options").setLevel(logging.ERROR)
     try:
         return HANDLERS[command](rest)
-    except (InputError, JobArgumentError, DatasetError, ExportError, TrainError, ModelError) as err:
+    except (
+        InputError,
+        JobArgumentError,
+        DatasetError,
+        ExportError,
+        TrainError,
+        ModelError,
+        OutputError,
+    ) as err:
         print(f"rnncast {command}: error: {err}", file=sys.stderr)
         return 2
 

@@ -7,3 +7,8 @@ class DatasetError(ValueError):
 
 class ModelError(ValueError):
     """An exported model or a saved state cannot be used; the message names the path."""
+
+
+class OutputError(ValueError):
+    """An output directory cannot be written (it belongs to another job or to no job); the
+    message names the directory and the fix."""

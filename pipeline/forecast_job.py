@@ -14,6 +14,7 @@ from __future__ import annotations
 import collections
 import hashlib
 import io
+import os
 import sys
 from dataclasses import asdict, dataclass, field
 
@@ -111,6 +112,12 @@ def config_from_options(options: ForecastOptions, model: forecasting.ModelInfo) 
         )
     if options.lanes < 1:
         raise JobArgumentError("rnncast forecast: --lanes must be >= 1")
+    if options.state_out and same_directory(options.output, options.state_out):
+        raise JobArgumentError(
+            f"rnncast forecast: --output and --state-out are both {options.output}; forecasts "
+            "and state are committed separately, each with its own metadata.json. Give them "
+            "two directories"
+        )
     config = ForecastConfig(
         model=options.model,
         input=options.input,
@@ -135,6 +142,13 @@ def config_from_options(options: ForecastOptions, model: forecasting.ModelInfo) 
     return config
 
 
+def same_directory(a: str, b: str) -> bool:
+    """Whether two output locations name one directory (``out/x``, ``out/x/``, ``./out/x``)."""
+    if "://" in a or "://" in b:
+        return a.rstrip("/") == b.rstrip("/")
+    return os.path.normpath(os.path.abspath(a)) == os.path.normpath(os.path.abspath(b))
+
+
 # --- state directories ----------------------------------------------------------------
 
 
@@ -149,8 +163,12 @@ def load_state_files(state_dir: str, model: forecasting.ModelInfo) -> tuple[list
         raise ModelError(
             f"{path}: corrupt state metadata ({err}); rerun without --state-in"
         ) from err
-    if commit.committed_run(state_dir) != metadata.get("run_id"):
-        raise ModelError(f"{state_dir}: state run is not committed; use the previous state")
+    if commit.job_of(metadata) != commit.STATE:
+        holds = commit.JOBS.get(commit.job_of(metadata), "no rnncast output")
+        raise ModelError(
+            f"{state_dir}: not a state directory (it holds {holds}); --state-in must be a "
+            "--state-out of an earlier run"
+        )
     if metadata.get("model_fingerprint") != model.fingerprint:
         raise ModelError(
             f"{state_dir}: state was written by model {metadata.get('model_fingerprint')}, not "
@@ -402,6 +420,7 @@ def _write_metadata(
     metadata = {
         "schema": schemas.load(schemas.FORECAST)["name"],
         "schema_version": dict(schemas.CURRENT_VERSIONS),
+        "job": commit.FORECAST,
         "run_id": run_id,
         "model": {"path": model.path, "fingerprint": model.fingerprint},
         "horizon": config.horizon,
@@ -439,6 +458,7 @@ def state_metadata(run_id: str, model: forecasting.ModelInfo, files: list[dict])
     return {
         "schema": schemas.load(schemas.STATE)["name"],
         "schema_version": dict(schemas.CURRENT_VERSIONS),
+        "job": commit.STATE,
         "run_id": run_id,
         "model_fingerprint": model.fingerprint,
         "state_size": list(model.state_size),
@@ -473,9 +493,13 @@ def run(argv: list[str]) -> dict:
     if config.state_in:
         state_files, state_run = load_state_files(config.state_in, model)
     run_id = run_id_for(config, model, paths, state_run)
-    staging = commit.prepare_staging(config.output, run_id, OUTPUT_DIRECTORIES)
+    # Both directories are checked before either is written to.
+    commit.check_owner(config.output, commit.FORECAST, OUTPUT_DIRECTORIES)
+    if config.state_out:
+        commit.check_owner(config.state_out, commit.STATE, STATE_DIRECTORIES)
+    staging = commit.prepare_staging(config.output, run_id, commit.FORECAST, OUTPUT_DIRECTORIES)
     state_staging = (
-        commit.prepare_staging(config.state_out, run_id, STATE_DIRECTORIES)
+        commit.prepare_staging(config.state_out, run_id, commit.STATE, STATE_DIRECTORIES)
         if config.state_out
         else None
     )
@@ -488,11 +512,15 @@ def run(argv: list[str]) -> dict:
     staged = commit.read_json(FileSystems.join(staging, commit.METADATA))
     counts = staged["counts"]
     commit.check_counts(counts, config.input, config.max_rejected_fraction, staging)
-    metadata = commit.commit_run(config.output, staging, staged, OUTPUT_DIRECTORIES)
+    metadata = commit.commit_run(
+        config.output, staging, staged, commit.FORECAST, OUTPUT_DIRECTORIES
+    )
     if state_staging:
         state_metadata = commit.read_json(FileSystems.join(state_staging, commit.METADATA))
         commit.remove_spill(state_staging)
-        commit.commit_run(config.state_out, state_staging, state_metadata, STATE_DIRECTORIES)
+        commit.commit_run(
+            config.state_out, state_staging, state_metadata, commit.STATE, STATE_DIRECTORIES
+        )
     print(
         f"rnncast forecast: run {run_id} committed; rows read {counts['rows_read']}, rejected "
         f"{counts['rows_rejected']}, skipped {counts['rows_skipped']}; series "

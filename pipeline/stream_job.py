@@ -766,12 +766,16 @@ def write_snapshot(
     run_id = "stream-" + hashlib.sha256(buffer.getvalue()).hexdigest()[:16]
     if commit.committed_run(state_dir) == run_id:
         return run_id
-    staging = commit.prepare_staging(state_dir, run_id, (STATE,))
+    staging = commit.prepare_staging(state_dir, run_id, commit.STATE, (STATE,))
     name = f"{STATE}/state-00000-of-00001.parquet"
     info = write_parquet(FileSystems.join(staging, name), frame)
     commit.remove_spill(staging)
     commit.commit_run(
-        state_dir, staging, state_metadata(run_id, model, [{"name": name, **info}]), (STATE,)
+        state_dir,
+        staging,
+        state_metadata(run_id, model, [{"name": name, **info}]),
+        commit.STATE,
+        (STATE,),
     )
     return run_id
 
@@ -921,6 +925,7 @@ def run(argv: list[str]) -> dict:
     model = forecasting.ModelInfo.load(options.model)
     config = config_from_options(options, model)
     state_files = load_state_files(config.state_in, model)[0] if config.state_in else []
+    commit.check_owner(config.state_dir, commit.STATE, (STATE,))  # before anything is written
     standard = pipeline_options.view_as(StandardOptions)
     standard.streaming = True
     direct = standard.runner in (None, "DirectRunner", "BundleBasedDirectRunner")
