@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -307,3 +308,96 @@ def test_scheduled_runs_twice_and_after_a_crash_before_the_pointer_moves(exporte
     a = read_forecasts(clean / "forecasts" / dates[-1]).sort_values(["series_id", "step"])
     b = read_forecasts(tmp_path / "whole").sort_values(["series_id", "step"])
     np.testing.assert_allclose(a["forecast"], b["forecast"], rtol=1e-5, atol=1e-4)
+
+
+def tree(directory) -> dict[str, bytes]:
+    return {
+        str(p.relative_to(directory)): p.read_bytes()
+        for p in sorted(directory.rglob("*"))
+        if p.is_file()
+    }
+
+
+def test_output_directories_of_other_jobs_are_refused_untouched(exported, tmp_path, capsys):
+    from pipeline import cli
+    from pipeline.errors import OutputError
+    from pipeline.reader import make_dataset
+
+    model_path, frame = exported
+    source = write_csv(frame, tmp_path / "in.csv")
+    data = tmp_path / "data"
+    run_job(source, data, "--num-steps", 16, "--batch-size", 4, "--horizon", 5)
+    dataset = tree(data)
+
+    def cli_error(*argv):
+        assert cli.main([*map(str, argv)]) == 2
+        err = capsys.readouterr().err
+        assert "Traceback" not in err
+        return err
+
+    base = ("forecast", "--model", model_path, "--input", source)
+    err = cli_error(*base, "--output", data)
+    assert f"{data}: holds a dataset written by 'rnncast dataset'" in err
+    assert "Choose another output directory" in err
+    err = cli_error(*base, "--output", tmp_path / "f", "--state-out", data)
+    assert f"{data}: holds a dataset" in err and not (tmp_path / "f").exists()
+    assert tree(data) == dataset  # byte-identical, and still a dataset
+    assert next(iter(make_dataset(str(data), "train")))["inputs"].shape[:2] == (4, 16)
+
+    both = tmp_path / "both"
+    err = cli_error(*base, "--output", both, "--state-out", f"{both}/")
+    assert f"--output and --state-out are both {both}" in err and not both.exists()
+
+    forecast(model_path, source, tmp_path / "f", "--state-out", tmp_path / "s")
+    forecasts = tree(tmp_path / "f")
+    assert json.loads(forecasts["metadata.json"])["job"] == "forecast"
+    err = cli_error("dataset", "--input", source, "--output", tmp_path / "f", "--horizon", 5)
+    assert f"{tmp_path / 'f'}: holds forecasts written by 'rnncast forecast --output'" in err
+    with pytest.raises(OutputError, match=f"{tmp_path / 's'}: holds a state directory"):
+        forecast(model_path, source, tmp_path / "s")
+    with pytest.raises(OutputError, match=f"{tmp_path / 'f'}: holds forecasts"):
+        forecast(model_path, source, tmp_path / "o", "--state-out", tmp_path / "f")
+    with pytest.raises(ModelError, match=f"{data}: not a state directory"):
+        forecast(model_path, source, tmp_path / "o", "--state-in", data)
+    assert tree(tmp_path / "f") == forecasts and not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("point", ["move", "replaced_record", "metadata", "delete_stale"])
+def test_crash_while_committing_state_leaves_the_old_or_the_new_state(
+    exported, tmp_path, monkeypatch, point
+):
+    """Every commit step is crashed in tests/test_commit.py (same code); here the steps around
+    the switch, read back through the forecast job's own state loading."""
+    import shutil
+
+    from pipeline import commit, forecasting
+
+    model_path, frame = exported
+    model = forecasting.ModelInfo.load(model_path)
+    end = frame.groupby("series_id")["timestamp"].transform("max")
+    early = write_csv(frame[frame.timestamp <= end - 10 * HOUR], tmp_path / "early.csv")
+    full = write_csv(frame, tmp_path / "full.csv")
+    forecast(model_path, early, tmp_path / "o1", "--state-out", tmp_path / "old")
+    forecast(model_path, full, tmp_path / "o2", "--state-out", tmp_path / "new")
+    state = tmp_path / "state"
+    shutil.copytree(tmp_path / "old", state)
+
+    def step(name, output):
+        if name == point and output == str(state):
+            raise KeyboardInterrupt(f"crash after {point}")
+
+    monkeypatch.setattr(commit, "_step", step)
+    with pytest.raises(KeyboardInterrupt):
+        forecast(model_path, full, tmp_path / "o3", "--state-out", state)
+    monkeypatch.undo()
+    files, _ = forecast_job.load_state_files(str(state), model)
+    switched = commit.STEPS.index(point) >= commit.STEPS.index("metadata")
+    expected = tmp_path / ("new" if switched else "old")
+    assert [Path(f).read_bytes() for f in files] == [
+        (expected / n).read_bytes()
+        for n in (e["name"] for e in json.loads((expected / "metadata.json").read_text())["files"])
+    ]
+    # Continuing from it works, and the retry leaves what a clean run leaves.
+    forecast(model_path, full, tmp_path / "o4", "--state-in", state)
+    forecast(model_path, full, tmp_path / "o3", "--state-out", state)
+    assert tree(state) == tree(tmp_path / "new")
