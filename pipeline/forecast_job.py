@@ -270,13 +270,19 @@ class _RunModelFn(beam.DoFn):
 # --- writing ----------------------------------------------------------------------------
 
 
-def write_parquet(path: str, frame: pd.DataFrame) -> dict:
-    """Write ``frame`` as Parquet through FileSystems (temporary name, then rename)."""
+def parquet_bytes(table: pd.DataFrame | pa.Table) -> bytes:
+    if isinstance(table, pd.DataFrame):
+        table = pa.Table.from_pandas(table, preserve_index=False)
     buffer = io.BytesIO()
-    pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), buffer)
-    data = buffer.getvalue()
+    pq.write_table(table, buffer)
+    return buffer.getvalue()
+
+
+def write_parquet(path: str, table: pd.DataFrame | pa.Table) -> dict:
+    """Write ``table`` as Parquet through FileSystems (temporary name, then rename)."""
+    data = parquet_bytes(table)
     commit.write_bytes(path, data)
-    return {"records": len(frame), "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+    return {"records": len(table), "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
 
 
 class _WriteForecastsFn(beam.DoFn):
@@ -302,7 +308,7 @@ class _WriteStateFn(beam.DoFn):
         states = sorted((s for _, _, s in finals if s is not None), key=lambda s: s.series_id)
         name = "state/state-00000-of-00001.parquet"
         info = write_parquet(
-            FileSystems.join(self._staging, name), forecasting.states_to_frame(states)
+            FileSystems.join(self._staging, name), forecasting.states_to_table(states)
         )
         yield {"name": name, **info}
 

@@ -35,7 +35,13 @@ from apache_beam.transforms.window import TimestampedValue
 from apache_beam.utils.timestamp import Timestamp
 
 from pipeline import commit, forecasting, streaming
-from pipeline.forecast_job import _LoadedModel, load_state_files, state_metadata, write_parquet
+from pipeline.forecast_job import (
+    _LoadedModel,
+    load_state_files,
+    parquet_bytes,
+    state_metadata,
+    write_parquet,
+)
 from pipeline.options import JobArgumentError, JobOptions, parse_job_options
 from pipeline.series import combine_parts
 from pipeline.transforms import REJECTED, rejected_observations, rejected_payload
@@ -760,15 +766,13 @@ def write_snapshot(
 ) -> str:
     """Commit ``states`` as a state directory in the ``--state-out`` format; returns its run id
     (a hash of the content, so an unchanged snapshot is the same run)."""
-    frame = forecasting.states_to_frame(sorted(states, key=lambda s: s.series_id))
-    buffer = io.BytesIO()
-    frame.to_parquet(buffer, index=False)
-    run_id = "stream-" + hashlib.sha256(buffer.getvalue()).hexdigest()[:16]
+    table = forecasting.states_to_table(sorted(states, key=lambda s: s.series_id))
+    run_id = "stream-" + hashlib.sha256(parquet_bytes(table)).hexdigest()[:16]
     if commit.committed_run(state_dir) == run_id:
         return run_id
     staging = commit.prepare_staging(state_dir, run_id, commit.STATE, (STATE,))
     name = f"{STATE}/state-00000-of-00001.parquet"
-    info = write_parquet(FileSystems.join(staging, name), frame)
+    info = write_parquet(FileSystems.join(staging, name), table)
     commit.remove_spill(staging)
     commit.commit_run(
         state_dir,

@@ -3,6 +3,7 @@ incremental runs equal to full recomputes, statuses, errors and runner modes."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from pathlib import Path
@@ -401,3 +402,88 @@ def test_crash_while_committing_state_leaves_the_old_or_the_new_state(
     forecast(model_path, full, tmp_path / "o4", "--state-in", state)
     forecast(model_path, full, tmp_path / "o3", "--state-out", state)
     assert tree(state) == tree(tmp_path / "new")
+
+
+def _arrow_fields(path) -> list[tuple[str, object]]:
+    import pyarrow.parquet as pq
+
+    return [(f.name, f.type) for f in pq.read_schema(path)]
+
+
+def _check_rejected(path) -> int:
+    import schemas
+
+    fields = schemas.load(schemas.REJECTED)["fields"]
+    python = {"string": str, "int64": int, "object": dict}
+    lines = Path(path).read_text().splitlines()
+    for line in lines:
+        record = json.loads(line)
+        assert list(record) == list(fields) or set(record) == set(fields), record
+        for name, spec in fields.items():
+            assert isinstance(record[name], python[spec["type"]]), (name, record)
+        assert record["reason"] in schemas.rejection_reasons()
+    return len(lines)
+
+
+def test_written_files_match_their_contracts(exported, tmp_path):
+    """Every file the dataset and forecast jobs write (Parquet column names and Arrow types,
+    JSON/JSONL fields) against schemas/*.json; and older state files (list<double>) still
+    read."""
+    import jsonschema
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    import schemas
+    from pipeline import forecasting
+
+    model_path, frame = exported
+    model = forecasting.ModelInfo.load(model_path)
+    source = write_csv(frame, tmp_path / "in.csv")
+    with open(source, "a", encoding="utf-8") as sink:
+        sink.write("series_000,2020-01-01T00:00:00,not-a-number,1.0\n")
+    data = tmp_path / "data"
+    metadata = run_job(source, data, "--num-steps", 16, "--batch-size", 4, "--horizon", 5)
+    jsonschema.validate(
+        json.loads((data / "metadata.json").read_text()),
+        schemas.load(schemas.METADATA)["json_schema"],
+    )
+    assert [_check_rejected(data / e["name"]) for e in metadata["rejected_files"]] == [1]
+
+    out, state = tmp_path / "f", tmp_path / "s"
+    forecast(model_path, source, out, "--state-out", state)
+    contract = schemas.load(schemas.FORECAST)
+    meta = json.loads((out / "metadata.json").read_text())
+    jsonschema.validate(meta, contract["metadata_json_schema"])
+    types = {n: schemas.arrow_type(c["type"]) for n, c in contract["columns"].items()}
+    types |= {q: pa.float64() for q in model.quantile_columns}  # one float64 per level
+    for entry in meta["files"]:
+        fields = _arrow_fields(out / entry["name"])
+        assert fields == [(n, types[n]) for n in forecasting.forecast_columns(model)]
+    assert [_check_rejected(out / e["name"]) for e in meta["rejected_files"]] == [1]
+
+    contract = schemas.load(schemas.STATE)
+    state_meta = json.loads((state / "metadata.json").read_text())
+    jsonschema.validate(state_meta, contract["metadata_json_schema"])
+    expected = [(n, schemas.arrow_type(c["type"])) for n, c in contract["columns"].items()]
+    assert expected[8] == ("state", pa.list_(pa.float32()))
+    for entry in state_meta["files"]:
+        assert _arrow_fields(state / entry["name"]) == expected
+
+    # A state directory written before the state column was float32 still continues.
+    old = tmp_path / "old-state"
+    old.mkdir()
+    (old / "state").mkdir()
+    for entry in state_meta["files"]:
+        table = pq.read_table(state / entry["name"])
+        at = table.schema.get_field_index("state")
+        table = table.set_column(at, "state", table["state"].cast(pa.list_(pa.float64())))
+        pq.write_table(table, old / entry["name"])
+        data_bytes = (old / entry["name"]).read_bytes()
+        entry.update(bytes=len(data_bytes), sha256=hashlib.sha256(data_bytes).hexdigest())
+    (old / "metadata.json").write_text(json.dumps(state_meta))
+    again = forecast(model_path, source, tmp_path / "g1", "--state-in", state)
+    legacy = forecast(model_path, source, tmp_path / "g2", "--state-in", old)
+    assert legacy["counts"]["series_by_status"] == again["counts"]["series_by_status"]
+    pd.testing.assert_frame_equal(
+        read_forecasts(tmp_path / "g1"), read_forecasts(tmp_path / "g2"), rtol=1e-6
+    )
