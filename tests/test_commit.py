@@ -125,3 +125,30 @@ def test_crash_at_every_commit_step_leaves_the_old_or_the_new_run(
     # The same command again finishes the run and leaves exactly what a clean run leaves.
     assert run_job(source, out, *OTHER) == new
     assert tree(out) == tree(new_dir)
+
+
+def test_first_run_crashed_while_moving_files_in_can_be_rerun(tmp_path, source, monkeypatch):
+    out = tmp_path / "out"
+    _crash_at(monkeypatch, "move", out)
+    with pytest.raises(KeyboardInterrupt):
+        run_job(source, out, *SMALL)
+    monkeypatch.undo()
+    moved = [p for d in ("train", "validation", "rejected") for p in (out / d).iterdir()]
+    assert not (out / "metadata.json").exists() and len(moved) == 1
+    assert (out / "_staging" / "_owner").read_text() == "dataset\n"
+    # Its files are its own: the rerun adopts them; another job is still refused.
+    with pytest.raises(OutputError, match="an uncommitted run of another job"):
+        commit.check_owner(str(out), commit.FORECAST, ("forecasts", "rejected"))
+    clean = run_job(source, tmp_path / "clean", *SMALL)
+    assert run_job(source, out, *SMALL) == clean
+    assert tree(out) == tree(tmp_path / "clean")
+
+
+def test_schedule_run_refuses_a_root_that_is_a_job_output(tmp_path, source, capsys):
+    data = tmp_path / "data"
+    run_job(source, data, *SMALL)
+    before = tree(data)
+    argv = ["schedule-run", "--model", str(tmp_path / "m"), "--input", source, "--root", str(data)]
+    assert cli.main([*argv, "--run-date", "2026-01-01"]) == 2
+    assert f"{data}: holds {data / 'metadata.json'}" in capsys.readouterr().err
+    assert tree(data) == before
