@@ -9,7 +9,7 @@ import re
 import sys
 
 from model.errors import ExportError, TrainError
-from pipeline.errors import CorruptFileError, DatasetError, LocationError, ModelError
+from pipeline.errors import CorruptFileError, DatasetError, ModelError, OutputError
 from pipeline.inputs import InputError
 from pipeline.options import JobArgumentError
 
@@ -303,7 +303,7 @@ USER_ERRORS = (
     ExportError,
     TrainError,
     ModelError,
-    LocationError,
+    OutputError,
     CorruptFileError,
 )
 

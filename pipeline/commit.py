@@ -1,10 +1,17 @@
-"""Atomic commit of a job's output directory.
+"""Atomic commit of a job's output directory, and which job owns it.
 
 A run writes everything under ``DIR/_staging/<run_id>/``. Only when the run succeeded are its
-files moved to their final names (which carry the run id, so they never overwrite files an
-older ``metadata.json`` points to), then ``metadata.json`` is replaced in one rename and
-``_SUCCESS`` records the committed run id. Readers use only the files ``metadata.json`` lists,
-and check ``_SUCCESS``; files of earlier runs are deleted after the commit.
+files moved to their final names (which carry the run id, and never replace a file with
+other content, so the files the current ``metadata.json`` lists stay as they are); then
+``metadata.json`` is replaced in one atomic rename: that rename is the commit. ``_SUCCESS``
+(the run id, for tools that wait for a marker) is written after it; readers need only
+``metadata.json``. Last, the files that the *previous* ``metadata.json`` listed and the new
+one does not are deleted — no other file is ever deleted.
+
+``metadata.json`` names the kind of job that wrote it (``"job"``). Before a run writes
+anything, :func:`check_owner` refuses an output directory that belongs to another kind of job,
+holds a ``metadata.json`` that is not rnncast's, or holds files in the folders the job writes
+without any rnncast metadata.
 """
 
 from __future__ import annotations
@@ -13,15 +20,38 @@ import contextlib
 import hashlib
 import json
 import logging
+import os
+import posixpath
 from collections.abc import Iterator
 
+from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
+from apache_beam.io.localfilesystem import LocalFileSystem
+
+from pipeline.errors import OutputError
 
 METADATA = "metadata.json"
 SUCCESS = "_SUCCESS"
 STAGING = "_staging"
 SPILL = "_spill"
+OWNER = "_owner"  # DIR/_staging/_owner: the job kind of a run not yet committed there
 DATA_DIRECTORIES = ("train", "validation", "rejected")
+
+JOB = "job"
+DATASET = "dataset"
+FORECAST = "forecast"
+STATE = "state"
+JOBS = {
+    DATASET: "a dataset written by 'rnncast dataset'",
+    FORECAST: "forecasts written by 'rnncast forecast --output'",
+    STATE: "a state directory written by 'rnncast forecast --state-out' or 'rnncast stream'",
+}
+# metadata.json written before the "job" field existed: its "schema" names the job.
+_LEGACY_SCHEMAS = {
+    "rnncast.dataset_metadata": DATASET,
+    "rnncast.forecast": FORECAST,
+    "rnncast.state": STATE,
+}
 
 
 def run_id(settings: dict, paths: list[str], extra: str = "") -> str:
@@ -78,19 +108,31 @@ def check_filled(
     )
 
 
+# --- atomic single-file writes ----------------------------------------------------------------
+
+
 def write_json(path: str, payload: dict) -> None:
-    """Write JSON to ``path`` atomically (temporary file, then rename)."""
+    """Write JSON to ``path`` atomically (temporary file, then one rename over ``path``)."""
     data = (json.dumps(payload, indent=2, sort_keys=True) + "\n").encode("utf-8")
     write_bytes(path, data)
 
 
-def write_bytes(path: str, data: bytes) -> None:
-    temporary = path + ".tmp"
+def write_bytes(path: str, data: bytes, temporary: str | None = None) -> None:
+    """Write ``data`` to ``path``: readers see the old content or the new, never neither."""
+    temporary = temporary or path + ".tmp"
     with FileSystems.create(temporary) as sink:
         sink.write(data)
-    if FileSystems.exists(path):
-        FileSystems.delete([path])
-    FileSystems.rename([temporary], [path])
+    replace(temporary, path)
+
+
+def replace(source: str, destination: str) -> None:
+    """Rename ``source`` over ``destination`` in one step. Locally ``os.replace`` (atomic on
+    POSIX and Windows); object stores copy over the destination object, which readers see
+    whole, old or new."""
+    if isinstance(FileSystems.get_filesystem(destination), LocalFileSystem):
+        os.replace(source, destination)
+    else:
+        FileSystems.rename([source], [destination])
 
 
 def read_json(path: str, fix: str = "rerun the job that wrote it") -> dict:
@@ -112,45 +154,132 @@ def read_json(path: str, fix: str = "rerun the job that wrote it") -> dict:
     return payload
 
 
+# --- ownership --------------------------------------------------------------------------------
+
+
+def job_of(metadata) -> str | None:
+    """The kind of job that wrote ``metadata`` (None when it is not rnncast's)."""
+    if not isinstance(metadata, dict):
+        return None
+    job = metadata.get(JOB)
+    if job in JOBS:
+        return job
+    if JOB not in metadata:
+        return _LEGACY_SCHEMAS.get(metadata.get("schema"))
+    return None
+
+
+def _read_owner(path: str) -> str | None:
+    with FileSystems.open(path) as source:
+        return source.read().decode("utf-8", "replace").strip()
+
+
+def check_owner(output: str, job: str, directories: tuple[str, ...]) -> dict | None:
+    """Refuse ``output`` unless ``job`` may write there; returns its committed metadata (None
+    when nothing is committed there yet). Writes nothing."""
+    path = FileSystems.join(output, METADATA)
+    if FileSystems.exists(path):
+        try:
+            metadata = read_json(path)
+        except (ValueError, UnicodeDecodeError) as err:
+            raise OutputError(
+                f"{output}: its {METADATA} is not readable as rnncast metadata ({err}), so it "
+                f"may belong to another program; 'rnncast' will not write there. Choose another "
+                "output directory"
+            ) from err
+        owner = job_of(metadata)
+        if owner is None:
+            raise OutputError(
+                f"{output}: its {METADATA} was not written by rnncast; 'rnncast' will not write "
+                "there. Choose another output directory"
+            )
+        if owner != job:
+            raise OutputError(
+                f"{output}: holds {JOBS[owner]}; writing {JOBS[job].split(' written')[0]} "
+                "there would replace its metadata.json and delete its files. Choose another "
+                "output directory"
+            )
+        return metadata
+    marker = FileSystems.join(output, STAGING, OWNER)
+    if FileSystems.exists(marker):
+        owner = _read_owner(marker)
+        if owner == job:
+            return None  # files left by an interrupted first run of this job are its own
+        raise OutputError(
+            f"{output}: an uncommitted run of another job ({owner!r}) is under "
+            f"{FileSystems.join(output, STAGING)}; choose another output directory"
+        )
+    used = [d for d in directories if _files_under(FileSystems.join(output, d))]
+    if used:
+        raise OutputError(
+            f"{output}: holds files in {', '.join(d + '/' for d in used)} but no rnncast "
+            f"{METADATA}; they are not rnncast's and would be mixed with its output. Choose "
+            "another output directory (or move those files away)"
+        )
+    return None
+
+
+def _files_under(directory: str) -> list[str]:
+    if not FileSystems.exists(directory):
+        return []
+    pattern = FileSystems.join(directory, "**")
+    return [m.path for m in FileSystems.match([pattern])[0].metadata_list]
+
+
+# --- staging and commit -----------------------------------------------------------------------
+
+
 def prepare_staging(
-    output: str, run_id: str, directories: tuple[str, ...] = DATA_DIRECTORIES
+    output: str, run_id: str, job: str, directories: tuple[str, ...] = DATA_DIRECTORIES
 ) -> str:
-    """An empty staging directory for ``run_id`` under ``output``."""
-    staging = FileSystems.join(output, STAGING, run_id)
+    """An empty staging directory for ``run_id`` under ``output``, once ``job`` may write
+    there (:func:`check_owner`)."""
+    check_owner(output, job, directories)
+    staging_root = FileSystems.join(output, STAGING)
+    staging = FileSystems.join(staging_root, run_id)
     if FileSystems.exists(staging):
         FileSystems.delete([staging])
     for directory in (*directories, SPILL):
         _ensure_directory(FileSystems.join(staging, directory))
+    write_bytes(FileSystems.join(staging_root, OWNER), (job + "\n").encode("utf-8"))
     return staging
 
 
 @contextlib.contextmanager
 def staged_run(
-    output: str, run_id: str, directories: tuple[str, ...] = DATA_DIRECTORIES
+    output: str, run_id: str, job: str, directories: tuple[str, ...] = DATA_DIRECTORIES
 ) -> Iterator[str]:
     """:func:`prepare_staging` for the body of a run; if the run fails, its staging directory
     is removed again (it holds nothing the user can use) unless the error points the user at
     the staged dead letters (:class:`RejectedRowsError`)."""
     from pipeline.inputs import RejectedRowsError
 
-    staging = prepare_staging(output, run_id, directories)
+    staging = prepare_staging(output, run_id, job, directories)
     try:
         yield staging
     except RejectedRowsError:
         remove_spill(staging)
         raise
     except BaseException:
-        discard_staging(output, staging)
+        discard_staging(output, staging, directories)
         raise
 
 
-def discard_staging(output: str, staging: str) -> None:
-    """Remove a failed run's staging directory, and ``_staging`` when nothing else is in it."""
+def discard_staging(output: str, staging: str, directories: tuple[str, ...]) -> None:
+    """Remove a failed run's staging directory, and ``_staging`` when nothing else is in it
+    (its ``_owner`` marker too, unless files of an interrupted commit still need it)."""
     try:
         if FileSystems.exists(staging):
             FileSystems.delete([staging])
         staging_root = FileSystems.join(output, STAGING)
-        if FileSystems.exists(staging_root) and not _list(staging_root):
+        left = [
+            p
+            for p in (_files_under(staging_root) if FileSystems.exists(staging_root) else [])
+            if posixpath.basename(p) != OWNER
+        ]
+        committed = FileSystems.exists(FileSystems.join(output, METADATA))
+        moved = any(_files_under(FileSystems.join(output, d)) for d in directories)
+        if FileSystems.exists(staging_root) and not left and (committed or not moved):
             FileSystems.delete([staging_root])
     except Exception:  # noqa: BLE001 - never hide the run's own error behind a cleanup error
         logging.getLogger(__name__).warning("could not remove %s", staging, exc_info=True)
@@ -169,43 +298,145 @@ def remove_spill(staging: str) -> None:
         FileSystems.delete([path])
 
 
-def _list(directory: str) -> list[str]:
-    if not FileSystems.exists(directory):
-        return []
-    return [m.path for m in FileSystems.match([FileSystems.join(directory, "*")])[0].metadata_list]
+def _sha256(path: str) -> str:
+    digest = hashlib.sha256()
+    with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as source:
+        for block in iter(lambda: source.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _final_name(output: str, run_id: str, name: str, sha256: str) -> tuple[str, bool]:
+    """Final name of a staged file (``dir/<run>-<name>``) and whether it is already there with
+    the same content. A file of that name with other content (the same run id over changed
+    input) may be listed by the committed metadata, so the new file gets the content hash too."""
+    directory, base = name.split("/", 1)
+    for final in (f"{directory}/{run_id}-{base}", f"{directory}/{run_id}-{sha256[:16]}-{base}"):
+        path = FileSystems.join(output, final)
+        if not FileSystems.exists(path):
+            return final, False
+        if _sha256(path) == sha256:
+            return final, True
+    raise AssertionError(f"{output}: two files of {name} with one hash; this is a bug")
+
+
+# Named steps of commit_run, in order; tests crash the commit at each (see ``_step``).
+STEPS = (
+    "begin",
+    "move",
+    "metadata_temp",
+    "replaced_record",
+    "metadata",
+    "success",
+    "delete_stale",
+    "staging",
+)
+REPLACED = "_replaced.json"  # DIR/_staging/_replaced.json: files the commit made stale
+
+
+def _step(name: str, output: str) -> None:
+    """The point after step ``name`` of committing into ``output`` (a test hook; no-op)."""
 
 
 def commit_run(
-    output: str, staging: str, metadata: dict, directories: tuple[str, ...] = DATA_DIRECTORIES
+    output: str,
+    staging: str,
+    metadata: dict,
+    job: str,
+    directories: tuple[str, ...] = DATA_DIRECTORIES,
 ) -> dict:
-    """Move a staged run's files into place and make it the run readers see."""
+    """Move a staged run's files into place and make it the run readers see.
+
+    Steps (a crash after any of them leaves the old run or the new run readable, complete):
+    move each staged file to a final name no committed file has (or find it already there);
+    write the new metadata to a temporary name; record which files of the previous run it
+    makes stale (with the new metadata's hash); replace ``metadata.json`` (the commit);
+    write ``_SUCCESS``; delete the recorded stale files and the record; delete the staging
+    directory. A later commit first finishes a record whose metadata is the committed one.
+    """
+    if metadata.get(JOB) != job:
+        raise AssertionError(f"metadata of a {job} run says job {metadata.get(JOB)!r}")
+    previous = check_owner(output, job, directories)
+    staging_root = FileSystems.join(output, STAGING)
+    record = FileSystems.join(staging_root, REPLACED)
+    _finish_replaced(output, record, directories)
+    _step("begin", output)
     run_id = metadata["run_id"]
-    moves = []
-    for entry in _file_entries(metadata):
-        directory, name = entry["name"].split("/", 1)
-        final = f"{directory}/{run_id}-{name}"
-        moves.append((FileSystems.join(staging, entry["name"]), FileSystems.join(output, final)))
-        entry["name"] = final
     for directory in directories:
         _ensure_directory(FileSystems.join(output, directory))
-    for source, destination in moves:
-        if FileSystems.exists(destination):
-            FileSystems.delete([destination])
-        FileSystems.rename([source], [destination])
-    success = FileSystems.join(output, SUCCESS)
-    if FileSystems.exists(success):
-        FileSystems.delete([success])
-    write_json(FileSystems.join(output, METADATA), metadata)
-    write_bytes(success, (run_id + "\n").encode("utf-8"))
-    keep = {FileSystems.join(output, e["name"]) for e in _file_entries(metadata)}
-    stale = [p for d in directories for p in _list(FileSystems.join(output, d)) if p not in keep]
-    if stale:
-        FileSystems.delete(stale)
+    for entry in _file_entries(metadata):
+        source = FileSystems.join(staging, entry["name"])
+        sha256 = entry.get("sha256") or _sha256(source)
+        final, present = _final_name(output, run_id, entry["name"], sha256)
+        if present:
+            FileSystems.delete([source])
+        else:
+            FileSystems.rename([source], [FileSystems.join(output, final)])
+        entry["name"] = final
+        _step("move", output)
+    temporary = FileSystems.join(staging, METADATA + ".commit")
+    data = (json.dumps(metadata, indent=2, sort_keys=True) + "\n").encode("utf-8")
+    with FileSystems.create(temporary) as sink:
+        sink.write(data)
+    _step("metadata_temp", output)
+    keep = {e["name"] for e in _file_entries(metadata)}
+    stale = sorted(set(_listed_names(previous, directories)) - keep)
+    write_json(record, {"metadata_sha256": hashlib.sha256(data).hexdigest(), "files": stale})
+    _step("replaced_record", output)
+    replace(temporary, FileSystems.join(output, METADATA))  # the commit
+    _step("metadata", output)
+    write_bytes(
+        FileSystems.join(output, SUCCESS),
+        (run_id + "\n").encode("utf-8"),
+        FileSystems.join(staging, SUCCESS + ".commit"),
+    )
+    _step("success", output)
+    _finish_replaced(output, record, directories)
+    _step("delete_stale", output)
     FileSystems.delete([staging])
-    staging_root = FileSystems.join(output, STAGING)
-    if not _list(staging_root):
+    owner = FileSystems.join(staging_root, OWNER)
+    if not [p for p in _files_under(staging_root) if p != owner]:
         FileSystems.delete([staging_root])
+    _step("staging", output)
     return metadata
+
+
+def _finish_replaced(output: str, record: str, directories: tuple[str, ...]) -> None:
+    """Delete the files a commit recorded as stale, if that commit's metadata is the one
+    committed now (else it never happened, and they are still the committed run's); then
+    the record."""
+    if not FileSystems.exists(record):
+        return
+    try:
+        replaced = read_json(record)
+        with FileSystems.open(FileSystems.join(output, METADATA)) as source:
+            committed = source.read()
+    except (OSError, ValueError, UnicodeDecodeError):
+        replaced, committed = {}, b""
+    if replaced.get("metadata_sha256") == hashlib.sha256(committed).hexdigest():
+        keep = set(_listed_names(json.loads(committed), directories))
+        names = _listed_names({"files": [{"name": n} for n in replaced["files"]]}, directories)
+        stale = [FileSystems.join(output, n) for n in names if n not in keep]
+        stale = [path for path in stale if FileSystems.exists(path)]
+        if stale:
+            FileSystems.delete(stale)
+    FileSystems.delete([record])
+
+
+def _listed_names(metadata: dict | None, directories: tuple[str, ...]) -> list[str]:
+    """Names of the files ``metadata`` lists that lie inside ``directories`` (only these may
+    ever be deleted)."""
+    if metadata is None:
+        return []
+    names = []
+    for entry in _file_entries(metadata):
+        name = entry.get("name") if isinstance(entry, dict) else None
+        if not isinstance(name, str):
+            continue
+        parts = posixpath.normpath(name).split("/")
+        if len(parts) == 2 and parts[0] in directories and parts[1] not in ("", ".", ".."):
+            names.append(name)
+    return names
 
 
 def _file_entries(metadata: dict) -> list[dict]:
@@ -216,9 +447,11 @@ def _file_entries(metadata: dict) -> list[dict]:
 
 
 def committed_run(output: str) -> str | None:
-    """The run id ``_SUCCESS`` names, or None when no run was committed."""
-    path = FileSystems.join(output, SUCCESS)
+    """The run id of the committed ``metadata.json``, or None when no run was committed."""
+    path = FileSystems.join(output, METADATA)
     if not FileSystems.exists(path):
         return None
-    with FileSystems.open(path) as source:
-        return source.read().decode("utf-8").strip()
+    try:
+        return read_json(path).get("run_id")
+    except (ValueError, UnicodeDecodeError, AttributeError):
+        return None

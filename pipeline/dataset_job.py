@@ -669,6 +669,7 @@ def build_metadata(
     return {
         "schema": schemas.load(schemas.METADATA)["name"],
         "schema_version": dict(schemas.CURRENT_VERSIONS),
+        "job": commit.DATASET,
         "run_id": run_id,
         "status": "error" if "error" in frequency else "ok",
         "error": frequency.get("error"),
@@ -751,14 +752,14 @@ def run(argv: list[str]) -> dict:
         check_input(path, config.columns)
     check_output_directory(config.output, "--output")
     run_id = run_id_for(config, paths)
-    with commit.staged_run(config.output, run_id) as staging:
+    with commit.staged_run(config.output, run_id, commit.DATASET) as staging:
         print(f"rnncast dataset: {len(paths)} input file(s), run {run_id}", file=sys.stderr)
         with beam.Pipeline(options=pipeline_options) as pipeline:
             _ = pipeline | "BuildDataset" >> BuildDataset(config, paths, staging, run_id)
         commit.remove_spill(staging)
         staged = commit.read_json(FileSystems.join(staging, commit.METADATA))
         check_run(staged, config, staging)
-        metadata = commit.commit_run(config.output, staging, staged)
+        metadata = commit.commit_run(config.output, staging, staged, commit.DATASET)
     print_summary(metadata)
     return metadata
 

@@ -9,9 +9,10 @@ class ModelError(ValueError):
     """An exported model or a saved state cannot be used; the message names the path."""
 
 
-class LocationError(ValueError):
-    """An input or output location cannot be used (no filesystem for its scheme, not a
-    directory, not writable); the message names the location and the flag to change."""
+class OutputError(ValueError):
+    """An output location cannot be used: no filesystem for its scheme, not a directory, not
+    writable, or it belongs to another job (or to no job); the message names the location
+    and the fix."""
 
 
 class CorruptFileError(ValueError):

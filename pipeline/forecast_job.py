@@ -15,6 +15,7 @@ import collections
 import contextlib
 import hashlib
 import io
+import os
 import sys
 from dataclasses import asdict, dataclass, field
 
@@ -30,7 +31,7 @@ import schemas
 from pipeline import commit, forecasting
 from pipeline.errors import ModelError
 from pipeline.inputs import check_input, list_inputs
-from pipeline.locations import check_distinct, check_output_directory
+from pipeline.locations import check_output_directory
 from pipeline.options import JobArgumentError, JobOptions, parse_job_options
 from pipeline.series import utc_ns
 from pipeline.transforms import (
@@ -113,6 +114,12 @@ def config_from_options(options: ForecastOptions, model: forecasting.ModelInfo) 
         )
     if options.lanes < 1:
         raise JobArgumentError("rnncast forecast: --lanes must be >= 1")
+    if options.state_out and same_directory(options.output, options.state_out):
+        raise JobArgumentError(
+            f"rnncast forecast: --output and --state-out are both {options.output}; forecasts "
+            "and state are committed separately, each with its own metadata.json. Give them "
+            "two directories"
+        )
     config = ForecastConfig(
         model=options.model,
         input=options.input,
@@ -137,6 +144,13 @@ def config_from_options(options: ForecastOptions, model: forecasting.ModelInfo) 
     return config
 
 
+def same_directory(a: str, b: str) -> bool:
+    """Whether two output locations name one directory (``out/x``, ``out/x/``, ``./out/x``)."""
+    if "://" in a or "://" in b:
+        return a.rstrip("/") == b.rstrip("/")
+    return os.path.normpath(os.path.abspath(a)) == os.path.normpath(os.path.abspath(b))
+
+
 # --- state directories ----------------------------------------------------------------
 
 
@@ -151,8 +165,12 @@ def load_state_files(state_dir: str, model: forecasting.ModelInfo) -> tuple[list
         raise ModelError(
             f"{path}: corrupt state metadata ({err}); rerun without --state-in"
         ) from err
-    if commit.committed_run(state_dir) != metadata.get("run_id"):
-        raise ModelError(f"{state_dir}: state run is not committed; use the previous state")
+    if commit.job_of(metadata) != commit.STATE:
+        holds = commit.JOBS.get(commit.job_of(metadata), "no rnncast output")
+        raise ModelError(
+            f"{state_dir}: not a state directory (it holds {holds}); --state-in must be a "
+            "--state-out of an earlier run"
+        )
     if metadata.get("model_fingerprint") != model.fingerprint:
         raise ModelError(
             f"{state_dir}: state was written by model {metadata.get('model_fingerprint')}, not "
@@ -254,13 +272,19 @@ class _RunModelFn(beam.DoFn):
 # --- writing ----------------------------------------------------------------------------
 
 
-def write_parquet(path: str, frame: pd.DataFrame) -> dict:
-    """Write ``frame`` as Parquet through FileSystems (temporary name, then rename)."""
+def parquet_bytes(table: pd.DataFrame | pa.Table) -> bytes:
+    if isinstance(table, pd.DataFrame):
+        table = pa.Table.from_pandas(table, preserve_index=False)
     buffer = io.BytesIO()
-    pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), buffer)
-    data = buffer.getvalue()
+    pq.write_table(table, buffer)
+    return buffer.getvalue()
+
+
+def write_parquet(path: str, table: pd.DataFrame | pa.Table) -> dict:
+    """Write ``table`` as Parquet through FileSystems (temporary name, then rename)."""
+    data = parquet_bytes(table)
     commit.write_bytes(path, data)
-    return {"records": len(frame), "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+    return {"records": len(table), "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
 
 
 class _WriteForecastsFn(beam.DoFn):
@@ -286,7 +310,7 @@ class _WriteStateFn(beam.DoFn):
         states = sorted((s for _, _, s in finals if s is not None), key=lambda s: s.series_id)
         name = "state/state-00000-of-00001.parquet"
         info = write_parquet(
-            FileSystems.join(self._staging, name), forecasting.states_to_frame(states)
+            FileSystems.join(self._staging, name), forecasting.states_to_table(states)
         )
         yield {"name": name, **info}
 
@@ -404,6 +428,7 @@ def _write_metadata(
     metadata = {
         "schema": schemas.load(schemas.FORECAST)["name"],
         "schema_version": dict(schemas.CURRENT_VERSIONS),
+        "job": commit.FORECAST,
         "run_id": run_id,
         "model": {"path": model.path, "fingerprint": model.fingerprint},
         "horizon": config.horizon,
@@ -441,6 +466,7 @@ def state_metadata(run_id: str, model: forecasting.ModelInfo, files: list[dict])
     return {
         "schema": schemas.load(schemas.STATE)["name"],
         "schema_version": dict(schemas.CURRENT_VERSIONS),
+        "job": commit.STATE,
         "run_id": run_id,
         "model_fingerprint": model.fingerprint,
         "state_size": list(model.state_size),
@@ -471,7 +497,6 @@ def run(argv: list[str]) -> dict:
     paths = list_inputs(config.input)
     for path in paths:
         check_input(path, config.columns)
-    check_distinct({"--output": config.output, "--state-out": config.state_out})
     check_output_directory(config.output, "--output")
     if config.state_out:
         check_output_directory(config.state_out, "--state-out")
@@ -479,10 +504,18 @@ def run(argv: list[str]) -> dict:
     if config.state_in:
         state_files, state_run = load_state_files(config.state_in, model)
     run_id = run_id_for(config, model, paths, state_run)
+    # Both directories are checked before either is written to.
+    commit.check_owner(config.output, commit.FORECAST, OUTPUT_DIRECTORIES)
+    if config.state_out:
+        commit.check_owner(config.state_out, commit.STATE, STATE_DIRECTORIES)
     with contextlib.ExitStack() as stack:
-        staging = stack.enter_context(commit.staged_run(config.output, run_id, OUTPUT_DIRECTORIES))
+        staging = stack.enter_context(
+            commit.staged_run(config.output, run_id, commit.FORECAST, OUTPUT_DIRECTORIES)
+        )
         state_staging = (
-            stack.enter_context(commit.staged_run(config.state_out, run_id, STATE_DIRECTORIES))
+            stack.enter_context(
+                commit.staged_run(config.state_out, run_id, commit.STATE, STATE_DIRECTORIES)
+            )
             if config.state_out
             else None
         )
@@ -495,11 +528,15 @@ def run(argv: list[str]) -> dict:
         staged = commit.read_json(FileSystems.join(staging, commit.METADATA))
         counts = staged["counts"]
         commit.check_counts(counts, config.input, config.max_rejected_fraction, staging)
-        metadata = commit.commit_run(config.output, staging, staged, OUTPUT_DIRECTORIES)
+        metadata = commit.commit_run(
+            config.output, staging, staged, commit.FORECAST, OUTPUT_DIRECTORIES
+        )
         if state_staging:
             state_metadata = commit.read_json(FileSystems.join(state_staging, commit.METADATA))
             commit.remove_spill(state_staging)
-            commit.commit_run(config.state_out, state_staging, state_metadata, STATE_DIRECTORIES)
+            commit.commit_run(
+                config.state_out, state_staging, state_metadata, commit.STATE, STATE_DIRECTORIES
+            )
     print(
         f"rnncast forecast: run {run_id} committed; rows read {counts['rows_read']}, rejected "
         f"{counts['rows_rejected']}, skipped {counts['rows_skipped']}; series "

@@ -393,6 +393,7 @@ def forecast_columns(model: ModelInfo) -> list[str]:
 
 
 STATE_COLUMNS = tuple(schemas.load(schemas.STATE)["columns"])
+STATE_TYPES = {name: c["type"] for name, c in schemas.load(schemas.STATE)["columns"].items()}
 
 
 def states_to_frame(states: list[SeriesState]) -> pd.DataFrame:
@@ -416,7 +417,17 @@ def states_to_frame(states: list[SeriesState]) -> pd.DataFrame:
     )
 
 
+def states_to_table(states: list[SeriesState]):
+    """Series states as an Arrow table with the column types of ``schemas/state.v1.json``
+    (``state`` as list<float32>, the model's dtype)."""
+    import pyarrow as pa
+
+    schema = pa.schema([(n, schemas.arrow_type(t)) for n, t in STATE_TYPES.items()])
+    return pa.Table.from_pandas(states_to_frame(states), schema=schema, preserve_index=False)
+
+
 def states_from_frame(frame: pd.DataFrame, model: ModelInfo) -> list[SeriesState]:
+    """States read back; ``state`` may be list<float32> or (older files) list<float64>."""
     S, U = len(model.state_size), model.state_size[0]
     Q = len(model.quantiles)
     return [

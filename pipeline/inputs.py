@@ -66,11 +66,11 @@ def file_format(path: str) -> str:
 def list_inputs(location: str) -> list[str]:
     """The input files named by ``location``: one file, a glob, or a directory (its CSV and
     Parquet files, hidden and ``_``-prefixed files skipped). Sorted, so the job is deterministic."""
-    from pipeline.locations import LocationError, check_filesystem
+    from pipeline.locations import OutputError, check_filesystem
 
     try:
         check_filesystem(location, "--input")
-    except LocationError as err:
+    except OutputError as err:
         raise InputError(str(err)) from err
     pattern = location
     if location.endswith("/") or ("://" not in location and os.path.isdir(location)):

@@ -14,7 +14,7 @@ import uuid
 
 from apache_beam.io.filesystems import FileSystems
 
-from pipeline.errors import LocationError
+from pipeline.errors import OutputError
 
 # Which extra brings the filesystem of a scheme (Beam registers them when the package imports).
 _SCHEME_EXTRAS = {
@@ -42,7 +42,7 @@ def check_filesystem(path: str, flag: str) -> None:
     except ValueError as err:
         name = scheme(path) or "this"
         hint = _SCHEME_EXTRAS.get(name, "install the Beam extra that provides it")
-        raise LocationError(
+        raise OutputError(
             f"{path}: no filesystem for '{name}://' paths is installed ({flag}); {hint}, "
             "or use a local path"
         ) from err
@@ -52,7 +52,7 @@ def check_output_directory(path: str, flag: str) -> None:
     """Make sure ``path`` can hold a job's output directory: its filesystem is installed, it
     is not a file, and (locally) it can be created and written. Creates the directory."""
     if not path:
-        raise LocationError(f"{flag} is empty; pass a directory")
+        raise OutputError(f"{flag} is empty; pass a directory")
     check_filesystem(path, flag)
     if not is_local(path):
         # Object stores have no directories to create or permissions to probe cheaply; a
@@ -60,13 +60,13 @@ def check_output_directory(path: str, flag: str) -> None:
         return
     local = path[len("file://") :] if path.startswith("file://") else path
     if os.path.exists(local) and not os.path.isdir(local):
-        raise LocationError(
+        raise OutputError(
             f"{path}: is an existing file, not a directory ({flag}); pass a directory path"
         )
     try:
         os.makedirs(local, exist_ok=True)
     except OSError as err:
-        raise LocationError(
+        raise OutputError(
             f"{path}: cannot create the directory ({err.strerror or err}) ({flag}); check that "
             "its parent exists and is writable, or choose another location"
         ) from err
@@ -77,22 +77,8 @@ def check_output_directory(path: str, flag: str) -> None:
         with open(probe, "wb"):
             pass
     except OSError as err:
-        raise LocationError(
+        raise OutputError(
             f"{path}: cannot write into the directory ({err.strerror or err}) ({flag}); make "
             "it writable (not a read-only mount) or choose another location"
         ) from err
     os.remove(probe)
-
-
-def check_distinct(locations: dict[str, str | None]) -> None:
-    """Refuse two flags that name the same directory (their jobs' files would clash)."""
-    seen: dict[str, str] = {}
-    for flag, path in locations.items():
-        if not path:
-            continue
-        key = os.path.normpath(os.path.abspath(path)) if is_local(path) else path.rstrip("/")
-        if key in seen:
-            raise LocationError(
-                f"{path}: named by both {seen[key]} and {flag}; each needs its own directory"
-            )
-        seen[key] = flag

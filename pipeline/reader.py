@@ -1,8 +1,9 @@
 """Reading a dataset directory written by ``rnncast dataset`` as a ``tf.data.Dataset``.
 
-Only the files that the committed ``metadata.json`` lists are read, and only when ``_SUCCESS``
-names the same run. Each file's size and SHA-256 are checked against the metadata before it is
-read, so a truncated or corrupted file fails with an error naming it instead of being skipped.
+Only the files that the committed ``metadata.json`` lists are read (replacing it is the commit;
+see :mod:`pipeline.commit`). Each file's size and SHA-256 are checked against the metadata
+before it is read, so a truncated or corrupted file fails with an error naming it instead of
+being skipped.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from apache_beam.io.filesystems import FileSystems
 
 import schemas
 from pipeline import commit
-from pipeline.errors import DatasetError
+from pipeline.errors import CorruptFileError, DatasetError
 
 
 def load_metadata(data_dir: str) -> dict:
@@ -23,12 +24,17 @@ def load_metadata(data_dir: str) -> dict:
     path = FileSystems.join(data_dir, commit.METADATA)
     if not FileSystems.exists(path):
         raise DatasetError(f"{path}: not found; run 'rnncast dataset --output {data_dir}' first")
-    metadata = commit.read_json(path, f"rerun 'rnncast dataset --output {data_dir}'")
-    committed = commit.committed_run(data_dir)
-    if committed != metadata.get("run_id"):
+    # metadata.json is replaced in one rename once every file it lists is in place, so the
+    # file read here is always a complete run (_SUCCESS, written after it, is not needed).
+    try:
+        metadata = commit.read_json(path, f"rerun 'rnncast dataset --output {data_dir}'")
+    except CorruptFileError as err:
+        raise DatasetError(str(err)) from err
+    if commit.job_of(metadata) != commit.DATASET:
         raise DatasetError(
-            f"{path}: run {metadata.get('run_id')} is not committed (_SUCCESS names "
-            f"{committed}); an earlier run was interrupted. Rerun 'rnncast dataset'"
+            f"{path}: not a dataset (it describes "
+            f"{commit.JOBS.get(commit.job_of(metadata), 'no rnncast output')}); give the "
+            "--output directory of 'rnncast dataset'"
         )
     version = metadata.get("schema_version", {}).get(schemas.TFRECORD)
     if version != schemas.CURRENT_VERSIONS[schemas.TFRECORD]:

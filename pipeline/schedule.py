@@ -23,7 +23,7 @@ from collections.abc import Callable
 from apache_beam.io.filesystems import FileSystems
 
 from pipeline import commit, forecast_job
-from pipeline.errors import ModelError
+from pipeline.errors import ModelError, OutputError
 
 LATEST = "LATEST"
 
@@ -45,6 +45,12 @@ def schedule_run(
 ) -> dict:
     """Run one scheduled period; ``after_forecast`` is a test hook between commit and pointer."""
     root = root.rstrip("/")
+    owner = FileSystems.join(root, commit.METADATA)
+    if FileSystems.exists(owner):
+        raise OutputError(
+            f"{root}: holds {owner}, the output of another rnncast job; schedule-run keeps its "
+            "own dated forecasts/ and state/ directories under --root. Choose another --root"
+        )
     manifest_path = FileSystems.join(root, "runs", f"{run_date}.json")
     latest = _read_text(FileSystems.join(root, LATEST))
     if FileSystems.exists(manifest_path):

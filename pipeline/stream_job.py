@@ -35,7 +35,13 @@ from apache_beam.transforms.window import TimestampedValue
 from apache_beam.utils.timestamp import Timestamp
 
 from pipeline import commit, forecasting, streaming
-from pipeline.forecast_job import _LoadedModel, load_state_files, state_metadata, write_parquet
+from pipeline.forecast_job import (
+    _LoadedModel,
+    load_state_files,
+    parquet_bytes,
+    state_metadata,
+    write_parquet,
+)
 from pipeline.locations import check_output_directory
 from pipeline.options import JobArgumentError, JobOptions, parse_job_options
 from pipeline.series import combine_parts
@@ -761,18 +767,20 @@ def write_snapshot(
 ) -> str:
     """Commit ``states`` as a state directory in the ``--state-out`` format; returns its run id
     (a hash of the content, so an unchanged snapshot is the same run)."""
-    frame = forecasting.states_to_frame(sorted(states, key=lambda s: s.series_id))
-    buffer = io.BytesIO()
-    frame.to_parquet(buffer, index=False)
-    run_id = "stream-" + hashlib.sha256(buffer.getvalue()).hexdigest()[:16]
+    table = forecasting.states_to_table(sorted(states, key=lambda s: s.series_id))
+    run_id = "stream-" + hashlib.sha256(parquet_bytes(table)).hexdigest()[:16]
     if commit.committed_run(state_dir) == run_id:
         return run_id
-    staging = commit.prepare_staging(state_dir, run_id, (STATE,))
+    staging = commit.prepare_staging(state_dir, run_id, commit.STATE, (STATE,))
     name = f"{STATE}/state-00000-of-00001.parquet"
-    info = write_parquet(FileSystems.join(staging, name), frame)
+    info = write_parquet(FileSystems.join(staging, name), table)
     commit.remove_spill(staging)
     commit.commit_run(
-        state_dir, staging, state_metadata(run_id, model, [{"name": name, **info}]), (STATE,)
+        state_dir,
+        staging,
+        state_metadata(run_id, model, [{"name": name, **info}]),
+        commit.STATE,
+        (STATE,),
     )
     return run_id
 
@@ -922,6 +930,7 @@ def run(argv: list[str]) -> dict:
     model = forecasting.ModelInfo.load(options.model)
     config = config_from_options(options, model)
     state_files = load_state_files(config.state_in, model)[0] if config.state_in else []
+    commit.check_owner(config.state_dir, commit.STATE, (STATE,))  # before anything is written
     standard = pipeline_options.view_as(StandardOptions)
     standard.streaming = True
     direct = standard.runner in (None, "DirectRunner", "BundleBasedDirectRunner")

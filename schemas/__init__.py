@@ -48,6 +48,18 @@ def tfrecord_feature_names() -> tuple[str, ...]:
     return tuple(load(TFRECORD)["features"])
 
 
+def arrow_type(spec: str):
+    """The Arrow type a contract's column ``type`` names (``int64``, ``list<float32>``, ...)."""
+    import pyarrow as pa
+
+    if spec.startswith("list<") and spec.endswith(">"):
+        return pa.list_(arrow_type(spec[5:-1]))
+    if spec.startswith("timestamp[") and spec.endswith("]"):
+        return pa.timestamp(spec[10:-1])
+    return {"string": pa.string(), "float32": pa.float32(), "float64": pa.float64(),
+            "int32": pa.int32(), "int64": pa.int64()}[spec]  # fmt: skip
+
+
 def schema_version_string() -> str:
     """A compact identifier of the contract versions this code writes, e.g. ``input1-tfrecord1``."""
     return "-".join(f"{name}{version}" for name, version in sorted(CURRENT_VERSIONS.items()))

@@ -185,11 +185,13 @@ def test_damaged_tfrecord_fails_naming_the_file(tmp_path, damage):
         next(iter(make_dataset(str(tmp_path / "out"), "train")))
 
 
-def test_uncommitted_run_is_refused(tmp_path):
+def test_metadata_json_is_the_commit_point(tmp_path):
     source = write_csv(clean_frame(1, 40), tmp_path / "in.csv")
     run_job(source, tmp_path / "out", *SMALL)
-    (tmp_path / "out" / "_SUCCESS").unlink()
-    with pytest.raises(DatasetError, match="not committed"):
+    (tmp_path / "out" / "_SUCCESS").unlink()  # a marker for other tools, written after
+    assert next(iter(make_dataset(str(tmp_path / "out"))))["inputs"].shape[0] == 4
+    (tmp_path / "out" / "metadata.json").unlink()
+    with pytest.raises(DatasetError, match="metadata.json: not found"):
         make_dataset(str(tmp_path / "out"))
 
 

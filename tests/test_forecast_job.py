@@ -3,8 +3,10 @@ incremental runs equal to full recomputes, statuses, errors and runner modes."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -227,21 +229,6 @@ def test_clear_errors(exported, tmp_path):
         forecast(model_path, source, tmp_path / "o2", "--state-in", tmp_path / "s")
 
 
-def test_output_and_state_out_in_one_directory_is_refused_up_front(exported, tmp_path, capsys):
-    from pipeline import cli
-
-    model_path, frame = exported
-    source = write_csv(frame, tmp_path / "in.csv")
-    same = tmp_path / "both"
-    code = cli.main(
-        ["forecast", "--model", model_path, "--input", source, "--output", str(same)]
-        + ["--state-out", str(same / ".")]
-    )
-    assert code == 2
-    assert "named by both --output and --state-out" in capsys.readouterr().err
-    assert not same.exists()
-
-
 def test_multi_processing_gives_the_same_output(exported, tmp_path):
     model_path, frame = exported
     source = write_csv(frame, tmp_path / "in.csv")
@@ -322,3 +309,181 @@ def test_scheduled_runs_twice_and_after_a_crash_before_the_pointer_moves(exporte
     a = read_forecasts(clean / "forecasts" / dates[-1]).sort_values(["series_id", "step"])
     b = read_forecasts(tmp_path / "whole").sort_values(["series_id", "step"])
     np.testing.assert_allclose(a["forecast"], b["forecast"], rtol=1e-5, atol=1e-4)
+
+
+def tree(directory) -> dict[str, bytes]:
+    return {
+        str(p.relative_to(directory)): p.read_bytes()
+        for p in sorted(directory.rglob("*"))
+        if p.is_file()
+    }
+
+
+def test_output_directories_of_other_jobs_are_refused_untouched(exported, tmp_path, capsys):
+    from pipeline import cli
+    from pipeline.errors import OutputError
+    from pipeline.reader import make_dataset
+
+    model_path, frame = exported
+    source = write_csv(frame, tmp_path / "in.csv")
+    data = tmp_path / "data"
+    run_job(source, data, "--num-steps", 16, "--batch-size", 4, "--horizon", 5)
+    dataset = tree(data)
+
+    def cli_error(*argv):
+        assert cli.main([*map(str, argv)]) == 2
+        err = capsys.readouterr().err
+        assert "Traceback" not in err
+        return err
+
+    base = ("forecast", "--model", model_path, "--input", source)
+    err = cli_error(*base, "--output", data)
+    assert f"{data}: holds a dataset written by 'rnncast dataset'" in err
+    assert "Choose another output directory" in err
+    err = cli_error(*base, "--output", tmp_path / "f", "--state-out", data)
+    assert f"{data}: holds a dataset" in err and not (tmp_path / "f").exists()
+    assert tree(data) == dataset  # byte-identical, and still a dataset
+    assert next(iter(make_dataset(str(data), "train")))["inputs"].shape[:2] == (4, 16)
+
+    both = tmp_path / "both"
+    err = cli_error(*base, "--output", both, "--state-out", f"{both}/")
+    assert f"--output and --state-out are both {both}" in err and not both.exists()
+
+    forecast(model_path, source, tmp_path / "f", "--state-out", tmp_path / "s")
+    forecasts = tree(tmp_path / "f")
+    assert json.loads(forecasts["metadata.json"])["job"] == "forecast"
+    err = cli_error("dataset", "--input", source, "--output", tmp_path / "f", "--horizon", 5)
+    assert f"{tmp_path / 'f'}: holds forecasts written by 'rnncast forecast --output'" in err
+    with pytest.raises(OutputError, match=f"{tmp_path / 's'}: holds a state directory"):
+        forecast(model_path, source, tmp_path / "s")
+    with pytest.raises(OutputError, match=f"{tmp_path / 'f'}: holds forecasts"):
+        forecast(model_path, source, tmp_path / "o", "--state-out", tmp_path / "f")
+    with pytest.raises(ModelError, match=f"{data}: not a state directory"):
+        forecast(model_path, source, tmp_path / "o", "--state-in", data)
+    assert tree(tmp_path / "f") == forecasts and not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("point", ["move", "replaced_record", "metadata", "delete_stale"])
+def test_crash_while_committing_state_leaves_the_old_or_the_new_state(
+    exported, tmp_path, monkeypatch, point
+):
+    """Every commit step is crashed in tests/test_commit.py (same code); here the steps around
+    the switch, read back through the forecast job's own state loading."""
+    import shutil
+
+    from pipeline import commit, forecasting
+
+    model_path, frame = exported
+    model = forecasting.ModelInfo.load(model_path)
+    end = frame.groupby("series_id")["timestamp"].transform("max")
+    early = write_csv(frame[frame.timestamp <= end - 10 * HOUR], tmp_path / "early.csv")
+    full = write_csv(frame, tmp_path / "full.csv")
+    forecast(model_path, early, tmp_path / "o1", "--state-out", tmp_path / "old")
+    forecast(model_path, full, tmp_path / "o2", "--state-out", tmp_path / "new")
+    state = tmp_path / "state"
+    shutil.copytree(tmp_path / "old", state)
+
+    def step(name, output):
+        if name == point and output == str(state):
+            raise KeyboardInterrupt(f"crash after {point}")
+
+    monkeypatch.setattr(commit, "_step", step)
+    with pytest.raises(KeyboardInterrupt):
+        forecast(model_path, full, tmp_path / "o3", "--state-out", state)
+    monkeypatch.undo()
+    files, _ = forecast_job.load_state_files(str(state), model)
+    switched = commit.STEPS.index(point) >= commit.STEPS.index("metadata")
+    expected = tmp_path / ("new" if switched else "old")
+    assert [Path(f).read_bytes() for f in files] == [
+        (expected / n).read_bytes()
+        for n in (e["name"] for e in json.loads((expected / "metadata.json").read_text())["files"])
+    ]
+    # Continuing from it works, and the retry leaves what a clean run leaves.
+    forecast(model_path, full, tmp_path / "o4", "--state-in", state)
+    forecast(model_path, full, tmp_path / "o3", "--state-out", state)
+    assert tree(state) == tree(tmp_path / "new")
+
+
+def _arrow_fields(path) -> list[tuple[str, object]]:
+    import pyarrow.parquet as pq
+
+    return [(f.name, f.type) for f in pq.read_schema(path)]
+
+
+def _check_rejected(path) -> int:
+    import schemas
+
+    fields = schemas.load(schemas.REJECTED)["fields"]
+    python = {"string": str, "int64": int, "object": dict}
+    lines = Path(path).read_text().splitlines()
+    for line in lines:
+        record = json.loads(line)
+        assert list(record) == list(fields) or set(record) == set(fields), record
+        for name, spec in fields.items():
+            assert isinstance(record[name], python[spec["type"]]), (name, record)
+        assert record["reason"] in schemas.rejection_reasons()
+    return len(lines)
+
+
+def test_written_files_match_their_contracts(exported, tmp_path):
+    """Every file the dataset and forecast jobs write (Parquet column names and Arrow types,
+    JSON/JSONL fields) against schemas/*.json; and older state files (list<double>) still
+    read."""
+    import jsonschema
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    import schemas
+    from pipeline import forecasting
+
+    model_path, frame = exported
+    model = forecasting.ModelInfo.load(model_path)
+    source = write_csv(frame, tmp_path / "in.csv")
+    with open(source, "a", encoding="utf-8") as sink:
+        sink.write("series_000,2020-01-01T00:00:00,not-a-number,1.0\n")
+    data = tmp_path / "data"
+    metadata = run_job(source, data, "--num-steps", 16, "--batch-size", 4, "--horizon", 5)
+    jsonschema.validate(
+        json.loads((data / "metadata.json").read_text()),
+        schemas.load(schemas.METADATA)["json_schema"],
+    )
+    assert [_check_rejected(data / e["name"]) for e in metadata["rejected_files"]] == [1]
+
+    out, state = tmp_path / "f", tmp_path / "s"
+    forecast(model_path, source, out, "--state-out", state)
+    contract = schemas.load(schemas.FORECAST)
+    meta = json.loads((out / "metadata.json").read_text())
+    jsonschema.validate(meta, contract["metadata_json_schema"])
+    types = {n: schemas.arrow_type(c["type"]) for n, c in contract["columns"].items()}
+    types |= {q: pa.float64() for q in model.quantile_columns}  # one float64 per level
+    for entry in meta["files"]:
+        fields = _arrow_fields(out / entry["name"])
+        assert fields == [(n, types[n]) for n in forecasting.forecast_columns(model)]
+    assert [_check_rejected(out / e["name"]) for e in meta["rejected_files"]] == [1]
+
+    contract = schemas.load(schemas.STATE)
+    state_meta = json.loads((state / "metadata.json").read_text())
+    jsonschema.validate(state_meta, contract["metadata_json_schema"])
+    expected = [(n, schemas.arrow_type(c["type"])) for n, c in contract["columns"].items()]
+    assert expected[8] == ("state", pa.list_(pa.float32()))
+    for entry in state_meta["files"]:
+        assert _arrow_fields(state / entry["name"]) == expected
+
+    # A state directory written before the state column was float32 still continues.
+    old = tmp_path / "old-state"
+    old.mkdir()
+    (old / "state").mkdir()
+    for entry in state_meta["files"]:
+        table = pq.read_table(state / entry["name"])
+        at = table.schema.get_field_index("state")
+        table = table.set_column(at, "state", table["state"].cast(pa.list_(pa.float64())))
+        pq.write_table(table, old / entry["name"])
+        data_bytes = (old / entry["name"]).read_bytes()
+        entry.update(bytes=len(data_bytes), sha256=hashlib.sha256(data_bytes).hexdigest())
+    (old / "metadata.json").write_text(json.dumps(state_meta))
+    again = forecast(model_path, source, tmp_path / "g1", "--state-in", state)
+    legacy = forecast(model_path, source, tmp_path / "g2", "--state-in", old)
+    assert legacy["counts"]["series_by_status"] == again["counts"]["series_by_status"]
+    pd.testing.assert_frame_equal(
+        read_forecasts(tmp_path / "g1"), read_forecasts(tmp_path / "g2"), rtol=1e-6
+    )
