@@ -8,7 +8,9 @@ single rows are left to :mod:`pipeline.validation`.
 
 from __future__ import annotations
 
+import bz2
 import codecs
+import contextlib
 import io
 import os
 import zlib
@@ -100,7 +102,7 @@ def check_input(path: str, columns: InputColumns) -> None:
     kind = file_format(path)
     _check_compression(path)
     try:
-        with FileSystems.open(path) as handle:
+        with open_input(path) as handle:
             if kind == "parquet":
                 names = pq.read_schema(handle).names
             else:
@@ -166,7 +168,7 @@ def read_batches(
 def _describe(err: BaseException) -> str:
     # Beam's decompressor closes its stream when the compressed data ends early; what reaches
     # Arrow is then "I/O operation on closed file", which says nothing to the user.
-    if isinstance(err, ValueError) and "closed file" in str(err):
+    if isinstance(err, EOFError) or isinstance(err, ValueError) and "closed file" in str(err):
         return "the compressed data ends early or is corrupt"
     return f"{type(err).__name__}: {err}"
 
@@ -179,6 +181,80 @@ def _read_parquet(path, columns):
             table = pa.Table.from_batches([batch])
             yield table, np.arange(first, first + table.num_rows, dtype=np.int64), []
             first += table.num_rows
+
+
+def _decompressor(codec: str):
+    if codec == "gzip":
+        return zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
+    if codec == "bzip2":
+        return bz2.BZ2Decompressor()
+    import zstandard
+
+    return zstandard.ZstdDecompressor().decompressobj()
+
+
+class Decompressed(io.RawIOBase):
+    """The decompressed bytes of a gzip, bzip2 or zstd stream (several members or frames
+    included) that raises ``EOFError`` when the stream ends inside a member.
+
+    Beam's own decompressing reader returns a truncated stream's bytes as if they were all the
+    data, so a half-copied ``.csv.gz`` would lose its rows without a word.
+    """
+
+    CHUNK = 1 << 20
+
+    def __init__(self, raw, codec: str):
+        self._raw = raw
+        self._codec = codec
+        self._decompressor = _decompressor(codec)
+        self._out = bytearray()
+        self._done = False
+        self._started = False  # a member has begun (not yet ended cleanly)
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int = -1) -> bytes:
+        while not self._done and (size is None or size < 0 or len(self._out) < size):
+            chunk = self._raw.read(self.CHUNK)
+            if not chunk:
+                if self._started:
+                    raise EOFError(f"the {self._codec} data ends before its end-of-stream marker")
+                self._done = True
+                break
+            self._feed(chunk)
+        if size is None or size < 0:
+            size = len(self._out)
+        data = bytes(self._out[:size])
+        del self._out[:size]
+        return data
+
+    def readinto(self, buffer) -> int:
+        data = self.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+    def _feed(self, chunk: bytes) -> None:
+        while chunk:
+            self._started = True
+            self._out += self._decompressor.decompress(chunk)
+            if not self._decompressor.eof:
+                return
+            # A member ended; what follows is the next member (or trailing zero padding).
+            chunk = self._decompressor.unused_data
+            self._started = False
+            self._decompressor = _decompressor(self._codec)
+            if not chunk.strip(b"\x00"):
+                return
+
+
+@contextlib.contextmanager
+def open_input(path: str) -> Iterator[io.RawIOBase]:
+    """A binary stream of ``path``'s content, decompressed by its suffix (``.gz``, ``.bz2``,
+    ``.zst``); a truncated compressed file raises ``EOFError`` when read to its end."""
+    codec = next((c for suffix, (_, c) in _MAGIC.items() if path.lower().endswith(suffix)), None)
+    with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as raw:
+        yield raw if codec is None else Decompressed(raw, codec)
 
 
 class ReplaceInvalidUtf8(io.RawIOBase):
@@ -239,7 +315,7 @@ def _read_csv(path, columns):
         malformed.append((int(row.number) if row.number is not None else -1, row.text))
         return "skip"
 
-    with FileSystems.open(path) as raw:
+    with open_input(path) as raw:
         reader = pacsv.open_csv(
             ReplaceInvalidUtf8(raw),
             read_options=pacsv.ReadOptions(block_size=CSV_BLOCK_BYTES, use_threads=False),

@@ -198,13 +198,40 @@ def test_plain_csv_named_gz_names_the_file_and_the_fix(tmp_path, capsys):
     assert "rename it to" in err
 
 
-def test_truncated_gzip_names_the_file(tmp_path, capsys):
-    data = gzip.compress(clean_csv(tmp_path, length=6000), mtime=0)
-    (tmp_path / "cut.csv.gz").write_bytes(data[: len(data) // 2])
-    code, err = dataset(capsys, tmp_path / "cut.csv.gz", tmp_path / "out")
+def _compress(codec: str, data: bytes) -> bytes:
+    if codec == "gz":
+        return gzip.compress(data, mtime=0)
+    if codec == "bz2":
+        import bz2
+
+        return bz2.compress(data)
+    import zstandard
+
+    return zstandard.ZstdCompressor().compress(data)
+
+
+@pytest.mark.parametrize("codec", ["gz", "bz2", "zst"])
+@pytest.mark.parametrize("keep", [0.3, 0.9])
+def test_truncated_compressed_input_fails_naming_the_file(tmp_path, capsys, codec, keep):
+    """Beam's own reader returns a truncated stream's rows as if they were all: rows would be
+    lost without a word (a half-copied file). The job must fail instead."""
+    data = _compress(codec, clean_csv(tmp_path, length=6000))
+    source = tmp_path / f"cut.csv.{codec}"
+    source.write_bytes(data[: int(len(data) * keep)])
+    code, err = dataset(capsys, source, tmp_path / "out")
     assert code == 2
-    assert "cut.csv.gz:" in err and "compressed data ends early or is corrupt" in err
+    assert f"{source}:" in err and "compressed data ends early or is corrupt" in err
     assert not (tmp_path / "out" / "metadata.json").exists()
+
+
+def test_concatenated_gzip_members_are_read_whole(tmp_path, capsys):
+    lines = clean_csv(tmp_path, length=300).split(b"\n")
+    half = len(lines) // 2
+    first, second = b"\n".join(lines[:half]) + b"\n", b"\n".join(lines[half:])
+    (tmp_path / "two.csv.gz").write_bytes(_compress("gz", first) + _compress("gz", second))
+    code, err = dataset(capsys, tmp_path / "two.csv.gz", tmp_path / "out")
+    assert code == 0, err
+    assert assert_balanced(tmp_path / "out")["rows_read"] == len([x for x in lines[1:] if x])
 
 
 def test_file_corrupt_midway_fails_naming_it_and_leaves_no_staging(tmp_path, capsys):
