@@ -368,6 +368,23 @@ def test_no_intact_checkpoint_is_one_clear_error(trained, tmp_path, capsys):
     assert f"{copy / 'best'}: no intact checkpoint" in err and "SHA-256" in err
 
 
+@pytest.mark.parametrize("name", ["train_config.json", "dataset_metadata.json"])
+def test_truncated_model_dir_files_are_one_clear_error(trained, tmp_path, capsys, name):
+    from pipeline import cli
+
+    config, _ = trained
+    copy = tmp_path / "m"
+    shutil.copytree(config.model_dir, copy, ignore=shutil.ignore_patterns("export*"))
+    text = (copy / name).read_text()
+    (copy / name).write_text(text[: len(text) // 2])
+    command = ["export", "--model-dir", str(copy)]
+    if name == "train_config.json":  # train reads it first; export reads both
+        command = ["train", "--data", config.data, "--model-dir", str(copy)]
+    assert cli.main(command) == 2
+    err = capsys.readouterr().err
+    assert f"{copy / name}: not valid JSON" in err and "new" in err
+
+
 def test_model_dir_with_other_settings_is_refused(trained):
     config, _ = trained
     other = TrainConfig(config.data, config.model_dir, epochs=12, **{**SMALL_MODEL, "units": 8})
