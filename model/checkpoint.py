@@ -43,7 +43,8 @@ def to_npz(variables: Sequence[Any]) -> bytes:
         for i, variable in enumerate(variables):
             info = zipfile.ZipInfo(f"v{i:05d}.npy", date_time=(1980, 1, 1, 0, 0, 0))
             with archive.open(info, "w", force_zip64=True) as handle:
-                array = np.ascontiguousarray(np.asarray(variable.numpy()))
+                # np.asarray keeps 0-d values 0-d (np.ascontiguousarray would make them [1]).
+                array = np.asarray(variable.numpy())
                 np.lib.format.write_array(handle, array, allow_pickle=False)
     return buffer.getvalue()
 
