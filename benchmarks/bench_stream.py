@@ -6,7 +6,7 @@ one epoch (quality is irrelevant here), runs `rnncast forecast --state-out` over
 
   1. the stateful step in-process, one core: for each new point of each series, what the step
      does per flush (classify the arrival, consume it through forecasting.prepare, one `step`
-     call of the SavedModel, state encode/decode as Beam stores it) -> points/s; also with 24
+     call of the model, state encode/decode as Beam stores it) -> points/s; also with 24
      points per flush (a file carrying a day of hourly points per series);
   2. the whole job on the DirectRunner (streaming engine, a single worker thread): the stream is
      started with --state-in, warmed up on one tiny file, then `--ticks - 6` files (one new
@@ -89,7 +89,8 @@ def step_in_process(model_path: str, state_dir: str, live, per_flush: int) -> tu
     import pandas as pd
 
     from pipeline import forecasting, streaming
-    from pipeline.forecast_job import _LoadedModel, load_state_files
+    from pipeline.forecast_job import load_state_files
+    from pipeline.model_loader import load_model
     from pipeline.series import SeriesPart
 
     model = forecasting.ModelInfo.load(model_path)
@@ -98,7 +99,7 @@ def step_in_process(model_path: str, state_dir: str, live, per_flush: int) -> tu
     for path in files:
         for state in forecasting.states_from_frame(pd.read_parquet(path), model):
             saved[state.series_id] = streaming.encode_state(state)
-    loaded = _LoadedModel(model_path)
+    loaded = load_model(model_path)
     recent = {sid: streaming.encode_recent(streaming.Recent.empty()) for sid in saved}
     groups = {sid: g.sort_values("timestamp") for sid, g in live.groupby("series_id")}
     width = len(next(iter(groups.values())))

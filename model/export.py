@@ -14,24 +14,26 @@ scaling on the way out, so results are in original units.
 
 ``rnncast_model.json`` beside it carries the model config, feature names, quantiles, horizon,
 frequency, schema version and the per-series scaling of the training data (JSON, no pickle);
-``model.keras`` holds the Keras model (loadable with ``safe_mode=True``).
+``weights.npz`` holds the weights as plain arrays (``v00000``... in the order of
+``model.variables``, no pickle; ``fingerprint`` in ``rnncast_model.json`` is their SHA-256): the
+rnncast jobs build the network from rnncast's code and the config and load only these, never
+the SavedModel's graph. ``model.keras`` holds the Keras model (loadable with
+``safe_mode=True``). Both signatures run ``model.inference.step_function``, the code the jobs
+run.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
 
 import keras
-import numpy as np
-import tensorflow as tf
 
 import schemas
-from model import checkpoint
+from model import checkpoint, inference
 from model.errors import ExportError
-from model.forecaster import RNNForecaster, model_inputs
+from model.forecaster import RNNForecaster
 from model.train import CONFIG_FILE, DATASET_FILE, TrainConfig, build_model
 from pipeline import commit
 
@@ -64,72 +66,34 @@ def load_trained(model_dir: str) -> tuple[RNNForecaster, dict, dict]:
     return model, metadata, settings
 
 
-def _scaled_inputs(inputs, observed, loc, scale):
-    value = (inputs[..., :1] - loc[:, None, None]) / scale[:, None, None]
-    return model_inputs(tf.concat([value, inputs[..., 1:]], axis=-1), observed)
-
-
 def export_model(model_dir: str) -> str:
     """Write ``MODEL_DIR/export`` (atomically: a temporary directory, then a rename)."""
     model, metadata, settings = load_trained(model_dir)
     num_features = len(metadata["feature_names"])
-    num_states = len(model.state_size)
-    units = model.units
-
-    def unscale(values, loc, scale, extra_axes):
-        shape = (-1,) + (1,) * extra_axes
-        return values * tf.reshape(scale, shape) + tf.reshape(loc, shape)
-
-    def step(inputs, observed, sequence_length, loc, scale, state):
-        x = _scaled_inputs(inputs, observed, loc, scale)
-        point, quantiles, new_state = model(
-            x, tf.unstack(state, num=num_states), sequence_length, training=False
-        )
-        valid = tf.sequence_mask(sequence_length, tf.shape(inputs)[1])
-        point = tf.where(valid[:, :, None], unscale(point, loc, scale, 2), 0.0)
-        quantiles = tf.where(valid[:, :, None, None], unscale(quantiles, loc, scale, 3), 0.0)
-        return {"point": point, "quantiles": quantiles, "state": tf.stack(new_state)}
-
-    def forecast(inputs, observed, sequence_length, loc, scale):
-        batch = tf.shape(inputs)[0]
-        state = tf.zeros([num_states, batch, units])
-        out = step(inputs, observed, sequence_length, loc, scale, state)
-        last = tf.maximum(sequence_length - 1, 0)
-        return {
-            "point": tf.gather(out["point"], last, axis=1, batch_dims=1),
-            "quantiles": tf.gather(out["quantiles"], last, axis=1, batch_dims=1),
-        }
-
-    features = tf.TensorSpec([None, None, num_features], tf.float32, name="inputs")
-    common = [
-        features,
-        tf.TensorSpec([None, None], tf.float32, name="observed"),
-        tf.TensorSpec([None], tf.int32, name="sequence_length"),
-        tf.TensorSpec([None], tf.float32, name="loc"),
-        tf.TensorSpec([None], tf.float32, name="scale"),
-    ]
+    step = inference.step_function(model)
     archive = keras.export.ExportArchive()
     archive.track(model)
     archive.add_endpoint(
-        "step",
-        step,
-        input_signature=[*common, tf.TensorSpec([num_states, None, units], tf.float32, "state")],
+        "step", step, input_signature=inference.step_signature(model, num_features)
     )
-    archive.add_endpoint("forecast", forecast, input_signature=common)
+    archive.add_endpoint(
+        "forecast",
+        inference.forecast_function(model, step),
+        input_signature=inference.forecast_signature(num_features),
+    )
 
     final = os.path.join(model_dir, EXPORT_DIR)
     staging = final + ".tmp"
     shutil.rmtree(staging, ignore_errors=True)
     archive.write_out(staging, verbose=False)
     model.save(os.path.join(staging, KERAS_FILE))
-    weights_digest = hashlib.sha256()
-    for variable in model.variables:
-        weights_digest.update(np.asarray(variable.numpy()).tobytes())
+    with open(os.path.join(staging, inference.WEIGHTS_FILE), "wb") as handle:
+        handle.write(checkpoint.to_npz(model.variables))
     description = {
         "schema_version": dict(schemas.CURRENT_VERSIONS),
         "model": model.get_config(),
         "training": settings["train"],
-        "fingerprint": weights_digest.hexdigest(),
+        "fingerprint": inference.weights_fingerprint(model.variables),
         "feature_names": metadata["feature_names"],
         "calendar_features": metadata["calendar_features"],
         "covariates": metadata["covariates"],

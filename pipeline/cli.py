@@ -75,7 +75,8 @@ def _export_parser() -> argparse.ArgumentParser:
         prog="rnncast export",
         allow_abbrev=False,
         description="Write MODEL_DIR/export: a SavedModel with 'step' and 'forecast' "
-        "signatures, rnncast_model.json and model.keras, from the best checkpoint.",
+        "signatures, rnncast_model.json, weights.npz (what the rnncast jobs load) and "
+        "model.keras, from the best checkpoint.",
     )
     parser.add_argument("--model-dir", required=True, help="Model directory of rnncast train.")
     return parser

@@ -1,7 +1,7 @@
 """Batch inference logic: per-series preparation, incremental state, lane-batched model runs.
 
-Pure numpy/pandas; the model is any ``step`` callable with the exported signature, so the
-logic is tested with the real SavedModel and reused by the Beam job.
+Pure numpy/pandas; the model is any ``step`` callable with the exported signature (the jobs
+pass ``pipeline.model_loader.LoadedModel.step``), so the logic is reused by the Beam jobs.
 """
 
 from __future__ import annotations
@@ -29,6 +29,25 @@ STATUSES = (FULL, INCREMENTAL, RECOMPUTED, FROM_STATE, TOO_SHORT, NO_DATA)
 
 StepFn = Callable[..., dict]
 
+MODEL_FILE = "rnncast_model.json"
+REEXPORT = "re-export the model with 'rnncast export --model-dir MODEL_DIR'"
+# Keys of rnncast_model.json the jobs read.
+MODEL_KEYS = (
+    "fingerprint",
+    "model",
+    "freq",
+    "fill",
+    "num_steps",
+    "horizon",
+    "quantiles",
+    "feature_names",
+    "covariates",
+    "calendar_features",
+    "state_size",
+    "scaling",
+    "series",
+)
+
 
 @dataclass(frozen=True)
 class ModelInfo:
@@ -47,33 +66,47 @@ class ModelInfo:
     state_size: tuple[int, ...]
     scaling: str
     series_scaling: dict = field(default_factory=dict, hash=False, compare=False)
+    network: dict = field(default_factory=dict, hash=False, compare=False)  # RNNForecaster config
 
     @classmethod
     def load(cls, export_dir: str) -> ModelInfo:
-        path = FileSystems.join(export_dir, "rnncast_model.json")
-        saved_model = FileSystems.join(export_dir, "saved_model.pb")
-        if not (FileSystems.exists(saved_model) and FileSystems.exists(path)):
+        """Read and check ``EXPORT_DIR/rnncast_model.json`` (ModelError naming the file)."""
+        path = FileSystems.join(export_dir, MODEL_FILE)
+        if not FileSystems.exists(path):
             raise ModelError(
-                f"{export_dir}: not an rnncast export (needs saved_model.pb and "
-                "rnncast_model.json); pass MODEL_DIR/export written by 'rnncast train'"
+                f"{export_dir}: not an rnncast export (no {MODEL_FILE}); pass MODEL_DIR/export "
+                "written by 'rnncast train' or 'rnncast export'"
             )
-        with FileSystems.open(path) as handle:
-            info = json.loads(handle.read().decode("utf-8"))
-        return cls(
-            path=export_dir,
-            fingerprint=info["fingerprint"],
-            freq=info["freq"],
-            fill=info["fill"],
-            num_steps=info["num_steps"],
-            horizon=info["horizon"],
-            quantiles=tuple(info["quantiles"]),
-            feature_names=tuple(info["feature_names"]),
-            covariates=tuple(info["covariates"]),
-            calendar_features=tuple(info["calendar_features"]),
-            state_size=tuple(info["state_size"]),
-            scaling=info["scaling"],
-            series_scaling=info["series"],
-        )
+        fix = REEXPORT
+        try:
+            with FileSystems.open(path) as handle:
+                info = json.loads(handle.read().decode("utf-8"))
+        except (ValueError, UnicodeDecodeError) as err:
+            raise ModelError(f"{path}: corrupt JSON ({err}); {fix}") from err
+        if not isinstance(info, dict):
+            raise ModelError(f"{path}: not a JSON object; {fix}")
+        missing = [key for key in MODEL_KEYS if key not in info]
+        if missing:
+            raise ModelError(f"{path}: missing {', '.join(missing)}; {fix}")
+        try:
+            return cls(
+                path=export_dir,
+                fingerprint=str(info["fingerprint"]),
+                freq=str(info["freq"]),
+                fill=str(info["fill"]),
+                num_steps=int(info["num_steps"]),
+                horizon=int(info["horizon"]),
+                quantiles=tuple(float(q) for q in info["quantiles"]),
+                feature_names=tuple(info["feature_names"]),
+                covariates=tuple(info["covariates"]),
+                calendar_features=tuple(info["calendar_features"]),
+                state_size=tuple(int(s) for s in info["state_size"]),
+                scaling=str(info["scaling"]),
+                series_scaling=dict(info["series"]),
+                network=dict(info["model"]),
+            )
+        except (TypeError, ValueError) as err:
+            raise ModelError(f"{path}: malformed entry ({err}); {fix}") from err
 
     @property
     def quantile_columns(self) -> list[str]:

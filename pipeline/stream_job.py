@@ -34,14 +34,8 @@ from apache_beam.transforms.timeutil import TimeDomain
 from apache_beam.transforms.window import TimestampedValue
 from apache_beam.utils.timestamp import Timestamp
 
-from pipeline import commit, forecasting, streaming
-from pipeline.forecast_job import (
-    _LoadedModel,
-    load_state_files,
-    parquet_bytes,
-    state_metadata,
-    write_parquet,
-)
+from pipeline import commit, forecasting, model_loader, streaming
+from pipeline.forecast_job import load_state_files, parquet_bytes, state_metadata, write_parquet
 from pipeline.locations import check_output_directory
 from pipeline.options import JobArgumentError, JobOptions, parse_job_options
 from pipeline.series import combine_parts
@@ -471,7 +465,7 @@ def _per_process(key: tuple, factory):
     """One object per worker process and key, kept for the life of the process.
 
     (Not ``shared.Shared``: the DirectRunner's streaming engine makes a DoFn instance per
-    bundle, so a shared handle is released between bundles and the SavedModel was reloaded
+    bundle, so a shared handle is released between bundles and the model was reloaded
     for every bundle, ~0.5 s each.)"""
     with _PROCESS_CACHE_LOCK:
         if key not in _PROCESS_CACHE:
@@ -514,8 +508,10 @@ class _AdvanceSeriesFn(beam.DoFn):
         self._model_calls = Metrics.counter(NAMESPACE, "model_calls")
 
     def setup(self):
-        path = self._model.path
-        self._loaded = _per_process(("model", path), lambda: _LoadedModel(path))
+        model = self._model
+        self._loaded = _per_process(
+            ("model", model.path, model.fingerprint), lambda: model_loader.worker_model(model)
+        )
         self._bootstrap = _bootstrap_states(self._state_files, self._model)
 
     def _saved(self, series_id, saved, started):
@@ -927,7 +923,8 @@ def run(argv: list[str]) -> dict:
     )
     if not options.model:
         raise JobArgumentError("rnncast stream: --model is required")
-    model = forecasting.ModelInfo.load(options.model)
+    # Checks the export (config, weights, fingerprint) here, so a bad one fails before the run.
+    model = model_loader.load_model(options.model).info
     config = config_from_options(options, model)
     state_files = load_state_files(config.state_in, model)[0] if config.state_in else []
     commit.check_owner(config.state_dir, commit.STATE, (STATE,))  # before anything is written

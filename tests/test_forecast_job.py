@@ -6,6 +6,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -487,3 +489,191 @@ def test_written_files_match_their_contracts(exported, tmp_path):
     pd.testing.assert_frame_equal(
         read_forecasts(tmp_path / "g1"), read_forecasts(tmp_path / "g2"), rtol=1e-6
     )
+
+
+# --- the jobs run rnncast's network with the export's weights, never its graph -------------
+
+
+def _foreign_savedmodel(directory, marker, info):
+    """A SavedModel with the signatures of an rnncast export whose functions write ``marker``
+    and return zeros: a graph that is not rnncast's."""
+    F, S, U = len(info["feature_names"]), len(info["state_size"]), info["state_size"][0]
+    H, Q = info["horizon"], len(info["quantiles"])
+    common = [
+        tf.TensorSpec([None, None, F], tf.float32),
+        tf.TensorSpec([None, None], tf.float32),
+        tf.TensorSpec([None], tf.int32),
+        tf.TensorSpec([None], tf.float32),
+        tf.TensorSpec([None], tf.float32),
+    ]
+
+    class Foreign(tf.Module):
+        @tf.function(input_signature=[*common, tf.TensorSpec([S, None, U], tf.float32)])
+        def step(self, inputs, observed, sequence_length, loc, scale, state):
+            tf.io.write_file(marker, "the export's graph ran")
+            shape = tf.shape(inputs)
+            return {
+                "point": tf.zeros([shape[0], shape[1], H]),
+                "quantiles": tf.zeros([shape[0], shape[1], H, Q]),
+                "state": state,
+            }
+
+        @tf.function(input_signature=common)
+        def forecast(self, inputs, observed, sequence_length, loc, scale):
+            tf.io.write_file(marker, "the export's graph ran")
+            batch = tf.shape(inputs)[0]
+            return {"point": tf.zeros([batch, H]), "quantiles": tf.zeros([batch, H, Q])}
+
+    module = Foreign()
+    tf.saved_model.save(
+        module, str(directory), signatures={"step": module.step, "forecast": module.forecast}
+    )
+
+
+def test_a_foreign_savedmodel_next_to_genuine_weights_never_runs(exported, tmp_path):
+    model_path, frame = exported
+    info = json.loads(Path(model_path, "rnncast_model.json").read_text())
+    marker = tmp_path / "marker"
+    foreign = tmp_path / "foreign"
+    _foreign_savedmodel(foreign, str(marker), info)
+    # The trap is live: the foreign graph writes the marker when it runs.
+    loaded = tf.saved_model.load(str(foreign))
+    state = np.zeros([len(info["state_size"]), 1, info["state_size"][0]], np.float32)
+    loaded.step(
+        np.zeros([1, 2, len(info["feature_names"])], np.float32),
+        np.ones([1, 2], np.float32),
+        np.array([2], np.int32),
+        np.zeros([1], np.float32),
+        np.ones([1], np.float32),
+        state,
+    )
+    assert marker.exists()
+    marker.unlink()
+    for name in ("rnncast_model.json", "weights.npz"):
+        shutil.copy(os.path.join(model_path, name), foreign / name)
+    source = write_csv(
+        frame[frame.series_id.isin(["series-000000", "series-000003"])], tmp_path / "in.csv"
+    )
+    forecast(str(foreign), source, tmp_path / "from-foreign")
+    forecast(model_path, source, tmp_path / "genuine")
+    assert not marker.exists(), "the job ran the export's SavedModel graph"
+    got = read_forecasts(tmp_path / "from-foreign")
+    pd.testing.assert_frame_equal(got, read_forecasts(tmp_path / "genuine"))
+    assert set(got.status) == {"full", "no_data"} and got["forecast"].abs().sum() > 0
+
+
+def _rewrite_weights(path, change):
+    with np.load(path, allow_pickle=False) as arrays:
+        values = {name: arrays[name] for name in arrays.files}
+    change(values)
+    np.savez(path, **values)
+
+
+def _nudge_a_weight(values):
+    values["v00000"] = values["v00000"].copy()
+    values["v00000"].flat[0] += 1e-3
+
+
+def _flip_a_byte(path):
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+def _edit_json(path, edit):
+    info = json.loads(path.read_text())
+    edit(info)
+    path.write_text(json.dumps(info))
+
+
+TAMPERING = {
+    "a weight changed": (
+        "weights.npz",
+        lambda d: _rewrite_weights(d / "weights.npz", _nudge_a_weight),
+        r"weights fingerprint [0-9a-f]{64} does not match .*rnncast_model.json's",
+    ),
+    "a byte flipped": (
+        "weights.npz",
+        lambda d: _flip_a_byte(d / "weights.npz"),
+        "weights.npz: (not a readable .npz file|weights fingerprint)",
+    ),
+    "fingerprint edited": (
+        "weights.npz",
+        lambda d: _edit_json(d / "rnncast_model.json", lambda i: i.update(fingerprint="0" * 64)),
+        "does not match .*rnncast_model.json's 0000",
+    ),
+    "an array of another shape": (
+        "weights.npz",
+        lambda d: _rewrite_weights(
+            d / "weights.npz", lambda v: v.update(v00000=np.zeros((3, 3), np.float32))
+        ),
+        r"array v00000 is float32\[3, 3\], the model's variable .* is float32",
+    ),
+    "an array missing": (
+        "weights.npz",
+        lambda d: _rewrite_weights(d / "weights.npz", lambda v: v.pop(sorted(v)[-1])),
+        "holds .* arrays, the model has .* variables",
+    ),
+    "an older export without weights": (
+        "weights.npz",
+        lambda d: (d / "weights.npz").unlink(),
+        "not found; the export was written by an older rnncast.*rnncast export --model-dir",
+    ),
+    "corrupt rnncast_model.json": (
+        "rnncast_model.json",
+        lambda d: (d / "rnncast_model.json").write_text('{"fingerprint": '),
+        "corrupt JSON",
+    ),
+    "a key missing": (
+        "rnncast_model.json",
+        lambda d: _edit_json(d / "rnncast_model.json", lambda i: i.pop("model")),
+        "missing model",
+    ),
+    "a config that cannot be built": (
+        "rnncast_model.json",
+        lambda d: _edit_json(d / "rnncast_model.json", lambda i: i["model"].update(units="many")),
+        "'model' cannot be built",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(TAMPERING))
+@pytest.mark.parametrize("command", ["forecast", "stream"])
+def test_tampered_or_old_exports_are_refused_with_one_message(
+    exported, tmp_path, capsys, case, command
+):
+    from pipeline.cli import main
+
+    model_path, frame = exported
+    named, tamper, message = TAMPERING[case]
+    copy = tmp_path / "export"
+    shutil.copytree(model_path, copy)
+    tamper(copy)
+    source = write_csv(frame[frame.series_id == "series-000000"], tmp_path / "in.csv")
+    flags = ["--input", source]
+    if command == "stream":  # bounded, should the export ever be accepted
+        flags = ["--input-pattern", source, "--max-files", "1", "--stop-after-seconds", "5"]
+    capsys.readouterr()
+    code = main([command, "--model", str(copy), *flags, "--output", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert "Traceback" not in err
+    assert f"rnncast {command}: error: {copy / named}: " in err, err
+    assert re.search(message, err), err
+    assert "re-export the model with 'rnncast export --model-dir MODEL_DIR'" in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_the_export_writes_its_weights_as_plain_deterministic_arrays(exported):
+    from model import checkpoint, inference
+    from pipeline.model_loader import load_model
+
+    model_path, _ = exported
+    data = Path(model_path, "weights.npz").read_bytes()
+    loaded = load_model(model_path)
+    variables = loaded.network.variables
+    assert checkpoint.to_npz(variables) == data  # the same values give the same bytes
+    info = json.loads(Path(model_path, "rnncast_model.json").read_text())
+    assert inference.weights_fingerprint(variables) == info["fingerprint"]
+    with np.load(os.path.join(model_path, "weights.npz"), allow_pickle=False) as arrays:
+        assert arrays.files == [f"v{i:05d}" for i in range(len(variables))]
