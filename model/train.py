@@ -325,6 +325,7 @@ def train(config: TrainConfig, log=print) -> dict:
             "without --layout windows"
         )
     check_output_directory(config.model_dir, "--model-dir")
+    os.makedirs(config.model_dir, exist_ok=True)
     settings = {
         "train": config.model_settings(),
         "dataset": {"run_id": metadata["run_id"], "fingerprint": metadata["input"]["fingerprint"]},

@@ -9,6 +9,7 @@ naming the location, the flag and the fix, instead of a traceback half-way throu
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
 
@@ -50,7 +51,9 @@ def check_filesystem(path: str, flag: str) -> None:
 
 def check_output_directory(path: str, flag: str) -> None:
     """Make sure ``path`` can hold a job's output directory: its filesystem is installed, it
-    is not a file, and (locally) it can be created and written. Creates the directory."""
+    is not a file, and (locally) it can be created and written. Leaves nothing behind: the
+    directories it had to create to find out are removed again (the job creates them when it
+    writes)."""
     if not path:
         raise OutputError(f"{flag} is empty; pass a directory")
     check_filesystem(path, flag)
@@ -58,27 +61,37 @@ def check_output_directory(path: str, flag: str) -> None:
         # Object stores have no directories to create or permissions to probe cheaply; a
         # write error there is reported by the job with the object's path.
         return
-    local = path[len("file://") :] if path.startswith("file://") else path
+    local = os.path.abspath(path[len("file://") :] if path.startswith("file://") else path)
     if os.path.exists(local) and not os.path.isdir(local):
         raise OutputError(
             f"{path}: is an existing file, not a directory ({flag}); pass a directory path"
         )
+    created = []
+    missing = local
+    while not os.path.exists(missing):
+        created.append(missing)
+        missing = os.path.dirname(missing)
     try:
-        os.makedirs(local, exist_ok=True)
-    except OSError as err:
-        raise OutputError(
-            f"{path}: cannot create the directory ({err.strerror or err}) ({flag}); check that "
-            "its parent exists and is writable, or choose another location"
-        ) from err
-    # Root ignores permission bits, and a read-only mount only shows when writing: probe with
-    # a file of our own (a unique name, removed at once) rather than trusting os.access.
-    probe = os.path.join(local, f".rnncast-write-probe-{uuid.uuid4().hex}")
-    try:
-        with open(probe, "wb"):
-            pass
-    except OSError as err:
-        raise OutputError(
-            f"{path}: cannot write into the directory ({err.strerror or err}) ({flag}); make "
-            "it writable (not a read-only mount) or choose another location"
-        ) from err
-    os.remove(probe)
+        try:
+            os.makedirs(local, exist_ok=True)
+        except OSError as err:
+            raise OutputError(
+                f"{path}: cannot create the directory ({err.strerror or err}) ({flag}); check "
+                "that its parent exists and is writable, or choose another location"
+            ) from err
+        # Root ignores permission bits, and a read-only mount only shows when writing: probe
+        # with a file of our own (a unique name, removed at once) rather than os.access.
+        probe = os.path.join(local, f".rnncast-write-probe-{uuid.uuid4().hex}")
+        try:
+            with open(probe, "wb"):
+                pass
+        except OSError as err:
+            raise OutputError(
+                f"{path}: cannot write into the directory ({err.strerror or err}) ({flag}); "
+                "make it writable (not a read-only mount) or choose another location"
+            ) from err
+        os.remove(probe)
+    finally:
+        for directory in created:  # innermost first
+            with contextlib.suppress(OSError):
+                os.rmdir(directory)
