@@ -26,7 +26,12 @@ from pipeline import series as series_lib
 from pipeline.examples import encode_empty_row, encode_rows
 from pipeline.inputs import InputError, RejectedRowsError, check_input, list_inputs
 from pipeline.locations import check_output_directory
-from pipeline.options import JobArgumentError, JobOptions, parse_job_options
+from pipeline.options import (
+    JobArgumentError,
+    JobOptions,
+    add_max_gap_steps,
+    parse_job_options,
+)
 from pipeline.tfrecord import frame_record, write_tfrecord_file
 from pipeline.transforms import (
     REJECTED,
@@ -146,14 +151,7 @@ class DatasetOptions(JobOptions):
             help="auto: sine/cosine hour-of-day, day-of-week, day-of-year as the frequency "
             "allows; none: no calendar features.",
         )
-        g.add_argument(
-            "--max-gap-steps",
-            type=float,
-            default=series_lib.MAX_GAP_STEPS,
-            help="Reject points at a series' start or end that lie beyond a gap of more than "
-            "this many times the series' median spacing (at most 10%% of its points per end; "
-            "reason isolated_by_gap), e.g. a typo years after the last real point. 0: off.",
-        )
+        add_max_gap_steps(g)
         g.add_argument(
             "--max-filled-fraction",
             type=float,

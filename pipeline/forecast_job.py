@@ -33,8 +33,13 @@ from pipeline import commit, forecasting, model_loader
 from pipeline.errors import ModelError
 from pipeline.inputs import check_input, list_inputs
 from pipeline.locations import check_output_directory
-from pipeline.options import JobArgumentError, JobOptions, parse_job_options
-from pipeline.series import utc_ns
+from pipeline.options import (
+    JobArgumentError,
+    JobOptions,
+    add_max_gap_steps,
+    parse_job_options,
+)
+from pipeline.series import MAX_GAP_STEPS, utc_ns
 from pipeline.transforms import (
     REJECTED,
     ROWS_READ,
@@ -83,6 +88,7 @@ class ForecastOptions(JobOptions):
         g.add_argument(
             "--lanes", type=int, default=256, help="Series run together as lanes of one model call."
         )
+        add_max_gap_steps(g)
 
 
 @dataclass(frozen=True)
@@ -99,6 +105,7 @@ class ForecastConfig:
     lanes: int = 256
     columns: InputColumns = field(default_factory=InputColumns)
     max_rejected_fraction: float = 0.01
+    max_gap_steps: float = MAX_GAP_STEPS
 
     @property
     def as_of_ns(self) -> int | None:
@@ -115,6 +122,8 @@ def config_from_options(options: ForecastOptions, model: forecasting.ModelInfo) 
         )
     if options.lanes < 1:
         raise JobArgumentError("rnncast forecast: --lanes must be >= 1")
+    if not options.max_gap_steps >= 0.0:  # NaN too
+        raise JobArgumentError("rnncast forecast: --max-gap-steps must be >= 0 (0: off)")
     if options.state_out and same_directory(options.output, options.state_out):
         raise JobArgumentError(
             f"rnncast forecast: --output and --state-out are both {options.output}; forecasts "
@@ -137,6 +146,7 @@ def config_from_options(options: ForecastOptions, model: forecasting.ModelInfo) 
             model.covariates,
         ),
         max_rejected_fraction=options.max_rejected_fraction,
+        max_gap_steps=options.max_gap_steps,
     )
     try:
         config.as_of_ns  # noqa: B018 - parse check
@@ -208,9 +218,10 @@ SKIPPED = "skipped"
 
 
 class _PrepareFn(beam.DoFn):
-    def __init__(self, model: forecasting.ModelInfo, as_of: int | None):
+    def __init__(self, model: forecasting.ModelInfo, as_of: int | None, max_gap_steps: float):
         self._model = model
         self._as_of = as_of
+        self._max_gap_steps = max_gap_steps
 
     def process(self, element):
         series_id, grouped = element
@@ -218,7 +229,8 @@ class _PrepareFn(beam.DoFn):
         saved = next(iter(grouped["saved"]), None)
         unique = None
         if refs:
-            _, unique, _ = load_unique(refs)
+            # The same rows AssembleSeries kept (its isolated_by_gap rows are dead letters).
+            _, unique, _ = load_unique(refs, self._max_gap_steps)
         outcome, off_grid, skipped = forecasting.prepare(
             series_id, unique, saved, self._model, self._as_of
         )
@@ -322,7 +334,7 @@ class Forecast(beam.PTransform):
         spill_dir = FileSystems.join(self._staging, commit.SPILL)
         read = pbegin | "ReadInputs" >> ReadInputs(self._paths, config.columns, spill_dir)
         assembled = read.accepted | "AssembleSeries" >> AssembleSeries(
-            AssembleConfig(model.freq, model.fill)
+            AssembleConfig(model.freq, model.fill, config.max_gap_steps)
         )
         saved = (
             pbegin
@@ -336,7 +348,7 @@ class Forecast(beam.PTransform):
             {"refs": assembled["series"], "saved": saved, "known": known}
             | "JoinState" >> beam.CoGroupByKey()
             | "Prepare"
-            >> beam.ParDo(_PrepareFn(model, config.as_of_ns)).with_outputs(
+            >> beam.ParDo(_PrepareFn(model, config.as_of_ns, config.max_gap_steps)).with_outputs(
                 WORK, REJECTED, SKIPPED, main=DONE
             )
         )

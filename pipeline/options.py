@@ -41,6 +41,20 @@ class JobOptions(PipelineOptions):
         )
 
 
+def add_max_gap_steps(group) -> None:
+    """``--max-gap-steps`` (the dataset and forecast jobs read series the same way)."""
+    from pipeline.series import MAX_GAP_STEPS
+
+    group.add_argument(
+        "--max-gap-steps",
+        type=float,
+        default=MAX_GAP_STEPS,
+        help="Reject points at a series' start or end that lie beyond a gap of more than "
+        "this many times the series' median spacing (at most 10%% of its points per end; "
+        "reason isolated_by_gap), e.g. a typo years after the last real point. 0: off.",
+    )
+
+
 def add_job_arguments(parser, options_class: type[PipelineOptions]) -> None:
     """Add the flags of ``options_class`` and of its rnncast parents to ``parser``."""
     for cls in reversed(options_class.mro()):

@@ -677,3 +677,19 @@ def test_the_export_writes_its_weights_as_plain_deterministic_arrays(exported):
     assert inference.weights_fingerprint(variables) == info["fingerprint"]
     with np.load(os.path.join(model_path, "weights.npz"), allow_pickle=False) as arrays:
         assert arrays.files == [f"v{i:05d}" for i in range(len(variables))]
+
+
+def test_a_typo_timestamp_years_ahead_is_a_dead_letter_not_a_forecast_origin(exported, tmp_path):
+    """The forecast job reads series like the dataset job: one point a decade after the rest
+    (a typo) is rejected as isolated_by_gap instead of becoming 87,000 filled steps."""
+    model_path, frame = exported
+    typo = frame[frame["series_id"] == frame["series_id"].iloc[0]].tail(1).copy()
+    typo["timestamp"] = typo["timestamp"] + pd.Timedelta(days=3650)
+    source = write_csv(pd.concat([frame, typo], ignore_index=True), tmp_path / "in.csv")
+    metadata = forecast(model_path, source, tmp_path / "o", "--max-rejected-fraction", 1)
+    counts = metadata["counts"]
+    assert counts["rejected_by_reason"]["isolated_by_gap"] == 1
+    assert counts["rows_read"] == counts["rows_accepted"] + counts["rows_rejected"]
+    clean = forecast(model_path, write_csv(frame, tmp_path / "clean.csv"), tmp_path / "c")
+    pd.testing.assert_frame_equal(read_forecasts(tmp_path / "o"), read_forecasts(tmp_path / "c"))
+    assert clean["counts"]["rejected_by_reason"]["isolated_by_gap"] == 0
