@@ -18,6 +18,10 @@ from keras import ops
 from model.rnn import MaskedStackedRNN
 
 POINT_LOSSES = ("mse", "mae")
+# What the head's outputs are added to: nothing, or the value at the step (channel 0 of the
+# inputs, scaled), so that an untrained network forecasts "same as now" (naive) and learns
+# the change (as LSTNet's linear highway and ES-RNN's level do).
+ANCHORS = ("none", "last")
 
 
 @keras.saving.register_keras_serializable(package="rnncast")
@@ -68,9 +72,13 @@ class RNNForecaster(keras.Model):
         dropout: float = 0.0,
         horizon: int = 24,
         quantiles: Sequence[float] = (0.1, 0.5, 0.9),
+        anchor: str = "none",
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        if anchor not in ANCHORS:
+            raise ValueError(f"anchor must be one of {ANCHORS}, got {anchor!r}")
+        self.anchor = anchor
         self.cell_type = cell_type
         self.num_layers = int(num_layers)
         self.units = int(units)
@@ -102,6 +110,10 @@ class RNNForecaster(keras.Model):
     ) -> tuple[Any, Any, list[Any]]:
         hidden, state = self.rnn(inputs, initial_state, sequence_length, training=training)
         point, quantiles = self.head(hidden)
+        if self.anchor == "last":
+            level = inputs[..., :1]
+            point = point + level
+            quantiles = quantiles + level[..., None]
         steps = ops.shape(inputs)[1]
         if sequence_length is None:
             return point, quantiles, state
@@ -122,6 +134,7 @@ class RNNForecaster(keras.Model):
             "dropout": self.dropout,
             "horizon": self.horizon,
             "quantiles": list(self.quantiles),
+            "anchor": self.anchor,
         }
 
 

@@ -26,6 +26,7 @@ import tensorflow as tf
 from model import checkpoint
 from model.errors import TrainError
 from model.forecaster import (
+    ANCHORS,
     POINT_LOSSES,
     RNNForecaster,
     masked_loss_sums,
@@ -61,6 +62,8 @@ class TrainConfig:
     seed: int = 0
     patience: int = 5
     distribution: str = "none"
+    # Outputs as a change from the value at the step ("last") or absolute ("none").
+    anchor: str = "none"
     # Model directory whose best weights initialise a fresh run (fine-tuning).
     init_from: str | None = None
 
@@ -78,6 +81,8 @@ class TrainConfig:
             self.quantiles
         ):
             problems.append("--quantiles must be distinct levels in (0, 1)")
+        if self.anchor not in ANCHORS:
+            problems.append(f"--anchor must be one of {ANCHORS}")
         if self.distribution not in DISTRIBUTIONS:
             problems.append(f"--distribution must be one of {DISTRIBUTIONS}")
         if self.learning_rate <= 0 or self.clip_norm <= 0 or self.patience < 1:
@@ -106,6 +111,7 @@ def build_model(config: TrainConfig, metadata: dict) -> RNNForecaster:
         dropout=config.dropout,
         horizon=metadata["horizon"],
         quantiles=config.quantiles,
+        anchor=config.anchor,
         name="rnncast_forecaster",
     )
     model.build((metadata["batch_size"], metadata["num_steps"], len(metadata["feature_names"]) + 1))
@@ -468,6 +474,13 @@ def add_training_arguments(parser) -> None:
         "--cell", choices=sorted(CELL_TYPES), default=defaults.cell, help="Recurrent cell."
     )
     parser.add_argument("--layers", type=int, default=defaults.layers, help="Stacked layers.")
+    parser.add_argument(
+        "--anchor",
+        choices=ANCHORS,
+        default=defaults.anchor,
+        help="last: forecasts are the value at the step plus what the network adds (an "
+        "untrained network forecasts naive); none: the network forecasts the value itself.",
+    )
     parser.add_argument("--units", type=int, default=defaults.units, help="Units per layer.")
     parser.add_argument(
         "--dropout",
@@ -539,6 +552,7 @@ def config_from_args(args, data: str, model_dir: str) -> TrainConfig:
         seed=args.seed,
         patience=args.patience,
         distribution=args.distribution,
+        anchor=args.anchor,
         init_from=args.init_from,
     )
 

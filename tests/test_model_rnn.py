@@ -603,3 +603,27 @@ def test_save_and_load_keras_file(cell_type: str, tmp_path: Path) -> None:
     assert_zero_past_length(got[0], lengths)
     inner = [lyr for lyr in loaded.layers if isinstance(lyr, MaskedStackedRNN)]
     assert len(inner) == 1 and inner[0].get_config()["cell_type"] == cell_type
+
+
+def test_anchor_last_starts_at_the_naive_forecast_and_round_trips_its_config():
+    """With the head's weights at zero, an anchored forecaster forecasts the value at each
+    step (naive) for every horizon; padded steps stay exactly zero."""
+    from model.forecaster import RNNForecaster
+
+    rng = np.random.default_rng(0)
+    inputs = rng.normal(size=(3, 7, 4)).astype("float32")
+    lengths = np.array([7, 4, 0], dtype="int32")
+    model = RNNForecaster("gru", 1, 5, horizon=3, quantiles=(0.1, 0.9), anchor="last")
+    model.build((3, 7, 4))
+    for weight in model.head.weights:
+        weight.assign(np.zeros(weight.shape, "float32"))
+    point, quantiles, _ = model(inputs, model.zero_state(3), lengths)
+    valid = np.arange(7)[None, :] < lengths[:, None]
+    expected = np.where(valid[..., None], np.repeat(inputs[..., :1], 3, axis=-1), 0.0)
+    np.testing.assert_allclose(point.numpy(), expected, atol=1e-6)
+    assert np.all(np.diff(quantiles.numpy(), axis=-1)[valid] > 0)  # still ordered
+    rebuilt = RNNForecaster.from_config(model.get_config())
+    assert rebuilt.anchor == "last"
+    assert RNNForecaster.from_config({**model.get_config(), "anchor": "none"}).anchor == "none"
+    with pytest.raises(ValueError, match="anchor must be one of"):
+        RNNForecaster(anchor="seasonal")
