@@ -173,7 +173,8 @@ def baseline_forecasts(
 ) -> dict[str, tuple[np.ndarray, np.ndarray | None]]:
     """``{method: (point [H], quantiles [H, Q] or None)}`` for the baselines, from the filled
     history of one series. Naive methods have no interval (None); the classical models give
-    the quantiles of ``levels`` from their symmetric prediction intervals. MSTL decomposes
+    the quantiles of ``levels`` from their symmetric prediction intervals; one that fails on
+    this history (too short for it) gives NaN forecasts. MSTL decomposes
     with every season of ``seasons`` (default: ``season`` alone) and forecasts the trend
     with AutoETS (statsforecast's default)."""
     out: dict[str, tuple[np.ndarray, np.ndarray | None]] = {
@@ -190,7 +191,14 @@ def baseline_forecasts(
                 model = sf_models.MSTL(season_length=lengths)
             else:
                 model = getattr(sf_models, name)(season_length=max(season, 1))
-            result = model.forecast(y=np.asarray(history, np.float64), h=horizon, level=widths)
+            try:
+                result = model.forecast(y=np.asarray(history, np.float64), h=horizon, level=widths)
+            except Exception:  # noqa: BLE001 - statsforecast raises many types on tiny data
+                # e.g. AutoETS's NotImplementedError("tiny datasets") on a 5-point history: the
+                # method gives no forecast for this series (scored as nothing, status
+                # "failed") instead of ending the whole backtest.
+                out[name] = (np.full(horizon, np.nan), np.full((horizon, len(levels)), np.nan))
+                continue
             point = np.asarray(result["mean"], np.float64)
             columns = []
             for q in levels:

@@ -326,7 +326,7 @@ def score_origin(
         for name, (point, bands) in backtest.baseline_forecasts(
             history, horizon, season, levels, classical, mstl_seasons
         ).items():
-            methods[name] = (point, bands, "ok")
+            methods[name] = (point, bands, "failed" if np.isnan(point).all() else "ok")
         for method, (point, bands, status) in methods.items():
             scored = backtest.score(actual, point, bands, levels, history, season)
             records.append(

@@ -160,6 +160,17 @@ def test_classical_baselines_give_ordered_quantiles_when_installed():
     assert np.max(np.abs(got["MSTL"][0] - truth)) < 0.3
 
 
+def test_a_classical_model_that_fails_on_a_tiny_history_gives_no_forecast():
+    pytest.importorskip("statsforecast")
+    history = np.array([1010.5, 1021.9, 1073.0, 1050.3, 1032.1])  # AutoETS: "tiny datasets"
+    got = backtest.baseline_forecasts(history, 3, 1, [0.1, 0.5, 0.9], ("AutoETS",))
+    point, bands = got["AutoETS"]
+    assert np.isnan(point).all() and bands.shape == (3, 3) and np.isnan(bands).all()
+    scored = backtest.score(np.ones(3), point, bands, [0.1, 0.5, 0.9], history, 1)
+    assert scored["targets"] == 0 and np.isnan(scored["mase"])
+    assert got[backtest.SEASONAL_NAIVE][0].tolist() == [1032.1] * 3
+
+
 def test_auto_classical_adds_mstl_only_for_a_season_longer_than_24():
     pytest.importorskip("statsforecast")
     assert evaluate_job._classical_models("auto", (24,)) == ("AutoETS", "AutoTheta")
