@@ -27,7 +27,10 @@ from pipeline.validation import InputColumns, validate_read_batch
 MODEL = "rnncast"
 NAIVE = "naive"
 SEASONAL_NAIVE = "seasonal_naive"
-CLASSICAL_MODELS = ("AutoETS", "AutoTheta")
+# statsforecast models ``--classical`` accepts. 'auto' picks AUTO_CLASSICAL, plus MSTL when a
+# season is longer than 24 steps (where ETS and Theta drop their seasonal component).
+CLASSICAL_MODELS = ("AutoETS", "AutoTheta", "MSTL")
+AUTO_CLASSICAL = ("AutoETS", "AutoTheta")
 METRIC_COLUMNS = ("mase", "smape", "scaled_pinball", "wql", "coverage")
 
 
@@ -166,10 +169,14 @@ def baseline_forecasts(
     season: int,
     levels: Sequence[float],
     classical: Sequence[str] = (),
+    seasons: Sequence[int] = (),
 ) -> dict[str, tuple[np.ndarray, np.ndarray | None]]:
     """``{method: (point [H], quantiles [H, Q] or None)}`` for the baselines, from the filled
     history of one series. Naive methods have no interval (None); the classical models give
-    the quantiles of ``levels`` from their symmetric prediction intervals."""
+    the quantiles of ``levels`` from their symmetric prediction intervals; one that fails on
+    this history (too short for it) gives NaN forecasts. MSTL decomposes
+    with every season of ``seasons`` (default: ``season`` alone) and forecasts the trend
+    with AutoETS (statsforecast's default)."""
     out: dict[str, tuple[np.ndarray, np.ndarray | None]] = {
         NAIVE: (metrics.naive_forecast(history, horizon), None),
         SEASONAL_NAIVE: (metrics.seasonal_naive_forecast(history, horizon, season), None),
@@ -179,8 +186,19 @@ def baseline_forecasts(
 
         widths = sorted({_interval_level(q) for q in levels if abs(q - 0.5) > 1e-9})
         for name in classical:
-            model = getattr(sf_models, name)(season_length=max(season, 1))
-            result = model.forecast(y=np.asarray(history, np.float64), h=horizon, level=widths)
+            if name == "MSTL":
+                lengths = sorted({int(m) for m in (seasons or (season,)) if m > 1}) or [1]
+                model = sf_models.MSTL(season_length=lengths)
+            else:
+                model = getattr(sf_models, name)(season_length=max(season, 1))
+            try:
+                result = model.forecast(y=np.asarray(history, np.float64), h=horizon, level=widths)
+            except Exception:  # noqa: BLE001 - statsforecast raises many types on tiny data
+                # e.g. AutoETS's NotImplementedError("tiny datasets") on a 5-point history: the
+                # method gives no forecast for this series (scored as nothing, status
+                # "failed") instead of ending the whole backtest.
+                out[name] = (np.full(horizon, np.nan), np.full((horizon, len(levels)), np.nan))
+                continue
             point = np.asarray(result["mean"], np.float64)
             columns = []
             for q in levels:

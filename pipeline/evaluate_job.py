@@ -105,8 +105,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--classical",
         default="auto",
         help="Classical baselines from statsforecast: 'auto' (AutoETS,AutoTheta when the "
-        "'classical' extra is installed), 'none', or a comma-separated list of "
+        "'classical' extra is installed, and MSTL when a season of --mstl-seasons is longer "
+        "than 24), 'none', or a comma-separated list of "
         f"{', '.join(backtest.CLASSICAL_MODELS)}.",
+    )
+    g.add_argument(
+        "--mstl-seasons",
+        default=None,
+        help="Comma-separated seasons of the MSTL baseline, e.g. 24,168 for hourly data with "
+        "daily and weekly cycles (default: the season m alone).",
     )
     g.add_argument(
         "--plot-series", type=int, default=4, help="Series plotted (chosen by sorted id)."
@@ -137,11 +144,28 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _classical_models(choice: str) -> tuple[str, ...]:
+def _mstl_seasons(text: str | None) -> tuple[int, ...]:
+    if text is None:
+        return ()
+    try:
+        seasons = tuple(int(m) for m in text.split(",") if m.strip())
+    except ValueError:
+        seasons = ()
+    if not seasons or min(seasons) < 1:
+        raise JobArgumentError(
+            f"rnncast evaluate: --mstl-seasons {text!r}: give positive integers, e.g. 24,168"
+        )
+    return seasons
+
+
+def _classical_models(choice: str, seasons: tuple[int, ...] = ()) -> tuple[str, ...]:
     if choice == "none":
         return ()
     if choice == "auto":
-        return backtest.CLASSICAL_MODELS if backtest.classical_available() else ()
+        if not backtest.classical_available():
+            return ()
+        long_season = any(m > 24 for m in seasons)
+        return backtest.AUTO_CLASSICAL + (("MSTL",) if long_season else ())
     names = tuple(n.strip() for n in choice.split(",") if n.strip())
     unknown = [n for n in names if n not in backtest.CLASSICAL_MODELS]
     if unknown:
@@ -264,6 +288,7 @@ def score_origin(
     season: int,
     classical: tuple[str, ...],
     label: str,
+    mstl_seasons: tuple[int, ...] = (),
 ) -> tuple[list[dict], list[pd.DataFrame]]:
     """Score the model's forecasts and every baseline for one origin: one metrics record per
     (series, method) and the forecasts next to the actuals."""
@@ -299,9 +324,9 @@ def score_origin(
             methods[backtest.MODEL] = (np.full(horizon, np.nan), None, status)
         history = regular.value
         for name, (point, bands) in backtest.baseline_forecasts(
-            history, horizon, season, levels, classical
+            history, horizon, season, levels, classical, mstl_seasons
         ).items():
-            methods[name] = (point, bands, "ok")
+            methods[name] = (point, bands, "failed" if np.isnan(point).all() else "ok")
         for method, (point, bands, status) in methods.items():
             scored = backtest.score(actual, point, bands, levels, history, season)
             records.append(
@@ -441,7 +466,8 @@ def run(argv: list[str]) -> dict:
         )
     if args.refit_every < 1 or args.plot_series < 0:
         raise JobArgumentError("rnncast evaluate: --refit-every >= 1 and --plot-series >= 0")
-    classical = _classical_models(args.classical)
+    mstl_seasons = _mstl_seasons(args.mstl_seasons)
+    classical = _classical_models(args.classical, mstl_seasons)  # checked before reading input
     check_output_directory(args.output, "--output")
     columns = InputColumns(
         args.series_id_column, args.timestamp_column, args.value_column, tuple(args.covariates)
@@ -455,6 +481,8 @@ def run(argv: list[str]) -> dict:
         )
     freq = args.freq or _infer_frequency(loaded)
     season = args.season or metrics.default_season(freq)
+    mstl_seasons = mstl_seasons or (season,)
+    classical = _classical_models(args.classical, mstl_seasons)
     first = min(int(o.timestamp[0]) for o in loaded.series.values())
     end = max(int(o.timestamp[-1]) for o in loaded.series.values())
     count = args.origins if args.origins is not None or args.origin_every else 3
@@ -485,7 +513,7 @@ def run(argv: list[str]) -> dict:
             f"leak-free only if it was trained on data before {pd.Timestamp(origins[0])}",
             file=sys.stderr,
         )
-    records, forecast_frames = [], []
+    records, forecast_frames, timings = [], [], []
     export, model = args.model, reused
     for index, origin in enumerate(origins):
         label = _origin_label(index, origin)
@@ -503,14 +531,22 @@ def run(argv: list[str]) -> dict:
             f"({len(history)} history points)",
             file=sys.stderr,
         )
+        clock = {"origin": str(pd.Timestamp(origin)), "train": 0.0}
+        tick = time.perf_counter()
         if reused is None and index % args.refit_every == 0:
             init_from = os.path.dirname(export) if args.warm_start and export else None
             export = _train_at(args, history_path, work, beam_args, freq, init_from)
             model = forecasting.ModelInfo.load(export)
+            clock["train"] = time.perf_counter() - tick
+        tick = time.perf_counter()
         rows = _forecast_at(export, history_path, work, args.horizon, beam_args)
+        clock["forecast"] = time.perf_counter() - tick
+        tick = time.perf_counter()
         got, frames = score_origin(
-            loaded, origin, rows, model, args.horizon, season, classical, label
+            loaded, origin, rows, model, args.horizon, season, classical, label, mstl_seasons
         )
+        clock["baselines_and_scoring"] = time.perf_counter() - tick
+        timings.append(clock)
         records.extend(got)
         forecast_frames.extend(frames)
     scores = pd.DataFrame.from_records(records, columns=METRIC_COLUMNS)
@@ -546,6 +582,7 @@ def run(argv: list[str]) -> dict:
         "warm_start": bool(args.warm_start),
         "model": args.model,
         "classical": list(classical),
+        "mstl_seasons": list(mstl_seasons) if "MSTL" in classical else [],
         "quantiles": levels,
         "nominal_coverage": levels[-1] - levels[0] if len(levels) > 1 else float("nan"),
     }
@@ -564,6 +601,17 @@ def run(argv: list[str]) -> dict:
             "series": len(loaded.series),
         },
         "overall": json.loads(table.to_json(orient="records")),
+        "timings": {
+            **{
+                part: round(sum(c[part] for c in timings), 3)
+                for part in ("train", "forecast", "baselines_and_scoring")
+            },
+            "total": round(time.perf_counter() - started, 3),
+            "per_origin": [
+                {k: round(v, 3) if isinstance(v, float) else v for k, v in c.items()}
+                for c in timings
+            ],
+        },
         "files": {
             "metrics": [f"{METRICS_FILE}.parquet", f"{METRICS_FILE}.csv"],
             "forecasts": "forecasts.parquet",

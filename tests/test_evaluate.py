@@ -147,12 +147,38 @@ def test_classical_baselines_give_ordered_quantiles_when_installed():
     pytest.importorskip("statsforecast")
     rng = np.random.default_rng(0)
     history = 10 + np.sin(np.arange(200) * 2 * np.pi / 7) + rng.normal(0, 0.1, 200)
-    got = backtest.baseline_forecasts(history, 7, 7, [0.1, 0.5, 0.9], backtest.CLASSICAL_MODELS)
+    got = backtest.baseline_forecasts(
+        history, 7, 7, [0.1, 0.5, 0.9], backtest.CLASSICAL_MODELS, seasons=(7, 28)
+    )
     for name in backtest.CLASSICAL_MODELS:
         point, bands = got[name]
         assert point.shape == (7,) and bands.shape == (7, 3)
         assert np.all(bands[:, 0] <= bands[:, 1]) and np.all(bands[:, 1] <= bands[:, 2])
         np.testing.assert_allclose(bands[:, 1], point)
+    # MSTL picks up the weekly cycle: its forecast follows the sine, not a flat line.
+    truth = 10 + np.sin(np.arange(200, 207) * 2 * np.pi / 7)
+    assert np.max(np.abs(got["MSTL"][0] - truth)) < 0.3
+
+
+def test_a_classical_model_that_fails_on_a_tiny_history_gives_no_forecast():
+    pytest.importorskip("statsforecast")
+    history = np.array([1010.5, 1021.9, 1073.0, 1050.3, 1032.1])  # AutoETS: "tiny datasets"
+    got = backtest.baseline_forecasts(history, 3, 1, [0.1, 0.5, 0.9], ("AutoETS",))
+    point, bands = got["AutoETS"]
+    assert np.isnan(point).all() and bands.shape == (3, 3) and np.isnan(bands).all()
+    scored = backtest.score(np.ones(3), point, bands, [0.1, 0.5, 0.9], history, 1)
+    assert scored["targets"] == 0 and np.isnan(scored["mase"])
+    assert got[backtest.SEASONAL_NAIVE][0].tolist() == [1032.1] * 3
+
+
+def test_auto_classical_adds_mstl_only_for_a_season_longer_than_24():
+    pytest.importorskip("statsforecast")
+    assert evaluate_job._classical_models("auto", (24,)) == ("AutoETS", "AutoTheta")
+    assert evaluate_job._classical_models("auto", (24, 168)) == ("AutoETS", "AutoTheta", "MSTL")
+    assert evaluate_job._classical_models("MSTL", (7,)) == ("MSTL",)
+    assert evaluate_job._mstl_seasons("24,168") == (24, 168)
+    with pytest.raises(JobArgumentError, match="mstl-seasons"):
+        evaluate_job._mstl_seasons("24,x")
 
 
 def test_plotted_series_are_spread_over_the_sorted_ids():
