@@ -21,7 +21,8 @@ AutoETS, AutoTheta and (data with a season longer than 24 steps: hourly 24 + 168
 Every method is scored on the same (series, origin) pairs: those where each method has a
 finite MASE (a series with no observation after an origin, one the model could not forecast,
 one whose history has a zero seasonal-naive scale, or one where a classical model failed is
-left out for all of them; ``not_scored`` counts each method's own misses). Prints a Markdown table per dataset and a summary, and writes
+left out for all of them; ``not_scored`` counts each method's own misses). Prints a Markdown
+table per dataset and a summary, and writes
 ``DIR/accuracy.md`` and ``DIR/accuracy.json`` (each dataset's evaluate output is kept under
 ``DIR/<dataset>/``).
 
