@@ -61,7 +61,12 @@ def build_parser() -> argparse.ArgumentParser:
     g = parser.add_argument_group("backtest")
     g.add_argument("--input", required=True, help="Input series: CSV/Parquet file, glob or dir.")
     g.add_argument("--output", required=True, help="Directory for metrics, summary and plots.")
-    g.add_argument("--horizon", type=int, default=24, help="H: steps ahead scored per origin.")
+    g.add_argument(
+        "--horizon",
+        type=int,
+        default=None,
+        help="H: steps ahead scored per origin (default: the --model export's horizon, else 24).",
+    )
     g.add_argument(
         "--origins",
         type=int,
@@ -301,7 +306,12 @@ def score_origin(
         obs = loaded.series[series_id]
         regular = backtest.regular_history(series_id, obs, origin, model.freq, model.fill)
         if regular is None or obs.timestamp[-1] <= origin:
-            continue  # the series starts after this origin, or has nothing after it to score
+            # Nothing to score, but said so (not_scored in the summary), never silently.
+            reason = "starts_after_origin" if regular is None else "ends_at_or_before_origin"
+            records.append(
+                {"series_id": series_id, "origin": origin, "method": NO_PAIR, "status": reason}
+            )
+            continue
         targets = backtest.future_targets(model.freq, int(regular.timestamp[-1]), horizon)
         actual = backtest.actuals_at(obs, targets)
         methods: dict[str, tuple[np.ndarray, np.ndarray | None, str]] = {}
@@ -403,7 +413,52 @@ TABLE_COLUMNS = (
 )
 
 
-def _write_summary(output, table, settings, plot_paths) -> None:
+DEFAULT_HORIZON = 24
+
+
+def trained_until(model: forecasting.ModelInfo | None) -> int | None:
+    """The last timestamp (ns) of the data a reused export was trained on (its dataset's
+    series ends, which ``rnncast_model.json`` records), or None without ``--model``."""
+    if model is None or not model.series_scaling:
+        return None
+    return max(pd.Timestamp(info["end"]).value for info in model.series_scaling.values())
+
+
+# The method of a metrics record that stands for a (series, origin) pair with nothing to score.
+NO_PAIR = "-"
+
+
+def not_scored_counts(records: pd.DataFrame) -> dict:
+    """What was not scored and why: (series, origin) pairs with no actual after the origin
+    (or no history before it), and per method the pairs it gave no forecast for (by status)."""
+    skipped = records[records["method"] == NO_PAIR]
+    scored = records[records["method"] != NO_PAIR]
+    missing = scored[scored["mase"].isna()]
+    methods = {
+        method: dict(sorted(collections.Counter(group["status"]).items()))
+        for method, group in missing.groupby("method", sort=True)
+    }
+    return {
+        "pairs": int(len(skipped)),
+        "pairs_by_reason": dict(sorted(collections.Counter(skipped["status"]).items())),
+        "scored_pairs": int(scored[["series_id", "origin"]].drop_duplicates().shape[0]),
+        "by_method": methods,
+    }
+
+
+def describe_not_scored(not_scored: dict) -> str:
+    """One line for the console and the summary."""
+    text = f"{not_scored['scored_pairs']} (series, origin) pairs scored"
+    if not_scored["pairs"]:
+        reasons = ", ".join(f"{k} {v}" for k, v in not_scored["pairs_by_reason"].items())
+        text += f"; {not_scored['pairs']} not scored ({reasons})"
+    for method, statuses in not_scored["by_method"].items():
+        reasons = ", ".join(f"{k} {v}" for k, v in statuses.items())
+        text += f"; {method} gave no forecast for {sum(statuses.values())} ({reasons})"
+    return text
+
+
+def _write_summary(output, table, settings, plot_paths, not_scored) -> None:
     markdown = [
         "# rnncast backtest",
         "",
@@ -418,6 +473,17 @@ def _write_summary(output, table, settings, plot_paths) -> None:
         f"(nominal {settings['nominal_coverage']:.2f}). Means over (series, origin) pairs; "
         "beats_seasonal_naive is the share of pairs with a lower MASE than seasonal naive.",
         "",
+        f"Not scored: {describe_not_scored(not_scored)}.",
+        "",
+        *(
+            [
+                f"**Not a backtest:** the reused model was trained on data through "
+                f"{settings['model_trained_through']}, after the first origin.",
+                "",
+            ]
+            if settings["origins_precede_model_training_end"]
+            else []
+        ),
         *[f"![{os.path.basename(p)}](plots/{os.path.basename(p)})" for p in plot_paths],
         "",
     ]
@@ -473,6 +539,9 @@ def run(argv: list[str]) -> dict:
         args.series_id_column, args.timestamp_column, args.value_column, tuple(args.covariates)
     )
     started = time.perf_counter()
+    reused = forecasting.ModelInfo.load(args.model) if args.model else None
+    if args.horizon is None:
+        args.horizon = reused.horizon if reused is not None else DEFAULT_HORIZON
     loaded = backtest.load_input(args.input, columns)
     if not loaded.series:
         raise InputError(
@@ -490,7 +559,6 @@ def run(argv: list[str]) -> dict:
         origins = backtest.choose_origins(end, freq, args.horizon, count, args.origin_every, first)
     except ValueError as err:
         raise JobArgumentError(f"rnncast evaluate: {err}") from err
-    reused = forecasting.ModelInfo.load(args.model) if args.model else None
     if reused is not None and reused.horizon < args.horizon:
         raise JobArgumentError(
             f"rnncast evaluate: {args.model} forecasts {reused.horizon} steps; pass --horizon "
@@ -507,10 +575,20 @@ def run(argv: list[str]) -> dict:
         + "".join(f", {m}" for m in classical),
         file=sys.stderr,
     )
+    trained_through = trained_until(reused)
+    leaks = trained_through is not None and origins[0] < trained_through
     if reused is not None:
         print(
             f"rnncast evaluate: reusing {args.model} at every origin; the results are "
             f"leak-free only if it was trained on data before {pd.Timestamp(origins[0])}",
+            file=sys.stderr,
+        )
+    if leaks:
+        print(
+            f"rnncast evaluate: WARNING: {args.model} was trained on data through "
+            f"{pd.Timestamp(trained_through)}, after the first origin {pd.Timestamp(origins[0])}: "
+            "its scores are not a backtest (the model has seen the answers). Pass origins "
+            "after its training end or drop --model to train at each origin",
             file=sys.stderr,
         )
     records, forecast_frames, timings = [], [], []
@@ -549,7 +627,9 @@ def run(argv: list[str]) -> dict:
         timings.append(clock)
         records.extend(got)
         forecast_frames.extend(frames)
-    scores = pd.DataFrame.from_records(records, columns=METRIC_COLUMNS)
+    everything = pd.DataFrame.from_records(records, columns=METRIC_COLUMNS)
+    not_scored = not_scored_counts(everything)
+    scores = everything[everything["method"] != NO_PAIR].reset_index(drop=True)
     scores["origin"] = scores["origin"].astype("datetime64[ns]")
     forecasts = pd.concat(forecast_frames, ignore_index=True)
     table = backtest.overall(scores, len(model.quantiles))
@@ -581,12 +661,16 @@ def run(argv: list[str]) -> dict:
         "refit_every": args.refit_every,
         "warm_start": bool(args.warm_start),
         "model": args.model,
+        "model_trained_through": (
+            None if trained_through is None else str(pd.Timestamp(trained_through))
+        ),
+        "origins_precede_model_training_end": bool(leaks),
         "classical": list(classical),
         "mstl_seasons": list(mstl_seasons) if "MSTL" in classical else [],
         "quantiles": levels,
         "nominal_coverage": levels[-1] - levels[0] if len(levels) > 1 else float("nan"),
     }
-    _write_summary(output, table, settings, plot_paths)
+    _write_summary(output, table, settings, plot_paths, not_scored)
     summary = {
         "schema": schemas.load(schemas.EVALUATION)["name"],
         "schema_version": dict(schemas.CURRENT_VERSIONS),
@@ -601,6 +685,7 @@ def run(argv: list[str]) -> dict:
             "series": len(loaded.series),
         },
         "overall": json.loads(table.to_json(orient="records")),
+        "not_scored": not_scored,
         "timings": {
             **{
                 part: round(sum(c[part] for c in timings), 3)
@@ -624,6 +709,7 @@ def run(argv: list[str]) -> dict:
         json.dump(summary, handle, indent=2, sort_keys=True)
     print(f"\nrnncast evaluate: accuracy over {len(origins)} origins (h = {args.horizon})")
     print(backtest.markdown_table(table, TABLE_COLUMNS))
+    print(f"rnncast evaluate: {describe_not_scored(not_scored)}")
     print(
         f"rnncast evaluate: wrote {os.path.join(output, 'summary.md')} (and .html), metrics, "
         f"forecasts and {len(plot_paths)} plots under {output} in "

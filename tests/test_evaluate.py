@@ -359,6 +359,30 @@ def test_evaluate_writes_every_output_and_accounts_for_bad_rows(tmp_path):
     markdown = (output / "summary.md").read_text()
     assert "| rnncast |" in markdown and "| seasonal_naive |" in markdown
     assert "<table>" in (output / "summary.html").read_text()
+    # Pairs with nothing after the origin are counted and named, never dropped silently.
+    not_scored = summary["not_scored"]
+    assert not_scored["scored_pairs"] == pairs
+    assert not_scored["pairs"] == len(ends) * len(origin_times) - pairs > 0
+    assert not_scored["pairs_by_reason"] == {"ends_at_or_before_origin": not_scored["pairs"]}
+    assert f"{not_scored['pairs']} not scored (ends_at_or_before_origin" in markdown
+    assert summary["origins_precede_model_training_end"] is False
+
+    # Reusing that model: --horizon defaults to the export's, and origins before its training
+    # end are flagged outright (in evaluation.json and the summary).
+    export = origins[0] / "model" / "export"
+    reused = evaluate_job.run(
+        ["--input", str(source), "--output", str(tmp_path / "reuse"), "--model", str(export)]
+        + ["--origins", "2", "--classical", "none"]
+    )
+    assert reused["horizon"] == 6
+    assert reused["origins_precede_model_training_end"] is False  # trained before origin 1
+    early = evaluate_job.run(
+        ["--input", str(source), "--output", str(tmp_path / "early"), "--model", str(export)]
+        + ["--origins", "4", "--classical", "none"]
+    )
+    assert early["origins_precede_model_training_end"] is True
+    assert early["model_trained_through"] > early["origins"][0]
+    assert "Not a backtest" in (tmp_path / "early" / "summary.md").read_text()
 
 
 def test_clear_errors(tmp_path):
