@@ -193,23 +193,16 @@ def _decompressor(codec: str):
     return zstandard.ZstdDecompressor().decompressobj()
 
 
-class Decompressed(io.RawIOBase):
-    """The decompressed bytes of a gzip, bzip2 or zstd stream (several members or frames
-    included) that raises ``EOFError`` when the stream ends inside a member.
-
-    Beam's own decompressing reader returns a truncated stream's bytes as if they were all the
-    data, so a half-copied ``.csv.gz`` would lose its rows without a word.
-    """
+class _ChunkTransform(io.RawIOBase):
+    """A readable stream of ``raw``'s bytes as :meth:`_transform` turns them, chunk by chunk
+    (what Arrow's readers take as a file)."""
 
     CHUNK = 1 << 20
 
-    def __init__(self, raw, codec: str):
+    def __init__(self, raw):
         self._raw = raw
-        self._codec = codec
-        self._decompressor = _decompressor(codec)
         self._out = bytearray()
         self._done = False
-        self._started = False  # a member has begun (not yet ended cleanly)
 
     def readable(self) -> bool:
         return True
@@ -217,12 +210,8 @@ class Decompressed(io.RawIOBase):
     def read(self, size: int = -1) -> bytes:
         while not self._done and (size is None or size < 0 or len(self._out) < size):
             chunk = self._raw.read(self.CHUNK)
-            if not chunk:
-                if self._started:
-                    raise EOFError(f"the {self._codec} data ends before its end-of-stream marker")
-                self._done = True
-                break
-            self._feed(chunk)
+            self._done = not chunk
+            self._out += self._transform(chunk, final=self._done)
         if size is None or size < 0:
             size = len(self._out)
         data = bytes(self._out[:size])
@@ -234,18 +223,40 @@ class Decompressed(io.RawIOBase):
         buffer[: len(data)] = data
         return len(data)
 
-    def _feed(self, chunk: bytes) -> None:
+    def _transform(self, chunk: bytes, final: bool) -> bytes:
+        raise NotImplementedError
+
+
+class Decompressed(_ChunkTransform):
+    """The decompressed bytes of a gzip, bzip2 or zstd stream (several members or frames
+    included) that raises ``EOFError`` when the stream ends inside a member.
+
+    Beam's own decompressing reader returns a truncated stream's bytes as if they were all the
+    data, so a half-copied ``.csv.gz`` would lose its rows without a word.
+    """
+
+    def __init__(self, raw, codec: str):
+        super().__init__(raw)
+        self._codec = codec
+        self._decompressor = _decompressor(codec)
+        self._started = False  # a member has begun (not yet ended cleanly)
+
+    def _transform(self, chunk: bytes, final: bool) -> bytes:
+        if final and self._started:
+            raise EOFError(f"the {self._codec} data ends before its end-of-stream marker")
+        out = bytearray()
         while chunk:
             self._started = True
-            self._out += self._decompressor.decompress(chunk)
+            out += self._decompressor.decompress(chunk)
             if not self._decompressor.eof:
-                return
+                break
             # A member ended; what follows is the next member (or trailing zero padding).
             chunk = self._decompressor.unused_data
             self._started = False
             self._decompressor = _decompressor(self._codec)
             if not chunk.strip(b"\x00"):
-                return
+                break
+        return bytes(out)
 
 
 @contextlib.contextmanager
@@ -257,7 +268,7 @@ def open_input(path: str) -> Iterator[io.RawIOBase]:
         yield raw if codec is None else Decompressed(raw, codec)
 
 
-class ReplaceInvalidUtf8(io.RawIOBase):
+class ReplaceInvalidUtf8(_ChunkTransform):
     """A byte stream with every byte sequence that is not UTF-8 replaced by U+FFFD.
 
     Arrow's CSV reader cannot report a malformed line whose bytes are not UTF-8 (it fails the
@@ -267,32 +278,12 @@ class ReplaceInvalidUtf8(io.RawIOBase):
     costs one validity check per chunk.
     """
 
-    CHUNK = 1 << 20
-
     def __init__(self, raw):
-        self._raw = raw
-        self._out = bytearray()
+        super().__init__(raw)
         self._tail = b""  # an incomplete multi-byte sequence at the end of the last chunk
-        self._eof = False
 
-    def readable(self) -> bool:
-        return True
-
-    def read(self, size: int = -1) -> bytes:
-        while not self._eof and (size is None or size < 0 or len(self._out) < size):
-            chunk = self._raw.read(self.CHUNK)
-            self._eof = not chunk
-            self._out += self._repair(self._tail + chunk, final=self._eof)
-        if size is None or size < 0:
-            size = len(self._out)
-        data = bytes(self._out[:size])
-        del self._out[:size]
-        return data
-
-    def readinto(self, buffer) -> int:
-        data = self.read(len(buffer))
-        buffer[: len(data)] = data
-        return len(data)
+    def _transform(self, chunk: bytes, final: bool) -> bytes:
+        return self._repair(self._tail + chunk, final)
 
     def _repair(self, data: bytes, final: bool) -> bytes:
         try:
