@@ -40,12 +40,12 @@ class RejectedRowsError(InputError):
     user can read them (the message names their directory)."""
 
 
-# What reading a damaged file raises: Arrow's errors, a broken compressed stream (zlib/bz2
-# raise OSError or EOFError; Beam's decompressor a ValueError on the closed stream after).
-_READ_ERRORS = (pa.ArrowException, OSError, EOFError, ValueError, zlib.error)
+# What reading a damaged file raises: Arrow's errors, I/O errors, and what Decompressed
+# raises for a compressed stream that is cut short (EOFError) or corrupt (ValueError).
+_READ_ERRORS = (pa.ArrowException, OSError, EOFError, ValueError)
 
-# First bytes of each compressed CSV suffix, checked before any read: Beam picks the codec
-# from the name, and a plain file named ``.csv.gz`` otherwise fails deep inside the reader.
+# First bytes of each compressed CSV suffix (open_input checks them before decompressing, so
+# a plain file named ``.csv.gz`` is named as such instead of failing deep inside the reader).
 _MAGIC = {
     ".csv.gz": (b"\x1f\x8b", "gzip"),
     ".csv.bz2": (b"BZh", "bzip2"),
@@ -68,7 +68,8 @@ def file_format(path: str) -> str:
 def list_inputs(location: str) -> list[str]:
     """The input files named by ``location``: one file, a glob, or a directory (its CSV and
     Parquet files, hidden and ``_``-prefixed files skipped). Sorted, so the job is deterministic."""
-    from pipeline.locations import OutputError, check_filesystem
+    from pipeline.errors import OutputError
+    from pipeline.locations import check_filesystem
 
     try:
         check_filesystem(location, "--input")
@@ -100,7 +101,6 @@ def list_inputs(location: str) -> list[str]:
 def check_input(path: str, columns: InputColumns) -> None:
     """Check that ``path`` is a readable CSV/Parquet file with the columns the job needs."""
     kind = file_format(path)
-    _check_compression(path)
     try:
         with open_input(path) as handle:
             if kind == "parquet":
@@ -113,6 +113,8 @@ def check_input(path: str, columns: InputColumns) -> None:
                     parse_options=pacsv.ParseOptions(invalid_row_handler=lambda row: "skip"),
                 )
                 names = reader.schema.names
+    except InputError:
+        raise
     except _READ_ERRORS as err:
         what = "Parquet" if kind == "parquet" else "CSV (with a header row)"
         raise InputError(
@@ -127,24 +129,6 @@ def check_input(path: str, columns: InputColumns) -> None:
         )
 
 
-def _check_compression(path: str) -> None:
-    lower = path.lower()
-    for suffix, (magic, codec) in _MAGIC.items():
-        if not lower.endswith(suffix):
-            continue
-        try:
-            with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as raw:
-                head = raw.read(len(magic))
-        except OSError as err:
-            raise InputError(f"{path}: cannot be opened ({err}); check the path") from err
-        if head != magic:
-            plain = path[: -len(suffix)] + ".csv"
-            raise InputError(
-                f"{path}: named {suffix} but not {codec}-compressed; rename it to {plain} "
-                f"if it is plain CSV, or compress it with {codec}"
-            )
-
-
 def read_batches(
     path: str, columns: InputColumns
 ) -> Iterator[tuple[pa.Table, np.ndarray, list[tuple[int, str]]]]:
@@ -155,9 +139,10 @@ def read_batches(
     header's columns, reported with the batch in which they were met.
     """
     reader = _read_parquet if file_format(path) == "parquet" else _read_csv
-    _check_compression(path)
     try:
         yield from reader(path, columns)
+    except InputError:
+        raise
     except _READ_ERRORS as err:
         raise InputError(
             f"{path}: cannot be read past the rows already counted ({_describe(err)}); the "
@@ -166,9 +151,7 @@ def read_batches(
 
 
 def _describe(err: BaseException) -> str:
-    # Beam's decompressor closes its stream when the compressed data ends early; what reaches
-    # Arrow is then "I/O operation on closed file", which says nothing to the user.
-    if isinstance(err, EOFError) or isinstance(err, ValueError) and "closed file" in str(err):
+    if isinstance(err, EOFError):
         return "the compressed data ends early or is corrupt"
     return f"{type(err).__name__}: {err}"
 
@@ -247,7 +230,10 @@ class Decompressed(_ChunkTransform):
         out = bytearray()
         while chunk:
             self._started = True
-            out += self._decompressor.decompress(chunk)
+            try:
+                out += self._decompressor.decompress(chunk)
+            except Exception as err:  # noqa: BLE001 - zlib.error, OSError, zstandard.ZstdError
+                raise ValueError(f"corrupt {self._codec} data ({err})") from err
             if not self._decompressor.eof:
                 break
             # A member ended; what follows is the next member (or trailing zero padding).
@@ -262,10 +248,26 @@ class Decompressed(_ChunkTransform):
 @contextlib.contextmanager
 def open_input(path: str) -> Iterator[io.RawIOBase]:
     """A binary stream of ``path``'s content, decompressed by its suffix (``.gz``, ``.bz2``,
-    ``.zst``); a truncated compressed file raises ``EOFError`` when read to its end."""
-    codec = next((c for suffix, (_, c) in _MAGIC.items() if path.lower().endswith(suffix)), None)
-    with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as raw:
-        yield raw if codec is None else Decompressed(raw, codec)
+    ``.zst``); a truncated compressed file raises ``EOFError`` when read to its end, and a file
+    whose first bytes are not its suffix's codec raises :class:`InputError` naming the fix."""
+    suffix = next((s for s in _MAGIC if path.lower().endswith(s)), None)
+    try:
+        raw = FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED)
+    except OSError as err:
+        raise InputError(f"{path}: cannot be opened ({err}); check the path") from err
+    with raw:
+        if suffix is None:
+            yield raw
+            return
+        magic, codec = _MAGIC[suffix]
+        if raw.read(len(magic)) != magic:
+            plain = path[: -len(suffix)] + ".csv"
+            raise InputError(
+                f"{path}: named {suffix} but not {codec}-compressed; rename it to {plain} "
+                f"if it is plain CSV, or compress it with {codec}"
+            )
+        raw.seek(0)
+        yield Decompressed(raw, codec)
 
 
 class ReplaceInvalidUtf8(_ChunkTransform):
