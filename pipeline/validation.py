@@ -174,21 +174,21 @@ def validate_batch(
 ) -> tuple[list[tuple[str, SeriesPart]], pd.DataFrame]:
     """Check every row of ``table``; return accepted rows grouped per series, and rejected rows."""
     n = table.num_rows
-    # Bytes that are not UTF-8 (binary Parquet columns) fail their row, not the file.
+    # Bytes that are not UTF-8 fail their row, not the file: they reach here as U+FFFD (the CSV
+    # reader's ReplaceInvalidUtf8, text_column for binary Parquet columns).
     text = {name: text_column(table.column(name)) for name in columns.all}
-    ids, id_not_utf8 = text[columns.series_id]
+    ids = text[columns.series_id]
     if not (pa.types.is_string(ids.type) or pa.types.is_large_string(ids.type)):
         ids = pc.cast(ids, pa.string())
-    # U+FFFD is what the CSV reader puts for bytes that are not UTF-8 (inputs.ReplaceInvalidUtf8).
-    replaced = pc.match_substring(ids, "\ufffd").fill_null(False)
-    id_not_utf8 = id_not_utf8 | replaced.to_numpy(zero_copy_only=False)
+    id_not_utf8 = pc.match_substring(ids, "\ufffd").fill_null(False)
+    id_not_utf8 = id_not_utf8.to_numpy(zero_copy_only=False)
     id_length = pc.utf8_length(ids).fill_null(0).to_numpy(zero_copy_only=False)
-    timestamps = parse_timestamps(text[columns.timestamp][0])
-    values, value_is_number = parse_numbers(text[columns.value][0])
+    timestamps = parse_timestamps(text[columns.timestamp])
+    values, value_is_number = parse_numbers(text[columns.value])
     covariates = np.empty((n, len(columns.covariates)), dtype=np.float64)
     covariate_ok = np.ones(n, dtype=bool)
     for k, name in enumerate(columns.covariates):
-        covariates[:, k], is_number = parse_numbers(text[name][0])
+        covariates[:, k], is_number = parse_numbers(text[name])
         covariate_ok &= is_number & np.isfinite(covariates[:, k])
 
     failed = {
@@ -270,26 +270,19 @@ def validate_read_batch(
     return parts, frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
 
 
-def text_column(column: pa.ChunkedArray | pa.Array) -> tuple[pa.Array, np.ndarray]:
-    """A binary column as UTF-8 strings, with a mask of the entries that are not valid UTF-8
-    (those become null); other columns are returned as they are, with an all-False mask."""
+def text_column(column: pa.ChunkedArray | pa.Array) -> pa.Array:
+    """A binary column as UTF-8 strings, bytes that are not UTF-8 replaced by U+FFFD (which
+    validation rejects); other columns as they are."""
     column = _combine(column)
-    bad = np.zeros(len(column), dtype=bool)
     if not (pa.types.is_binary(column.type) or pa.types.is_large_binary(column.type)):
-        return column, bad
+        return column
     try:
-        return pc.cast(column, pa.string()), bad
-    except pa.ArrowInvalid:
-        pass
-    # Slow path, only for a batch that holds invalid bytes: find them one by one.
-    decoded: list[str | None] = []
-    for k, raw in enumerate(column.to_pylist()):
-        try:
-            decoded.append(None if raw is None else raw.decode("utf-8"))
-        except UnicodeDecodeError:
-            decoded.append(None)
-            bad[k] = True
-    return pa.array(decoded, pa.string()), bad
+        return pc.cast(column, pa.string())
+    except pa.ArrowInvalid:  # only a batch that holds such bytes takes this slow path
+        return pa.array(
+            [None if raw is None else raw.decode("utf-8", "replace") for raw in column.to_pylist()],
+            pa.string(),
+        )
 
 
 def _printable(value):
