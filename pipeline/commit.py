@@ -88,26 +88,6 @@ def check_counts(counts: dict, source: str, max_rejected_fraction: float, stagin
         )
 
 
-def check_filled(
-    over: list[dict], source: str, freq: str | None, max_filled_fraction: float, shown: int = 10
-) -> None:
-    """Refuse to commit a run with series (``over``: ``series_id``, ``filled_fraction``, most
-    filled first) that are more than ``max_filled_fraction`` filled points."""
-    from pipeline.inputs import InputError
-
-    if not over:
-        return
-    names = ", ".join(f"{s['series_id']!r} ({s['filled_fraction']:.1%})" for s in over[:shown])
-    more = f" and {len(over) - shown} more" if len(over) > shown else ""
-    raise InputError(
-        f"{source}: {len(over)} series are more than --max-filled-fraction "
-        f"{max_filled_fraction} filled points at freq {freq}: {names}{more}. Nothing was "
-        "committed. Such series are sparser than the dataset frequency (e.g. weekly or "
-        "monthly series in a daily file) or have long gaps: give them their own run with "
-        "their --freq, fix the input, or raise --max-filled-fraction"
-    )
-
-
 # --- atomic single-file writes ----------------------------------------------------------------
 
 
@@ -169,7 +149,7 @@ def job_of(metadata) -> str | None:
     return None
 
 
-def _read_owner(path: str) -> str | None:
+def _read_owner(path: str) -> str:
     with FileSystems.open(path) as source:
         return source.read().decode("utf-8", "replace").strip()
 
@@ -181,7 +161,7 @@ def check_owner(output: str, job: str, directories: tuple[str, ...]) -> dict | N
     if FileSystems.exists(path):
         try:
             metadata = read_json(path)
-        except (ValueError, UnicodeDecodeError) as err:
+        except ValueError as err:  # CorruptFileError
             raise OutputError(
                 f"{output}: its {METADATA} is not readable as rnncast metadata ({err}), so it "
                 f"may belong to another program; 'rnncast' will not write there. Choose another "
@@ -271,18 +251,22 @@ def discard_staging(output: str, staging: str, directories: tuple[str, ...]) -> 
     try:
         if FileSystems.exists(staging):
             FileSystems.delete([staging])
-        staging_root = FileSystems.join(output, STAGING)
-        left = [
-            p
-            for p in (_files_under(staging_root) if FileSystems.exists(staging_root) else [])
-            if posixpath.basename(p) != OWNER
-        ]
-        committed = FileSystems.exists(FileSystems.join(output, METADATA))
         moved = any(_files_under(FileSystems.join(output, d)) for d in directories)
-        if FileSystems.exists(staging_root) and not left and (committed or not moved):
-            FileSystems.delete([staging_root])
+        committed = FileSystems.exists(FileSystems.join(output, METADATA))
+        _remove_idle_staging_root(output, keep_owner=moved and not committed)
     except Exception:  # noqa: BLE001 - never hide the run's own error behind a cleanup error
         logging.getLogger(__name__).warning("could not remove %s", staging, exc_info=True)
+
+
+def _remove_idle_staging_root(output: str, keep_owner: bool) -> None:
+    """Delete ``DIR/_staging`` when no run is staged there; ``keep_owner`` keeps it while its
+    ``_owner`` marker still vouches for files an interrupted first commit moved into place."""
+    staging_root = FileSystems.join(output, STAGING)
+    if not FileSystems.exists(staging_root):
+        return
+    staged = [p for p in _files_under(staging_root) if posixpath.basename(p) != OWNER]
+    if not staged and not keep_owner:
+        FileSystems.delete([staging_root])
 
 
 def _ensure_directory(path: str) -> None:
@@ -394,9 +378,7 @@ def commit_run(
     _finish_replaced(output, record, directories)
     _step("delete_stale", output)
     FileSystems.delete([staging])
-    owner = FileSystems.join(staging_root, OWNER)
-    if not [p for p in _files_under(staging_root) if p != owner]:
-        FileSystems.delete([staging_root])
+    _remove_idle_staging_root(output, keep_owner=False)  # committed: the marker has done its job
     _step("staging", output)
     return metadata
 
@@ -453,5 +435,5 @@ def committed_run(output: str) -> str | None:
         return None
     try:
         return read_json(path).get("run_id")
-    except (ValueError, UnicodeDecodeError, AttributeError):
+    except ValueError:  # CorruptFileError: nothing usable is committed
         return None

@@ -771,6 +771,12 @@ def mostly_filled(summaries: list[dict], threshold: float) -> list[dict]:
     ]
 
 
+def name_series(over: list[dict], shown: int = MOSTLY_FILLED_SHOWN) -> str:
+    """``'a' (97.1%), 'b' (85.9%) and 3 more``: the first ``shown`` of ``over``."""
+    names = ", ".join(f"{s['series_id']!r} ({s['filled_fraction']:.1%})" for s in over[:shown])
+    return names + (f" and {len(over) - shown} more" if len(over) > shown else "")
+
+
 def check_run(metadata: dict, config: DatasetConfig, staging: str) -> None:
     """Refuse to commit a run that failed, rejected too much or is mostly filled points; say
     what to do."""
@@ -788,12 +794,16 @@ def check_run(metadata: dict, config: DatasetConfig, staging: str) -> None:
         raise InputError(message)
     commit.check_counts(metadata["counts"], config.input, config.max_rejected_fraction, staging)
     summaries = [{"series_id": k, **v} for k, v in metadata["series"].items()]
-    commit.check_filled(
-        mostly_filled(summaries, config.max_filled_fraction),
-        config.input,
-        metadata["freq"],
-        config.max_filled_fraction,
-    )
+    over = mostly_filled(summaries, config.max_filled_fraction)
+    if over:
+        raise InputError(
+            f"{config.input}: {len(over)} series are more than --max-filled-fraction "
+            f"{config.max_filled_fraction} filled points at freq {metadata['freq']}: "
+            f"{name_series(over)}. Nothing was committed. Such series are sparser than the "
+            "dataset frequency (e.g. weekly or monthly series in a daily file) or have long "
+            "gaps: give them their own run with their --freq, fix the input, or raise "
+            "--max-filled-fraction"
+        )
 
 
 def print_summary(metadata: dict) -> None:
@@ -809,17 +819,9 @@ def print_summary(metadata: dict) -> None:
             lines.append(f"    {reason}: {count}")
     over = metadata["series_mostly_filled"]
     if over:
-        shown = ", ".join(
-            f"{s['series_id']} {s['filled_fraction']:.1%}" for s in over[:MOSTLY_FILLED_SHOWN]
-        )
-        more = (
-            f" and {len(over) - MOSTLY_FILLED_SHOWN} more"
-            if len(over) > MOSTLY_FILLED_SHOWN
-            else ""
-        )
         lines.append(
             f"  warning: {len(over)} series are mostly filled points at freq {metadata['freq']} "
-            f"(over {MOSTLY_FILLED:.0%}; metadata.json lists them all): {shown}{more}"
+            f"(over {MOSTLY_FILLED:.0%}; metadata.json lists them all): {name_series(over)}"
         )
     for split, entry in metadata["splits"].items():
         lines.append(

@@ -429,7 +429,7 @@ def test_weekly_and_monthly_series_in_a_daily_file_are_named(tmp_path, capsys):
     jsonschema.validate(metadata, schemas.load(schemas.METADATA)["json_schema"])
     printed = capsys.readouterr().out
     assert "2 series are mostly filled points at freq D" in printed
-    assert "monthly 96.1%, weekly 85.1%" in printed
+    assert "'monthly' (96.1%), 'weekly' (85.1%)" in printed
 
 
 def test_max_filled_fraction_fails_the_job_and_commits_nothing(tmp_path, capsys):
