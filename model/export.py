@@ -34,7 +34,7 @@ import schemas
 from model import checkpoint, inference
 from model.errors import ExportError
 from model.forecaster import RNNForecaster
-from model.train import CONFIG_FILE, DATASET_FILE, TrainConfig, build_model
+from model.train import CALIBRATION_FILE, CONFIG_FILE, DATASET_FILE, TrainConfig, build_model
 from pipeline import commit
 
 EXPORT_DIR = "export"
@@ -51,12 +51,20 @@ def load_trained(model_dir: str) -> tuple[RNNForecaster, dict, dict]:
     fix = f"rerun 'rnncast train --model-dir {model_dir}' into a new directory"
     settings = commit.read_json(paths[0], fix)
     metadata = commit.read_json(paths[1], fix)
+    # Runs from before level-free inputs saw the level and had no lags.
+    train_settings = {"inputs": "level", "lags": [], **settings["train"]}
     config = TrainConfig(
         data="",
         model_dir=model_dir,
-        **{**settings["train"], "quantiles": tuple(settings["train"]["quantiles"])},
+        **{**train_settings, "quantiles": tuple(train_settings["quantiles"])},
     )
-    model = build_model(config, metadata)
+    calibration_path = os.path.join(model_dir, CALIBRATION_FILE)
+    interval_scale = (
+        commit.read_json(calibration_path, fix)["interval_scale"]
+        if os.path.exists(calibration_path)
+        else None
+    )
+    model = build_model(config, metadata, interval_scale)
     try:
         restored = checkpoint.restore(os.path.join(model_dir, "best"), model.variables)
     except checkpoint.CheckpointError as err:

@@ -23,10 +23,11 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from model import checkpoint
+from model import calibration, checkpoint
 from model.errors import TrainError
 from model.forecaster import (
     ANCHORS,
+    INPUTS,
     POINT_LOSSES,
     RNNForecaster,
     masked_loss_sums,
@@ -37,10 +38,14 @@ from model.rnn import CELL_TYPES
 from pipeline import commit
 from pipeline.locations import check_output_directory
 from pipeline.reader import load_metadata, make_dataset
+from pipeline.series import NS_PER_DAY, nominal_period_ns, seasonal_lags
 
 CONFIG_FILE = "train_config.json"
 DISTRIBUTIONS = ("none", "mirrored", "multi-worker")
 HISTORY_FILE = "history.json"
+CALIBRATION_FILE = "calibration.json"
+CALIBRATIONS = ("conformal", "none")
+NONNEGATIVE = ("auto", "off")
 DATASET_FILE = "dataset_metadata.json"
 
 
@@ -62,9 +67,23 @@ class TrainConfig:
     seed: int = 0
     patience: int = 5
     distribution: str = "none"
-    # Outputs as a change from the value at the step ("last") or absolute ("none"). "last"
-    # won on 4 of the 6 real datasets' validation origins (BENCHMARKS.md, issue 12).
-    anchor: str = "last"
+    # What the outputs are added to (model_anchor): "auto" picks seasonal naive or the last
+    # value by frequency, as the real datasets' validation origins chose (BENCHMARKS.md).
+    anchor: str = "auto"
+    # What the network sees of the value: the level, or its changes over one step and over
+    # the seasonal lags (level-free; see model.forecaster).
+    inputs: str = "change"
+    # Seasonal lags in steps, main season first; None: from the dataset's frequency
+    # (pipeline.series.seasonal_lags).
+    lags: tuple[int, ...] | None = None
+    # Clip forecasts at zero where no training value is negative ("auto"), or never ("off").
+    nonnegative: str = "auto"
+    # A floor on optimizer steps per run: where one pass over the training streams has few
+    # batches (a few long series), every epoch makes several passes (issue 12: one long
+    # series gave 5 batches per epoch, 100 steps in 20 epochs, still improving).
+    min_steps: int = 1000
+    # Interval calibration on the validation split after training (model.calibration).
+    calibration: str = "conformal"
     # Model directory whose best weights initialise a fresh run (fine-tuning).
     init_from: str | None = None
 
@@ -82,10 +101,22 @@ class TrainConfig:
             self.quantiles
         ):
             problems.append("--quantiles must be distinct levels in (0, 1)")
-        if self.anchor not in ANCHORS:
-            problems.append(f"--anchor must be one of {ANCHORS}")
+        if self.anchor not in ("auto", *ANCHORS):
+            problems.append(f"--anchor must be one of {('auto', *ANCHORS)}")
+        if self.calibration not in CALIBRATIONS:
+            problems.append(f"--calibration must be one of {CALIBRATIONS}")
+        if self.inputs not in INPUTS:
+            problems.append(f"--inputs must be one of {INPUTS}")
+        if self.lags is not None and (
+            any(lag < 1 for lag in self.lags) or len(set(self.lags)) != len(self.lags)
+        ):
+            problems.append("--lags must be distinct positive numbers of steps")
         if self.distribution not in DISTRIBUTIONS:
             problems.append(f"--distribution must be one of {DISTRIBUTIONS}")
+        if self.nonnegative not in NONNEGATIVE:
+            problems.append(f"--nonnegative must be one of {NONNEGATIVE}")
+        if self.min_steps < 0:
+            problems.append("--min-steps must be >= 0")
         if self.learning_rate <= 0 or self.clip_norm <= 0 or self.patience < 1:
             problems.append("--learning-rate, --clip-norm and --patience must be positive")
         if problems:
@@ -99,12 +130,44 @@ class TrainConfig:
         settings.pop("data")
         settings.pop("distribution")  # how training is spread does not change the model
         settings["quantiles"] = sorted(self.quantiles)
+        if self.lags is not None:
+            settings["lags"] = list(self.lags)  # as JSON reads it back
         if settings["init_from"] is None:
             settings.pop("init_from")  # model directories from before fine-tuning stay valid
         return settings
 
 
-def build_model(config: TrainConfig, metadata: dict) -> RNNForecaster:
+def passes_per_epoch(steps_per_pass: int, epochs: int, min_steps: int) -> int:
+    """Passes over the training streams per epoch so that ``epochs`` epochs make at least
+    ``min_steps`` optimizer steps (1 where one pass per epoch already does)."""
+    if steps_per_pass <= 0:
+        return 1
+    return max(1, math.ceil(min_steps / (epochs * steps_per_pass)))
+
+
+def model_lags(config: TrainConfig, metadata: dict) -> tuple[int, ...]:
+    """The lags the model uses: the configured ones, or those of the dataset's frequency."""
+    if config.lags is not None:
+        return tuple(config.lags)
+    return seasonal_lags(metadata["freq"]) if metadata.get("freq") else ()
+
+
+def model_anchor(anchor: str, lags: tuple[int, ...], freq: str | None) -> str:
+    """The anchor the model uses. ``auto``: seasonal naive for data sampled daily or faster
+    (a day's or a week's cycle repeats closely), the last value for slower data (a year-ago
+    value misses the trend) and for data without lags; ``seasonal`` without lags falls back
+    to ``last``. Chosen on the benchmark's validation origins (BENCHMARKS.md, issue 12)."""
+    if anchor == "auto":
+        fast = freq is not None and nominal_period_ns(freq) <= NS_PER_DAY
+        anchor = "seasonal" if fast else "last"
+    return "last" if anchor == "seasonal" and not lags else anchor
+
+
+def build_model(
+    config: TrainConfig, metadata: dict, interval_scale: list[float] | None = None
+) -> RNNForecaster:
+    lags = model_lags(config, metadata)
+    anchor = model_anchor(config.anchor, lags, metadata.get("freq"))
     model = RNNForecaster(
         cell_type=config.cell,
         num_layers=config.layers,
@@ -112,7 +175,11 @@ def build_model(config: TrainConfig, metadata: dict) -> RNNForecaster:
         dropout=config.dropout,
         horizon=metadata["horizon"],
         quantiles=config.quantiles,
-        anchor=config.anchor,
+        anchor=anchor,
+        inputs=config.inputs,
+        lags=lags,
+        interval_scale=interval_scale,
+        nonnegative=config.nonnegative == "auto" and bool(metadata.get("nonnegative")),
         name="rnncast_forecaster",
     )
     model.build((metadata["batch_size"], metadata["num_steps"], len(metadata["feature_names"]) + 1))
@@ -152,9 +219,9 @@ class Trainer:
     def _build(self, config: TrainConfig, metadata: dict) -> None:
         self.model = build_model(config, metadata)
         self.levels = tuple(sorted(config.quantiles))
-        self.steps_per_epoch = sum(
-            f.get("batches", 0) for f in metadata["splits"]["train"]["files"]
-        )
+        steps_per_pass = sum(f.get("batches", 0) for f in metadata["splits"]["train"]["files"])
+        self.passes_per_epoch = passes_per_epoch(steps_per_pass, config.epochs, config.min_steps)
+        self.steps_per_epoch = steps_per_pass * self.passes_per_epoch
         schedule = keras.optimizers.schedules.CosineDecay(
             config.learning_rate,
             decay_steps=max(1, config.epochs * self.steps_per_epoch),
@@ -389,11 +456,23 @@ def train(config: TrainConfig, log=print) -> dict:
         if state["stopped"]:
             break
         _reseed_dropout(trainer.model, config.seed, epoch)
-        order = np.random.default_rng([config.seed, epoch]).permutation(num_streams).tolist()
         started = time.perf_counter()
-        train_loss, batches, timesteps = trainer.run_split(
-            make_dataset(config.data, "train", stream_order=order), train=True
-        )
+        losses, batches, timesteps = [], 0, 0
+        for repeat in range(trainer.passes_per_epoch):
+            # Every pass visits the streams in its own seeded order (a resume replays it); the
+            # first pass keeps the key of one-pass epochs.
+            key = [config.seed, epoch] if repeat == 0 else [config.seed, epoch, repeat]
+            order = np.random.default_rng(key)
+            pass_loss, pass_batches, pass_steps = trainer.run_split(
+                make_dataset(
+                    config.data, "train", stream_order=order.permutation(num_streams).tolist()
+                ),
+                train=True,
+            )
+            losses.append(pass_loss)
+            batches += pass_batches
+            timesteps += pass_steps
+        train_loss = float(np.mean(losses))
         elapsed = time.perf_counter() - started
         val_loss = (
             trainer.run_split(make_dataset(config.data, "validation"), train=False)[0]
@@ -431,7 +510,51 @@ def train(config: TrainConfig, log=print) -> dict:
         )
         if state["stopped"]:
             log(f"rnncast train: early stop, no improvement for {config.patience} epochs")
+    if has_validation and config.calibration == "conformal" and state["best_epoch"]:
+        checkpoint.restore(best_dir, trainer.model.variables)
+        result = calibrate_intervals(trainer, make_dataset(config.data, "validation"))
+        _write_json(os.path.join(config.model_dir, CALIBRATION_FILE), result)
+        log(
+            f"rnncast train: 80 % interval calibrated on {result['targets']:,} validation "
+            f"targets: coverage {result['coverage_before']:.3f} -> {result['coverage_after']:.3f}"
+        )
     return {"state": state, "history": history}
+
+
+def calibrate_intervals(trainer: Trainer, dataset: tf.data.Dataset) -> dict:
+    """The per-horizon-step spread factors that make the outermost quantile interval of the
+    trainer's (best) model cover its nominal share of the validation targets, with the
+    coverage before and after (state carried through the streams as in training)."""
+    model, levels = trainer.model, trainer.levels
+    nominal = levels[-1] - levels[0]
+    scores, masks, state = [], [], None
+    for batch in dataset:
+        size = int(batch["sequence_length"].shape[0])
+        if state is None or int(state[0].shape[0]) != size:
+            state = model.zero_state(size)
+        state = reset_state(state, batch["reset"])
+        x = model_inputs(batch["inputs"], batch["observed"])
+        point, quantiles, state = model(x, state, batch["sequence_length"])
+        center = model.quantile_center(point, quantiles)[..., 0]
+        scores.append(
+            calibration.conformity_scores(
+                center.numpy(),
+                quantiles[..., 0].numpy(),
+                quantiles[..., -1].numpy(),
+                batch["targets"].numpy(),
+            ).reshape(-1, model.horizon)
+        )
+        masks.append(batch["target_mask"].numpy().reshape(-1, model.horizon))
+    score, mask = np.concatenate(scores), np.concatenate(masks)
+    factors = calibration.interval_scale(score, mask, nominal)
+    return {
+        "method": "conformal",
+        "interval_scale": factors,
+        "nominal_coverage": nominal,
+        "coverage_before": float(np.mean(score[mask] <= 1.0)),
+        "coverage_after": float(np.mean((score <= np.asarray(factors)[None, :])[mask])),
+        "targets": int(mask.sum()),
+    }
 
 
 def _initialise_from(trainer: Trainer, model_dir: str) -> None:
@@ -477,10 +600,49 @@ def add_training_arguments(parser) -> None:
     parser.add_argument("--layers", type=int, default=defaults.layers, help="Stacked layers.")
     parser.add_argument(
         "--anchor",
-        choices=ANCHORS,
+        choices=("auto", *ANCHORS),
         default=defaults.anchor,
-        help="last: forecasts are the value at the step plus what the network adds (an "
-        "untrained network forecasts naive); none: the network forecasts the value itself.",
+        help="auto: seasonal for data sampled daily or faster, else last; "
+        "last: forecasts are the value at the step plus what the network adds (an "
+        "untrained network forecasts naive); seasonal: the value one season (the first of "
+        "--lags) before the target plus what the network adds (seasonal naive; 'last' where "
+        "the data has no season); none: the network forecasts the value itself.",
+    )
+    parser.add_argument(
+        "--nonnegative",
+        choices=NONNEGATIVE,
+        default=defaults.nonnegative,
+        help="auto: clip forecasts and quantiles at zero when no training value is negative "
+        "(counts, sales, prices); off: never clip.",
+    )
+    parser.add_argument(
+        "--min-steps",
+        type=int,
+        default=defaults.min_steps,
+        help="Least optimizer steps in --epochs epochs: where one pass over the training "
+        "data has fewer than MIN_STEPS / EPOCHS batches, each epoch makes several passes.",
+    )
+    parser.add_argument(
+        "--calibration",
+        choices=CALIBRATIONS,
+        default=defaults.calibration,
+        help="conformal: after training, widen or narrow the quantile intervals per horizon "
+        "step so the outermost one covers its nominal share of the validation targets; "
+        "none: the intervals as trained.",
+    )
+    parser.add_argument(
+        "--inputs",
+        choices=INPUTS,
+        default=defaults.inputs,
+        help="What the network sees of the value: its changes over one step and over each "
+        "of --lags (level-free), or the scaled level itself.",
+    )
+    parser.add_argument(
+        "--lags",
+        default="auto",
+        help="Seasonal lags in steps, main season first, e.g. 24,168; 'auto' takes them "
+        "from the dataset's frequency (hourly 24,168; daily 7; monthly 12; yearly none); "
+        "'none' for no lags.",
     )
     parser.add_argument("--units", type=int, default=defaults.units, help="Units per layer.")
     parser.add_argument(
@@ -536,6 +698,20 @@ def add_training_arguments(parser) -> None:
     )
 
 
+def parse_lags(text: str) -> tuple[int, ...] | None:
+    """``--lags``: 'auto' (None), 'none' (no lags) or comma-separated steps."""
+    if text == "auto":
+        return None
+    if text == "none":
+        return ()
+    try:
+        return tuple(int(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise TrainError(
+            f"rnncast train: --lags must be 'auto', 'none' or steps such as 24,168, got {text!r}"
+        ) from None
+
+
 def config_from_args(args, data: str, model_dir: str) -> TrainConfig:
     """The :class:`TrainConfig` of parsed training flags (see :func:`add_training_arguments`)."""
     return TrainConfig(
@@ -554,6 +730,11 @@ def config_from_args(args, data: str, model_dir: str) -> TrainConfig:
         patience=args.patience,
         distribution=args.distribution,
         anchor=args.anchor,
+        inputs=args.inputs,
+        lags=parse_lags(args.lags),
+        calibration=args.calibration,
+        min_steps=args.min_steps,
+        nonnegative=args.nonnegative,
         init_from=args.init_from,
     )
 

@@ -16,6 +16,8 @@ from pandas.tseries.frequencies import to_offset
 NAT = np.iinfo(np.int64).min
 NS_PER_SECOND = 1_000_000_000
 NS_PER_DAY = 86_400 * NS_PER_SECOND
+# The longest seasonal lag a model remembers: a week of 5-minute steps.
+MAX_SEASONAL_LAG = 2016
 FILL_METHODS = ("ffill", "zero", "interpolate")
 SCALING_METHODS = ("standard", "mean", "none")
 
@@ -346,6 +348,28 @@ def scaling_stats(value: np.ndarray, observed: np.ndarray, method: str) -> tuple
         return 0.0, scale if np.isfinite(scale) and scale > 0 else 1.0
     loc, scale = float(np.mean(seen)), float(np.std(seen))
     return loc, scale if np.isfinite(scale) and scale > 0 else 1.0
+
+
+def seasonal_lags(freq: str) -> tuple[int, ...]:
+    """The seasonal lags (in steps) a model of this frequency should see, the main season
+    first: the day and the week below daily data, the week for daily data, the year above
+    (52 weeks, 12 months, 4 quarters); none for yearly data. Lags longer than
+    ``MAX_SEASONAL_LAG`` steps are left out (their memory would dominate the state)."""
+    period = nominal_period_ns(freq)
+    if period < NS_PER_DAY:
+        per_day = NS_PER_DAY / period
+        lags = (round(per_day), round(7 * per_day)) if per_day == round(per_day) else ()
+    elif period < 7 * NS_PER_DAY:
+        lags = (7 * NS_PER_DAY // period,) if (7 * NS_PER_DAY) % period == 0 else ()
+    elif period < 28 * NS_PER_DAY:
+        lags = (52,)
+    elif period < 80 * NS_PER_DAY:
+        lags = (12,)
+    elif period < 300 * NS_PER_DAY:
+        lags = (4,)
+    else:
+        lags = ()
+    return tuple(int(lag) for lag in lags if 1 < lag <= MAX_SEASONAL_LAG)
 
 
 def calendar_feature_names(freq: str) -> tuple[str, ...]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -626,4 +627,119 @@ def test_anchor_last_starts_at_the_naive_forecast_and_round_trips_its_config():
     assert rebuilt.anchor == "last"
     assert RNNForecaster.from_config({**model.get_config(), "anchor": "none"}).anchor == "none"
     with pytest.raises(ValueError, match="anchor must be one of"):
+        RNNForecaster(anchor="mean")
+
+
+def _level_free_forecaster(**overrides):
+    from model.forecaster import RNNForecaster
+
+    settings = dict(horizon=5, quantiles=(0.1, 0.5, 0.9), anchor="seasonal", inputs="change")
+    model = RNNForecaster("gru", 2, 6, lags=(3, 7), **{**settings, **overrides})
+    model.build((3, 12, 4))
+    return model
+
+
+@pytest.mark.parametrize("anchor", ["seasonal", "last", "none"])
+def test_level_free_inputs_chunked_equal_unchunked_with_ragged_lengths(anchor):
+    """The lag memory is state: feeding a series in chunks of any size (rows ending early,
+    rows of length 0) gives the outputs and final state of one unchunked pass."""
+    rng = np.random.default_rng(3)
+    model = _level_free_forecaster(anchor=anchor)
+    inputs = rng.normal(size=(3, 12, 4)).astype("float32")
+    inputs[..., -1] = rng.random((3, 12)) > 0.2  # the observed flag, some values filled
+    lengths = np.array([12, 9, 5], dtype="int32")
+    point, quantiles, final = model(inputs, None, lengths)
+    state, points, cuts = None, [], [(0, 1), (1, 6), (6, 12)]
+    for start, stop in cuts:
+        chunk_lengths = np.clip(lengths - start, 0, stop - start).astype("int32")
+        out, _, state = model(inputs[:, start:stop], state, chunk_lengths)
+        points.append(np.asarray(out))
+    np.testing.assert_allclose(np.concatenate(points, axis=1), point, atol=1e-5)
+    for whole, chunked in zip(final, state, strict=True):
+        np.testing.assert_allclose(np.asarray(chunked), np.asarray(whole), atol=1e-5)
+    valid = np.arange(12)[None, :] < lengths[:, None]
+    assert np.all(np.asarray(point)[~valid] == 0) and np.all(np.asarray(quantiles)[~valid] == 0)
+    # The state is one [S, B, units] stack: the memory's slots have the RNN state's width.
+    assert set(model.state_size) == {6} and len(model.state_size) == 2 + math.ceil(14 / 6)
+
+
+def test_seasonal_anchor_starts_at_seasonal_naive_and_level_free_inputs_ignore_the_level():
+    """With the head at zero the forecast for t + h is the value one season before it (the
+    value at t while that one is unseen); shifting every value by a constant shifts the
+    forecasts by it exactly (the network sees only changes)."""
+    model = _level_free_forecaster()
+    for weight in model.head.weights:
+        weight.assign(np.zeros(weight.shape, "float32"))
+    series = np.arange(12, dtype="float32") ** 2
+    inputs = np.zeros((1, 12, 4), "float32")
+    inputs[0, :, 0], inputs[0, :, -1] = series, 1.0
+    point, _, _ = model(inputs, None, np.array([12], "int32"))
+    for t in range(12):
+        for h in range(1, 6):
+            back = t + h - 3 * math.ceil(h / 3)
+            expected = series[back] if back >= 0 else series[t]
+            assert float(point[0, t, h - 1]) == pytest.approx(expected)
+    trained = _level_free_forecaster()  # random head: the network's own output matters
+    shifted = inputs.copy()
+    shifted[..., 0] += 1000.0
+    base, base_q, _ = trained(inputs, None, np.array([12], "int32"))
+    moved, moved_q, _ = trained(shifted, None, np.array([12], "int32"))
+    np.testing.assert_allclose(np.asarray(moved) - 1000.0, base, atol=1e-3)
+    np.testing.assert_allclose(np.asarray(moved_q) - 1000.0, base_q, atol=1e-3)
+
+
+def test_level_free_config_round_trips_and_bad_settings_are_refused():
+    from model.forecaster import RNNForecaster
+
+    model = _level_free_forecaster(interval_scale=[1.0, 1.5, 2.0, 2.5, 3.0])
+    rebuilt = RNNForecaster.from_config(model.get_config())
+    assert (rebuilt.inputs, rebuilt.lags, rebuilt.anchor) == ("change", (3, 7), "seasonal")
+    assert rebuilt.interval_scale == (1.0, 1.5, 2.0, 2.5, 3.0)
+    with pytest.raises(ValueError, match="needs a season"):
         RNNForecaster(anchor="seasonal")
+    with pytest.raises(ValueError, match="lags must be distinct positive"):
+        RNNForecaster(lags=(0, 3))
+    with pytest.raises(ValueError, match="inputs must be one of"):
+        RNNForecaster(inputs="levels")
+    with pytest.raises(ValueError, match="interval_scale must hold 5 positive"):
+        _level_free_forecaster(interval_scale=[1.0])
+
+
+def test_interval_scale_widens_quantiles_around_the_median_only():
+    """Calibration multiplies each horizon step's distance from the median quantile."""
+    plain = _level_free_forecaster()
+    factors = [0.5, 1.0, 2.0, 3.0, 4.0]
+    scaled = _level_free_forecaster(interval_scale=factors)
+    scaled.set_weights(plain.get_weights())
+    inputs = np.random.default_rng(0).normal(size=(3, 12, 4)).astype("float32")
+    point, quantiles, _ = plain(inputs)
+    point2, quantiles2, _ = scaled(inputs)
+    np.testing.assert_allclose(point2, point)
+    median = np.asarray(quantiles)[..., 1:2]
+    expected = median + np.asarray(factors)[None, None, :, None] * (np.asarray(quantiles) - median)
+    np.testing.assert_allclose(quantiles2, expected, atol=1e-5)
+
+
+def test_nonnegative_model_clips_forecasts_in_original_units():
+    """The clip applies after unscaling (in the series' units), to point and quantiles."""
+    from model.inference import step_function
+
+    clipped = _level_free_forecaster(nonnegative=True)
+    plain = _level_free_forecaster()
+    plain.set_weights(clipped.get_weights())
+    rng = np.random.default_rng(1)
+    inputs = rng.normal(size=(3, 12, 3)).astype("float32")
+    args = (
+        inputs,
+        np.ones((3, 12), "float32"),
+        np.array([12, 7, 0], "int32"),
+        np.array([-1.0, 0.0, 2.0], "float32"),  # loc: many forecasts below zero
+        np.array([3.0, 1.0, 1.0], "float32"),
+        np.zeros((len(plain.state_size), 3, 6), "float32"),
+    )
+    low, high = step_function(plain)(*args), step_function(clipped)(*args)
+    assert np.any(low["point"].numpy() < 0) and np.any(low["quantiles"].numpy() < 0)
+    for key in ("point", "quantiles"):
+        np.testing.assert_allclose(high[key], np.maximum(low[key], 0.0))
+    np.testing.assert_allclose(high["state"], low["state"])
+    assert type(clipped).from_config(clipped.get_config()).nonnegative
