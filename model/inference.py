@@ -3,7 +3,8 @@
 The export's SavedModel signatures and the jobs' model (built from rnncast's code, weights
 loaded as data; see ``pipeline.model_loader``) both call :func:`step_function`, so they run
 the same math: scale the value column with the per-series ``loc``/``scale``, advance the
-network from the given state, invert the scaling and zero the steps past each row's length.
+network from the given state, invert the scaling (clipping at zero for a ``nonnegative``
+model) and zero the steps past each row's length.
 
 The weights are the model's variables in the order of ``model.variables``: written by
 ``model.checkpoint.to_npz`` (``weights.npz`` in the export) and fingerprinted by
@@ -56,8 +57,11 @@ def step_function(model: RNNForecaster) -> StepFunction:
             x, tf.unstack(state, num=num_states), sequence_length, training=False
         )
         valid = tf.sequence_mask(sequence_length, tf.shape(inputs)[1])
-        point = tf.where(valid[:, :, None], _unscale(point, loc, scale, 2), 0.0)
-        quantiles = tf.where(valid[:, :, None, None], _unscale(quantiles, loc, scale, 3), 0.0)
+        point, quantiles = _unscale(point, loc, scale, 2), _unscale(quantiles, loc, scale, 3)
+        if model.nonnegative:
+            point, quantiles = tf.maximum(point, 0.0), tf.maximum(quantiles, 0.0)
+        point = tf.where(valid[:, :, None], point, 0.0)
+        quantiles = tf.where(valid[:, :, None, None], quantiles, 0.0)
         return {"point": point, "quantiles": quantiles, "state": tf.stack(new_state)}
 
     return step

@@ -319,6 +319,8 @@ def series_features(regular: series_lib.RegularSeries, config: DatasetConfig, fr
 def series_summary(assembled: AssembledSeries, config: DatasetConfig) -> dict:
     prepared = prepare_series(assembled, config)
     regular = prepared.regular
+    train = slice(0, prepared.train_length)
+    seen = regular.value[train][regular.observed[train]]
     return {
         "series_id": regular.series_id,
         "start": pd.Timestamp(int(regular.timestamp[0]), unit="ns").isoformat(),
@@ -330,6 +332,7 @@ def series_summary(assembled: AssembledSeries, config: DatasetConfig) -> dict:
         "loc": prepared.loc,
         "scale": prepared.scale,
         "digest": prepared.digest,
+        "min_observed": float(seen.min()) if len(seen) else None,
         "chunks": {
             split: track.num_chunks(config.num_steps) for split, track in prepared.tracks.items()
         },
@@ -723,6 +726,10 @@ def build_metadata(
         },
         "max_gap_steps": config.max_gap_steps,
         "series_mostly_filled": mostly_filled(summaries, MOSTLY_FILLED),
+        # No training value below zero (counts, prices): the model's forecasts are clipped at
+        # zero (model.forecaster.RNNForecaster's nonnegative).
+        "nonnegative": bool(summaries)
+        and all(s["min_observed"] is None or s["min_observed"] >= 0 for s in summaries),
         "num_series": len(summaries),
         "input": {"files": list(paths), "fingerprint": fingerprint.hexdigest()},
     }

@@ -462,3 +462,27 @@ def test_max_filled_fraction_fails_the_job_and_commits_nothing(tmp_path, capsys)
     assert cli.main(argv) == 2
     err = capsys.readouterr().err
     assert "'monthly'" in err and "'weekly'" not in err
+
+
+@pytest.mark.parametrize(
+    "validation_value, train_value, expected",
+    [
+        (-5.0, 3.0, True),  # a negative value after the split is not training data
+        (3.0, -0.5, False),
+        (0.0, 0.0, True),
+    ],
+)
+def test_metadata_says_whether_any_training_value_is_negative(
+    tmp_path, validation_value, train_value, expected
+):
+    """``nonnegative`` (models clip forecasts at zero) looks at observed training values."""
+    stamps = pd.date_range("2021-01-01", periods=40, freq="h")
+    frame = pd.DataFrame(
+        {"series_id": "a", "timestamp": stamps, "value": np.linspace(1.0, 9.0, 40)}
+    )
+    frame.loc[5, "value"], frame.loc[38, "value"] = train_value, validation_value
+    other = frame.assign(series_id="b", value=np.linspace(2.0, 4.0, 40))
+    source = write_csv(pd.concat([frame, other]), tmp_path / "in.csv")
+    run_job(source, tmp_path / "out", "--num-steps", 8, "--batch-size", 2, "--horizon", 2)
+    metadata = json.loads((tmp_path / "out" / "metadata.json").read_text())
+    assert metadata["nonnegative"] is expected

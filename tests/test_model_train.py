@@ -467,3 +467,79 @@ def test_fine_tuning_starts_from_the_source_weights(trained, dataset_dir, tmp_pa
             TrainConfig(dataset_dir, str(tmp_path / "x"), epochs=1, init_from=str(tmp_path)),
             log=lambda _: None,
         )
+
+
+def test_calibration_is_recorded_and_the_export_applies_it(trained):
+    """Training ends by calibrating the 80 % interval on the validation split; the export's
+    model carries the factors, so its quantiles are the raw ones spread by them around the
+    median, and the validation coverage moves to the nominal level."""
+    from model.export import EXPORT_DIR, MODEL_CONFIG
+    from model.train import CALIBRATION_FILE
+
+    config, _ = trained
+    with open(os.path.join(config.model_dir, CALIBRATION_FILE), encoding="utf-8") as handle:
+        record = json.load(handle)
+    model, metadata, _ = load_trained(config.model_dir)
+    assert list(model.interval_scale) == record["interval_scale"]
+    assert len(record["interval_scale"]) == metadata["horizon"]
+    assert record["coverage_after"] >= record["nominal_coverage"] - 0.01
+    assert abs(record["coverage_after"] - record["nominal_coverage"]) < 0.02, record
+    with open(os.path.join(config.model_dir, EXPORT_DIR, MODEL_CONFIG), encoding="utf-8") as f:
+        exported = json.load(f)
+    assert json.dumps(record["interval_scale"]) in json.dumps(exported)
+    raw = Trainer(config, metadata).model
+    for target, source in zip(raw.variables, model.variables, strict=True):
+        target.assign(source)
+    batch = next(iter(make_dataset(config.data, "validation")))
+    x = model_inputs(batch["inputs"], batch["observed"])
+    _, calibrated, _ = model(x, None, batch["sequence_length"])
+    _, plain, _ = raw(x, None, batch["sequence_length"])
+    median = plain.numpy()[..., 1:2]
+    factors = np.asarray(record["interval_scale"])[None, None, :, None]
+    np.testing.assert_allclose(calibrated, median + factors * (plain.numpy() - median), atol=1e-4)
+
+
+def test_default_lags_anchor_and_step_budget_follow_the_data():
+    from model.train import model_anchor, parse_lags, passes_per_epoch
+
+    assert model_anchor("auto", (24, 168), "h") == "seasonal"
+    assert model_anchor("auto", (7,), "D") == "seasonal"
+    assert model_anchor("auto", (12,), "MS") == "last"
+    assert model_anchor("seasonal", (), "YS-JAN") == "last"  # no season: the last value
+    assert model_anchor("none", (7,), "D") == "none"
+    assert (
+        parse_lags("auto") is None
+        and parse_lags("none") == ()
+        and parse_lags("24,168")
+        == (
+            24,
+            168,
+        )
+    )
+    with pytest.raises(TrainError, match="--lags must be"):
+        parse_lags("daily")
+    # 5 batches per pass, 20 epochs, at least 1,000 steps: 10 passes per epoch.
+    assert passes_per_epoch(5, 20, 1000) == 10
+    assert passes_per_epoch(80, 20, 1000) == 1 and passes_per_epoch(0, 20, 1000) == 1
+    assert passes_per_epoch(5, 20, 0) == 1
+
+
+def test_step_budget_repeats_passes_within_an_epoch(dataset_dir, tmp_path):
+    """With a floor on steps above one pass per epoch, an epoch makes several passes (in
+    its own seeded orders) and the learning-rate schedule spans all of their steps."""
+    metadata = load_metadata(dataset_dir)
+    per_pass = sum(f["batches"] for f in metadata["splits"]["train"]["files"])
+    config = TrainConfig(
+        data=dataset_dir,
+        model_dir=str(tmp_path / "m"),
+        epochs=2,
+        min_steps=5 * per_pass,
+        **SMALL_MODEL,
+    )
+    trainer = Trainer(config, metadata)
+    assert trainer.passes_per_epoch == 3 and trainer.steps_per_epoch == 3 * per_pass
+    train(config, log=lambda _: None)
+    assert int(trainer.optimizer.iterations) == 0  # a fresh trainer; the run has its own
+    restored = Trainer(config, metadata)
+    checkpoint.restore(str(tmp_path / "m" / "checkpoints"), restored.variables)
+    assert int(restored.optimizer.iterations) == 2 * 3 * per_pass
