@@ -38,7 +38,7 @@ from model.rnn import CELL_TYPES
 from pipeline import commit
 from pipeline.locations import check_output_directory
 from pipeline.reader import load_metadata, make_dataset
-from pipeline.series import NS_PER_DAY, nominal_period_ns, seasonal_lags
+from pipeline.series import NS_PER_DAY, nominal_period_ns, seasonal_lags, usable_lags
 
 CONFIG_FILE = "train_config.json"
 DISTRIBUTIONS = ("none", "mirrored", "multi-worker")
@@ -146,10 +146,14 @@ def passes_per_epoch(steps_per_pass: int, epochs: int, min_steps: int) -> int:
 
 
 def model_lags(config: TrainConfig, metadata: dict) -> tuple[int, ...]:
-    """The lags the model uses: the configured ones, or those of the dataset's frequency."""
+    """The lags the model uses: the configured ones, or those of the dataset's frequency
+    that its series are long enough for."""
     if config.lags is not None:
         return tuple(config.lags)
-    return seasonal_lags(metadata["freq"]) if metadata.get("freq") else ()
+    if not metadata.get("freq"):
+        return ()
+    lengths = [s["train_length"] for s in metadata.get("series", {}).values()]
+    return usable_lags(seasonal_lags(metadata["freq"]), lengths)
 
 
 def model_anchor(anchor: str, lags: tuple[int, ...], freq: str | None) -> str:

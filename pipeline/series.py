@@ -18,6 +18,8 @@ NS_PER_SECOND = 1_000_000_000
 NS_PER_DAY = 86_400 * NS_PER_SECOND
 # The longest seasonal lag a model remembers: a week of 5-minute steps.
 MAX_SEASONAL_LAG = 2016
+# A seasonal lag is used when the typical training series holds this many of its cycles.
+MIN_LAG_CYCLES = 3
 FILL_METHODS = ("ffill", "zero", "interpolate")
 SCALING_METHODS = ("standard", "mean", "none")
 
@@ -351,14 +353,21 @@ def scaling_stats(value: np.ndarray, observed: np.ndarray, method: str) -> tuple
 
 
 def seasonal_lags(freq: str) -> tuple[int, ...]:
-    """The seasonal lags (in steps) a model of this frequency should see, the main season
-    first: the day and the week below daily data, the week for daily data, the year above
-    (52 weeks, 12 months, 4 quarters); none for yearly data. Lags longer than
-    ``MAX_SEASONAL_LAG`` steps are left out (their memory would dominate the state)."""
+    """The seasonal lags (in steps) a model of this frequency may see, the main season first:
+    below daily data the week, then the day; daily data the week, then 52 weeks (364 days,
+    so weekdays line up); weekly 52, monthly 12, quarterly 4; yearly data none. Lags longer
+    than ``MAX_SEASONAL_LAG`` steps are left out (their memory would dominate the state);
+    :func:`usable_lags` drops those the data is too short for.
+
+    The week leads below daily data because pedestrian and traffic counts differ between
+    weekdays and weekends: on the benchmark's hourly validation origins seasonal naive over
+    the week beat the day's (BENCHMARKS.md, issue 12)."""
     period = nominal_period_ns(freq)
     if period < NS_PER_DAY:
         per_day = NS_PER_DAY / period
-        lags = (round(per_day), round(7 * per_day)) if per_day == round(per_day) else ()
+        lags = (round(7 * per_day), round(per_day)) if per_day == round(per_day) else ()
+    elif period == NS_PER_DAY:
+        lags = (7, 364)
     elif period < 7 * NS_PER_DAY:
         lags = (7 * NS_PER_DAY // period,) if (7 * NS_PER_DAY) % period == 0 else ()
     elif period < 28 * NS_PER_DAY:
@@ -370,6 +379,17 @@ def seasonal_lags(freq: str) -> tuple[int, ...]:
     else:
         lags = ()
     return tuple(int(lag) for lag in lags if 1 < lag <= MAX_SEASONAL_LAG)
+
+
+def usable_lags(lags: tuple[int, ...], train_lengths: list[int]) -> tuple[int, ...]:
+    """The lags whose ``MIN_LAG_CYCLES`` cycles fit in the median training length: a lag the
+    model sees only in the last part of each series (a yearly lag on two years of daily
+    data) made the benchmark's validation error worse, one that repeats often made it
+    better (BENCHMARKS.md, issue 12)."""
+    if not train_lengths:
+        return ()
+    typical = float(np.median(train_lengths))
+    return tuple(lag for lag in lags if lag * MIN_LAG_CYCLES <= typical)
 
 
 def calendar_feature_names(freq: str) -> tuple[str, ...]:

@@ -398,3 +398,29 @@ def test_weekly_series_on_a_daily_grid_is_mostly_filled():
     assert len(regular) == 51 * 7 + 1
     assert series.filled_fraction(regular.observed) == pytest.approx(1 - 52 / 358)
     assert series.filled_fraction(np.ones(5, bool)) == 0.0
+
+
+@pytest.mark.parametrize(
+    "freq, lags",
+    [
+        ("5min", (2016, 288)),
+        ("30min", (336, 48)),
+        ("h", (168, 24)),
+        ("min", (1440,)),  # a week of minutes is past MAX_SEASONAL_LAG
+        ("D", (7, 364)),
+        ("2D", ()),
+        ("W-SUN", (52,)),
+        ("MS", (12,)),
+        ("QS", (4,)),
+        ("YS-JAN", ()),
+    ],
+)
+def test_seasonal_lags_follow_the_frequency_main_season_first(freq, lags):
+    assert series.seasonal_lags(freq) == lags
+
+
+def test_usable_lags_need_three_cycles_in_the_typical_training_series():
+    assert series.usable_lags((7, 364), [650, 660, 700]) == (7,)
+    assert series.usable_lags((7, 364), [5000, 20]) == (7, 364)  # median 2,510
+    assert series.usable_lags((168, 24), [100, 90, 80]) == (24,)
+    assert series.usable_lags((12,), []) == ()
