@@ -38,7 +38,7 @@ from model.rnn import CELL_TYPES
 from pipeline import commit
 from pipeline.locations import check_output_directory
 from pipeline.reader import load_metadata, make_dataset
-from pipeline.series import NS_PER_DAY, nominal_period_ns, seasonal_lags, usable_lags
+from pipeline.series import best_baseline_lag, seasonal_lags, usable_lags
 
 CONFIG_FILE = "train_config.json"
 DISTRIBUTIONS = ("none", "mirrored", "multi-worker")
@@ -67,8 +67,8 @@ class TrainConfig:
     seed: int = 0
     patience: int = 5
     distribution: str = "none"
-    # What the outputs are added to (model_anchor): "auto" picks seasonal naive or the last
-    # value by frequency, as the real datasets' validation origins chose (BENCHMARKS.md).
+    # What the outputs are added to (model_anchor): "auto" picks the last value or seasonal
+    # naive over one of the lags, whichever fits the training data best.
     anchor: str = "auto"
     # What the network sees of the value: the level, or its changes over one step and over
     # the seasonal lags (level-free; see model.forecaster).
@@ -156,22 +156,38 @@ def model_lags(config: TrainConfig, metadata: dict) -> tuple[int, ...]:
     return usable_lags(seasonal_lags(metadata["freq"]), lengths)
 
 
-def model_anchor(anchor: str, lags: tuple[int, ...], freq: str | None) -> str:
-    """The anchor the model uses. ``auto``: seasonal naive for data sampled daily or faster
-    (a day's or a week's cycle repeats closely), the last value for slower data (a year-ago
-    value misses the trend) and for data without lags; ``seasonal`` without lags falls back
-    to ``last``. Chosen on the benchmark's validation origins (BENCHMARKS.md, issue 12)."""
+def model_anchor(
+    anchor: str, lags: tuple[int, ...], baseline_mae: dict[str, float | None] | None
+) -> tuple[str, tuple[int, ...]]:
+    """The anchor the model uses and its lags, the anchor's season first.
+
+    ``auto``: the baseline that fits the training data best, by the dataset job's in-sample
+    scaled MAE of naive and of seasonal naive per lag (``baseline_mae`` in its metadata):
+    the last value where naive is lowest (trending monthly series, weather), seasonal naive
+    over the best lag otherwise (the week of hourly counts, the week or the year of daily
+    ridership). On the benchmark's validation origins this picked the better anchor on every
+    dataset (BENCHMARKS.md, issue 12). Datasets written before the measurement anchor on the
+    last value. ``seasonal`` without lags falls back to ``last``.
+    """
     if anchor == "auto":
-        fast = freq is not None and nominal_period_ns(freq) <= NS_PER_DAY
-        anchor = "seasonal" if fast else "last"
-    return "last" if anchor == "seasonal" and not lags else anchor
+        errors = {
+            int(lag): error
+            for lag, error in (baseline_mae or {}).items()
+            if int(lag) == 1 or int(lag) in lags
+        }
+        best = best_baseline_lag(errors)
+        if best == 1:
+            return "last", lags
+        return "seasonal", (best, *(lag for lag in lags if lag != best))
+    return ("last" if anchor == "seasonal" and not lags else anchor), lags
 
 
 def build_model(
     config: TrainConfig, metadata: dict, interval_scale: list[float] | None = None
 ) -> RNNForecaster:
-    lags = model_lags(config, metadata)
-    anchor = model_anchor(config.anchor, lags, metadata.get("freq"))
+    anchor, lags = model_anchor(
+        config.anchor, model_lags(config, metadata), metadata.get("baseline_mae")
+    )
     model = RNNForecaster(
         cell_type=config.cell,
         num_layers=config.layers,
@@ -424,6 +440,13 @@ def train(config: TrainConfig, log=print) -> dict:
         _write_json(os.path.join(config.model_dir, DATASET_FILE), metadata)
 
     trainer = Trainer(config, metadata, make_strategy(config.distribution))
+    model, passes = trainer.model, trainer.passes_per_epoch
+    season = f" (season {model.lags[0]})" if model.anchor == "seasonal" else ""
+    log(
+        f"rnncast train: inputs {model.inputs}, lags {list(model.lags) or 'none'}, anchor "
+        f"{model.anchor}{season}{', forecasts clipped at 0' if model.nonnegative else ''}; "
+        f"{passes} pass(es) over {trainer.steps_per_epoch // passes} batches per epoch"
+    )
     checkpoints = os.path.join(config.model_dir, "checkpoints")
     best_dir = os.path.join(config.model_dir, "best")
     try:
@@ -606,7 +629,8 @@ def add_training_arguments(parser) -> None:
         "--anchor",
         choices=("auto", *ANCHORS),
         default=defaults.anchor,
-        help="auto: seasonal for data sampled daily or faster, else last; "
+        help="auto: the one of last and seasonal (over any of --lags) with the lowest "
+        "in-sample error on the training data; "
         "last: forecasts are the value at the step plus what the network adds (an "
         "untrained network forecasts naive); seasonal: the value one season (the first of "
         "--lags) before the target plus what the network adds (seasonal naive; 'last' where "

@@ -316,11 +316,29 @@ def series_features(regular: series_lib.RegularSeries, config: DatasetConfig, fr
     return series_lib.model_features(regular, calendar_names(config, freq))
 
 
-def series_summary(assembled: AssembledSeries, config: DatasetConfig) -> dict:
+def pooled_lag_errors(summaries: list[dict]) -> dict[str, float | None]:
+    """Per lag, the in-sample scaled MAE pooled over every series' pairs (None: no pair)."""
+    totals: dict[int, list[float]] = {}
+    for summary in summaries:
+        for lag, (total, count) in summary["lag_errors"].items():
+            entry = totals.setdefault(int(lag), [0.0, 0])
+            entry[0] += total
+            entry[1] += count
+    return {
+        str(lag): (total / count if count else None)
+        for lag, (total, count) in sorted(totals.items())
+    }
+
+
+def series_summary(assembled: AssembledSeries, freq: str, config: DatasetConfig) -> dict:
     prepared = prepare_series(assembled, config)
     regular = prepared.regular
     train = slice(0, prepared.train_length)
     seen = regular.value[train][regular.observed[train]]
+    lags = (1, *series_lib.seasonal_lags(freq))
+    errors = series_lib.lag_errors(
+        regular.value[train], regular.observed[train], prepared.scale, lags
+    )
     return {
         "series_id": regular.series_id,
         "start": pd.Timestamp(int(regular.timestamp[0]), unit="ns").isoformat(),
@@ -333,6 +351,7 @@ def series_summary(assembled: AssembledSeries, config: DatasetConfig) -> dict:
         "scale": prepared.scale,
         "digest": prepared.digest,
         "min_observed": float(seen.min()) if len(seen) else None,
+        "lag_errors": errors,
         "chunks": {
             split: track.num_chunks(config.num_steps) for split, track in prepared.tracks.items()
         },
@@ -726,6 +745,9 @@ def build_metadata(
         },
         "max_gap_steps": config.max_gap_steps,
         "series_mostly_filled": mostly_filled(summaries, MOSTLY_FILLED),
+        # In-sample scaled MAE of naive (lag 1) and seasonal naive per seasonal lag, pooled
+        # over series: the model's automatic anchor is the lowest (model.train).
+        "baseline_mae": pooled_lag_errors(summaries),
         # No training value below zero (counts, prices): the model's forecasts are clipped at
         # zero (model.forecaster.RNNForecaster's nonnegative).
         "nonnegative": bool(summaries)

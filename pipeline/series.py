@@ -392,6 +392,30 @@ def usable_lags(lags: tuple[int, ...], train_lengths: list[int]) -> tuple[int, .
     return tuple(lag for lag in lags if lag * MIN_LAG_CYCLES <= typical)
 
 
+def lag_errors(
+    value: np.ndarray, observed: np.ndarray, scale: float, lags: tuple[int, ...]
+) -> dict[int, tuple[float, int]]:
+    """In-sample error of "same as ``lag`` steps ago" per lag (1: naive, a season: seasonal
+    naive): the sum of ``|x[t] - x[t-lag]| / scale`` over pairs of observed grid points, and
+    the number of pairs. Summed over series, it tells which baseline fits the data."""
+    out = {}
+    for lag in lags:
+        if lag >= len(value):
+            out[lag] = (0.0, 0)
+            continue
+        both = observed[lag:] & observed[:-lag]
+        diff = np.abs(value[lag:] - value[:-lag])[both] / scale
+        out[lag] = (float(diff.sum()), int(both.sum()))
+    return out
+
+
+def best_baseline_lag(errors: dict[int, float]) -> int:
+    """The lag (1 or a seasonal lag) with the lowest in-sample error; ties go to the
+    shorter lag, and 1 where nothing was measured."""
+    measured = {lag: e for lag, e in errors.items() if e is not None and np.isfinite(e)}
+    return min(measured, key=lambda lag: (measured[lag], lag)) if measured else 1
+
+
 def calendar_feature_names(freq: str) -> tuple[str, ...]:
     """Calendar features that vary within the seasonal cycles this frequency can resolve."""
     period = nominal_period_ns(freq)

@@ -226,7 +226,7 @@ class _RegulariseFn(beam.DoFn):
         if len(rejected):
             yield beam.pvalue.TaggedOutput(REJECTED, rejected)
         if assembled is not None:
-            yield self._summarise(assembled)
+            yield self._summarise(assembled, frequency["freq"])
 
 
 def series_digest(regular: series_lib.RegularSeries) -> str:
@@ -245,7 +245,7 @@ class AssembleSeries(beam.PTransform):
 
     Only references are shuffled; each pass re-reads one series' rows from the spill. Outputs:
     ``series`` ``(series_id, [PartRef])`` for later passes (see :func:`assemble`);
-    ``summaries``: ``summarise(AssembledSeries)`` per series (with the off-grid rows in
+    ``summaries``: ``summarise(AssembledSeries, freq)`` per series (with the off-grid rows in
     ``rejected``; skipped when ``summarise`` is None, for jobs that place series on the grid
     themselves); ``rejected`` frames; ``frequency`` (singleton dict).
     """

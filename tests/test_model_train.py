@@ -502,11 +502,16 @@ def test_calibration_is_recorded_and_the_export_applies_it(trained):
 def test_default_lags_anchor_and_step_budget_follow_the_data():
     from model.train import model_anchor, parse_lags, passes_per_epoch
 
-    assert model_anchor("auto", (24, 168), "h") == "seasonal"
-    assert model_anchor("auto", (7,), "D") == "seasonal"
-    assert model_anchor("auto", (12,), "MS") == "last"
-    assert model_anchor("seasonal", (), "YS-JAN") == "last"  # no season: the last value
-    assert model_anchor("none", (7,), "D") == "none"
+    hourly = {"1": 0.33, "24": 0.31, "168": 0.23}  # Auckland's in-sample errors
+    assert model_anchor("auto", (168, 24), hourly) == ("seasonal", (168, 24))
+    daily = {"1": 0.66, "7": 0.19, "364": 0.165}
+    assert model_anchor("auto", (7, 364), daily) == ("seasonal", (364, 7))
+    assert model_anchor("auto", (7,), daily) == ("seasonal", (7,))  # 364 not usable here
+    assert model_anchor("auto", (12,), {"1": 0.48, "12": 0.61}) == ("last", (12,))
+    assert model_anchor("auto", (7,), None) == ("last", (7,))  # a dataset from before
+    assert model_anchor("auto", (), {"1": 0.5}) == ("last", ())
+    assert model_anchor("seasonal", (), None) == ("last", ())  # no season: the last value
+    assert model_anchor("none", (7,), daily) == ("none", (7,))
     assert (
         parse_lags("auto") is None
         and parse_lags("none") == ()

@@ -424,3 +424,15 @@ def test_usable_lags_need_three_cycles_in_the_typical_training_series():
     assert series.usable_lags((7, 364), [5000, 20]) == (7, 364)  # median 2,510
     assert series.usable_lags((168, 24), [100, 90, 80]) == (24,)
     assert series.usable_lags((12,), []) == ()
+
+
+def test_lag_errors_measure_naive_and_seasonal_naive_on_observed_pairs():
+    value = np.array([1.0, 5.0, 1.0, 5.0, 1.0, 9.0])
+    observed = np.array([True, True, True, True, True, False])
+    errors = series.lag_errors(value, observed, 2.0, (1, 2, 9))
+    assert errors[1] == (8.0, 4)  # |4| / 2 over the four observed neighbours
+    assert errors[2] == (0.0, 3)  # the cycle of two repeats exactly; 9.0 is not observed
+    assert errors[9] == (0.0, 0)
+    assert series.best_baseline_lag({1: 2.0, 2: 0.0}) == 2
+    assert series.best_baseline_lag({1: 0.5, 7: 0.5}) == 1  # a tie keeps naive
+    assert series.best_baseline_lag({1: None, 7: None}) == 1
