@@ -78,10 +78,10 @@ class TrainConfig:
     lags: tuple[int, ...] | None = None
     # Clip forecasts at zero where no training value is negative ("auto"), or never ("off").
     nonnegative: str = "auto"
-    # A floor on optimizer steps per run: where one pass over the training streams has few
-    # batches (a few long series), every epoch makes several passes (issue 12: one long
+    # A floor on optimizer steps per epoch: where one pass over the training streams has
+    # fewer batches (a few long series), an epoch makes several passes (issue 12: one long
     # series gave 5 batches per epoch, 100 steps in 20 epochs, still improving).
-    min_steps: int = 1000
+    min_batches_per_epoch: int = 50
     # Interval calibration on the validation split after training (model.calibration).
     calibration: str = "conformal"
     # Model directory whose best weights initialise a fresh run (fine-tuning).
@@ -115,8 +115,8 @@ class TrainConfig:
             problems.append(f"--distribution must be one of {DISTRIBUTIONS}")
         if self.nonnegative not in NONNEGATIVE:
             problems.append(f"--nonnegative must be one of {NONNEGATIVE}")
-        if self.min_steps < 0:
-            problems.append("--min-steps must be >= 0")
+        if self.min_batches_per_epoch < 0:
+            problems.append("--min-batches-per-epoch must be >= 0")
         if self.learning_rate <= 0 or self.clip_norm <= 0 or self.patience < 1:
             problems.append("--learning-rate, --clip-norm and --patience must be positive")
         if problems:
@@ -137,12 +137,12 @@ class TrainConfig:
         return settings
 
 
-def passes_per_epoch(steps_per_pass: int, epochs: int, min_steps: int) -> int:
-    """Passes over the training streams per epoch so that ``epochs`` epochs make at least
-    ``min_steps`` optimizer steps (1 where one pass per epoch already does)."""
+def passes_per_epoch(steps_per_pass: int, min_batches: int) -> int:
+    """Passes over the training streams per epoch so that an epoch makes at least
+    ``min_batches`` optimizer steps (1 where one pass already does)."""
     if steps_per_pass <= 0:
         return 1
-    return max(1, math.ceil(min_steps / (epochs * steps_per_pass)))
+    return max(1, math.ceil(min_batches / steps_per_pass))
 
 
 def model_lags(config: TrainConfig, metadata: dict) -> tuple[int, ...]:
@@ -240,7 +240,7 @@ class Trainer:
         self.model = build_model(config, metadata)
         self.levels = tuple(sorted(config.quantiles))
         steps_per_pass = sum(f.get("batches", 0) for f in metadata["splits"]["train"]["files"])
-        self.passes_per_epoch = passes_per_epoch(steps_per_pass, config.epochs, config.min_steps)
+        self.passes_per_epoch = passes_per_epoch(steps_per_pass, config.min_batches_per_epoch)
         self.steps_per_epoch = steps_per_pass * self.passes_per_epoch
         schedule = keras.optimizers.schedules.CosineDecay(
             config.learning_rate,
@@ -644,11 +644,12 @@ def add_training_arguments(parser) -> None:
         "(counts, sales, prices); off: never clip.",
     )
     parser.add_argument(
-        "--min-steps",
+        "--min-batches-per-epoch",
         type=int,
-        default=defaults.min_steps,
-        help="Least optimizer steps in --epochs epochs: where one pass over the training "
-        "data has fewer than MIN_STEPS / EPOCHS batches, each epoch makes several passes.",
+        default=defaults.min_batches_per_epoch,
+        help="Least optimizer steps per epoch: where one pass over the training data has "
+        "fewer batches (a few long series), each epoch makes several passes, each in its own "
+        "seeded order; 0: one pass.",
     )
     parser.add_argument(
         "--calibration",
@@ -761,7 +762,7 @@ def config_from_args(args, data: str, model_dir: str) -> TrainConfig:
         inputs=args.inputs,
         lags=parse_lags(args.lags),
         calibration=args.calibration,
-        min_steps=args.min_steps,
+        min_batches_per_epoch=args.min_batches_per_epoch,
         nonnegative=args.nonnegative,
         init_from=args.init_from,
     )

@@ -486,3 +486,19 @@ def test_metadata_says_whether_any_training_value_is_negative(
     run_job(source, tmp_path / "out", "--num-steps", 8, "--batch-size", 2, "--horizon", 2)
     metadata = json.loads((tmp_path / "out" / "metadata.json").read_text())
     assert metadata["nonnegative"] is expected
+
+
+def test_metadata_measures_naive_and_seasonal_naive_in_sample(tmp_path):
+    """``baseline_mae``: per lag (1, then the frequency's seasonal lags), the pooled in-sample
+    scaled MAE; a daily cycle repeats exactly, so seasonal naive over 24 h errs by 0."""
+    stamps = pd.date_range("2021-01-01", periods=24 * 10, freq="h")
+    cycle = np.sin(2 * np.pi * np.arange(len(stamps)) / 24)
+    frame = pd.DataFrame({"series_id": "a", "timestamp": stamps, "value": cycle})
+    source = write_csv(frame, tmp_path / "in.csv")
+    run_job(source, tmp_path / "out", "--num-steps", 24, "--batch-size", 2, "--horizon", 2)
+    metadata = json.loads((tmp_path / "out" / "metadata.json").read_text())
+    mae = metadata["baseline_mae"]
+    assert set(mae) == {"1", "24", "168"}
+    assert mae["24"] == pytest.approx(0.0, abs=1e-6) and mae["168"] == pytest.approx(0.0, abs=1e-6)
+    scale = np.std(cycle[: int(round(0.9 * len(cycle)))])
+    assert mae["1"] == pytest.approx(np.mean(np.abs(np.diff(cycle[:216]))) / scale, rel=1e-3)

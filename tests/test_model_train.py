@@ -523,10 +523,10 @@ def test_default_lags_anchor_and_step_budget_follow_the_data():
     )
     with pytest.raises(TrainError, match="--lags must be"):
         parse_lags("daily")
-    # 5 batches per pass, 20 epochs, at least 1,000 steps: 10 passes per epoch.
-    assert passes_per_epoch(5, 20, 1000) == 10
-    assert passes_per_epoch(80, 20, 1000) == 1 and passes_per_epoch(0, 20, 1000) == 1
-    assert passes_per_epoch(5, 20, 0) == 1
+    # 5 batches per pass, at least 50 per epoch: 10 passes per epoch.
+    assert passes_per_epoch(5, 50) == 10 and passes_per_epoch(23, 50) == 3
+    assert passes_per_epoch(80, 50) == 1 and passes_per_epoch(0, 50) == 1
+    assert passes_per_epoch(5, 0) == 1
 
 
 def test_step_budget_repeats_passes_within_an_epoch(dataset_dir, tmp_path):
@@ -538,7 +538,7 @@ def test_step_budget_repeats_passes_within_an_epoch(dataset_dir, tmp_path):
         data=dataset_dir,
         model_dir=str(tmp_path / "m"),
         epochs=2,
-        min_steps=5 * per_pass,
+        min_batches_per_epoch=2 * per_pass + 1,
         **SMALL_MODEL,
     )
     trainer = Trainer(config, metadata)
