@@ -152,7 +152,14 @@ def model_lags(config: TrainConfig, metadata: dict) -> tuple[int, ...]:
         return tuple(config.lags)
     if not metadata.get("freq"):
         return ()
-    lengths = [s["train_length"] for s in metadata.get("series", {}).values()]
+    # Training sees a lag only within one lane segment: a long series is cut across lanes,
+    # each piece starting from a zero state (and an empty lag memory), so the stretch a lag
+    # must fit in is the shorter of the series and a lane (one daily series in 16 lanes of
+    # 320 days never shows a 364-day lag in training, and anchoring on it at inference
+    # made Chicago's validation MASE 8.5).
+    train = metadata.get("splits", {}).get("train", {})
+    lane = train.get("batches_per_stream", 0) * metadata.get("num_steps", 0) or math.inf
+    lengths = [min(s["train_length"], lane) for s in metadata.get("series", {}).values()]
     return usable_lags(seasonal_lags(metadata["freq"]), lengths)
 
 

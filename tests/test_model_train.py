@@ -512,6 +512,20 @@ def test_default_lags_anchor_and_step_budget_follow_the_data():
     assert model_anchor("auto", (), {"1": 0.5}) == ("last", ())
     assert model_anchor("seasonal", (), None) == ("last", ())  # no season: the last value
     assert model_anchor("none", (7,), daily) == ("none", (7,))
+    # Lags must fit in what training sees unbroken: the shorter of a series and a lane.
+    from model.train import model_lags
+
+    config = TrainConfig(data="", model_dir="")
+    one_long_series = {
+        "freq": "D",
+        "num_steps": 64,
+        "series": {"ridership": {"train_length": 5000}},
+        "splits": {"train": {"batches_per_stream": 5}},  # 16 lanes of 320 days
+    }
+    assert model_lags(config, one_long_series) == (7,)
+    one_lane = {**one_long_series, "splits": {"train": {"batches_per_stream": 80}}}
+    assert model_lags(config, one_lane) == (7, 364)
+    assert model_lags(TrainConfig(data="", model_dir="", lags=(364,)), one_long_series) == (364,)
     assert (
         parse_lags("auto") is None
         and parse_lags("none") == ()
