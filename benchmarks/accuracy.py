@@ -16,7 +16,9 @@ the history at or before each origin):
 rnncast trains once per dataset, on the history before the first scored origin
 (``--refit-every K``), and forecasts every origin from its own history. Naive, seasonal naive,
 AutoETS, AutoTheta and (data with a season longer than 24 steps: hourly 24 + 168, daily
-7 + 365) MSTL are scored on the same origins in the same run.
+7 + 365) MSTL are scored on the same origins in the same run, and, where it is installed
+(``pip install -e '.[peers]'``; ``--no-peer`` skips it), a stock peer: mlforecast's LightGBM
+on lags and calendar features, refitted at every origin (:func:`peer_scores`).
 
 Every method is scored on the same (series, origin) pairs: those where each method has a
 finite MASE (a series with no observation after an origin, one the model could not forecast,
@@ -195,6 +197,100 @@ def method_table(scores: pd.DataFrame, num_levels: int, num_series: int, count: 
     return pd.DataFrame(rows)
 
 
+PEER = "LightGBM"
+
+
+def peer_available() -> bool:
+    """Whether the stock peer (mlforecast + LightGBM, not an rnncast dependency) is there."""
+    try:
+        import lightgbm  # noqa: F401
+        import mlforecast  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def peer_lags(meta: dict, min_history: int) -> list[int]:
+    """Lags of the peer: the last few values, one and two seasons back and the data's longer
+    cycle (a week of hours, a year of days), as far as the shortest history allows
+    (mlforecast drops rows without every lag)."""
+    season, horizon = meta["season"], meta["horizon"]
+    wanted = {1, 2, 3, season, 2 * season, max(horizon, 1), SECOND_SEASON.get(meta["freq"], 1)}
+    usable = sorted(lag for lag in wanted if 1 <= lag <= max(1, min_history // 2))
+    return usable or [1]
+
+
+# Calendar features of the peer by frequency (mlforecast date_features).
+PEER_DATE_FEATURES = {"h": ["hour", "dayofweek"], "D": ["dayofweek", "month"], "MS": ["month"]}
+
+
+def peer_scores(meta: dict, source: str, origins: list, levels: list[float]) -> pd.DataFrame:
+    """A stock global model run with the same protocol, for comparison: mlforecast's LightGBM
+    (default hyperparameters, seed 0) on lags of the per-series standardised values (first
+    differences too for data with no season shorter than a year, which trends) and calendar
+    features, refitted at every origin on the histories (filled as the jobs fill them) and
+    forecasting the horizon recursively; point forecasts only, scored like every method (MASE
+    against the in-sample seasonal-naive error). Covariates are not given to it."""
+    import lightgbm
+    from mlforecast import MLForecast
+    from mlforecast.target_transforms import Differences, LocalStandardScaler
+
+    freq, season, horizon = meta["freq"], meta["season"], meta["horizon"]
+    loaded = backtest.load_input(source, InputColumns(covariates=tuple(meta["covariates"])))
+    records = []
+    for origin in origins:
+        origin = int(pd.Timestamp(origin).value)
+        histories = {}
+        for series_id, obs in loaded.series.items():
+            regular = backtest.regular_history(series_id, obs, origin, freq, "ffill")
+            if regular is not None and obs.timestamp[-1] > origin:
+                histories[series_id] = regular
+        if not histories:
+            continue
+        frame = pd.concat(
+            pd.DataFrame(
+                {
+                    "unique_id": series_id,
+                    "ds": pd.to_datetime(regular.timestamp),
+                    "y": regular.value,
+                }
+            )
+            for series_id, regular in histories.items()
+        )
+        shortest = min(len(r) for r in histories.values())
+        model = MLForecast(
+            models={PEER: lightgbm.LGBMRegressor(random_state=0, verbose=-1, n_jobs=1)},
+            freq=freq,
+            lags=peer_lags(meta, shortest - 1),
+            date_features=PEER_DATE_FEATURES.get(freq, []),
+            # Differences make a trend learnable (monthly and slower panels); the scaler puts
+            # series on one scale.
+            target_transforms=(
+                [Differences([1]), LocalStandardScaler()]
+                if freq not in ("h", "D")
+                else [LocalStandardScaler()]
+            ),
+        )
+        model.fit(frame, static_features=[])
+        predicted = model.predict(horizon).sort_values(["unique_id", "ds"])
+        for series_id, rows in predicted.groupby("unique_id", sort=False):
+            regular = histories[series_id]
+            targets = backtest.future_targets(freq, int(regular.timestamp[-1]), horizon)
+            actual = backtest.actuals_at(loaded.series[series_id], targets)
+            point = rows[PEER].to_numpy(np.float64)
+            scored = backtest.score(actual, point, None, levels, regular.value, season)
+            records.append(
+                {
+                    "series_id": series_id,
+                    "origin": pd.Timestamp(origin),
+                    "method": PEER,
+                    "status": "ok",
+                }
+                | scored
+            )
+    return pd.DataFrame(records)
+
+
 def run_dataset(name: str, meta: dict, args, extra: list[str], previous: dict) -> dict:
     count = 1 if args.quick else origin_count(meta, args.origins)
     source, test_origins = prepare_input(
@@ -214,6 +310,15 @@ def run_dataset(name: str, meta: dict, args, extra: list[str], previous: dict) -
         summary = evaluate_job.run(argv)
         wall = time.perf_counter() - started
     scores = pd.read_parquet(os.path.join(out, "metrics.parquet"))
+    peer_seconds = None
+    if args.peer and peer_available():
+        started = time.perf_counter()
+        origins = sorted(scores["origin"].dropna().unique())
+        peer = peer_scores(meta, source, origins, list(summary["quantiles"]))
+        peer_seconds = time.perf_counter() - started
+        if len(peer):
+            peer["origin"] = peer["origin"].astype(scores["origin"].dtype)
+            scores = pd.concat([scores, peer], ignore_index=True)
     num_series = summary["counts"]["series"]
     table = method_table(scores, len(summary["quantiles"]), num_series, len(summary["origins"]))
     timings = summary.get("timings", {})
@@ -233,6 +338,7 @@ def run_dataset(name: str, meta: dict, args, extra: list[str], previous: dict) -
         "table": json.loads(table.to_json(orient="records")),
         "train_seconds": timings.get("train"),
         "evaluate_seconds": wall,
+        "peer_seconds": peer_seconds,
     }
 
 
@@ -275,6 +381,7 @@ def summary_frame(results: list[dict]) -> pd.DataFrame:
                 "best_classical_mase": best["mase"] if best else float("nan"),
                 "rnncast_over_snaive": model["mase"] / naive["mase"],
                 "rnncast_coverage": model["coverage"],
+                "lightgbm_mase": table[PEER]["mase"] if PEER in table else float("nan"),
                 "pairs": model["pairs"],
                 "train_s": result["train_seconds"] or float("nan"),
                 "evaluate_s": result["evaluate_seconds"],
@@ -314,6 +421,7 @@ SUMMARY_COLUMNS = (
     "best_classical_mase",
     "rnncast_over_snaive",
     "rnncast_coverage",
+    "lightgbm_mase",
     "pairs",
     "train_s",
     "evaluate_s",
@@ -336,6 +444,13 @@ def main(argv: list[str] | None = None) -> int:
         help="K test (and validation) origins per dataset; fewer where a dataset is too short.",
     )
     parser.add_argument("--quick", action="store_true", help="Smoke test: tiny model, 1 origin.")
+    parser.add_argument(
+        "--no-peer",
+        dest="peer",
+        action="store_false",
+        help="Skip the stock peer (mlforecast's LightGBM, scored when installed: pip install "
+        "lightgbm mlforecast).",
+    )
     parser.add_argument(
         "--report-only",
         action="store_true",

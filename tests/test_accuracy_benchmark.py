@@ -46,7 +46,9 @@ def test_quick_run_on_a_small_real_dataset(accuracy, tmp_path, capsys):
     assert result["quick"] and result["split"] == "test"
     (dataset,) = result["results"]
     methods = [row["method"] for row in dataset["table"]]
-    assert methods == ["rnncast", "seasonal_naive", "naive", "AutoETS", "AutoTheta"]
+    # The stock peer is scored where it is installed (the 'peers' extra; not in CI's 'dev').
+    peer = [accuracy.PEER] if accuracy.peer_available() else []
+    assert methods == ["rnncast", "seasonal_naive", "naive", "AutoETS", "AutoTheta", *peer]
     for row in dataset["table"]:
         assert math.isfinite(row["mase"]) and row["mase"] > 0
         assert row["pairs"] == accuracy.QUICK_SERIES and row["not_scored"] == 0
@@ -54,4 +56,5 @@ def test_quick_run_on_a_small_real_dataset(accuracy, tmp_path, capsys):
     markdown = (tmp_path / "accuracy.md").read_text()
     assert "| rnncast |" in markdown and "| AutoTheta |" in markdown
     assert f"| {name} |" in markdown  # the summary row
+    assert ("| LightGBM |" in markdown) == bool(peer)
     assert "rnncast_over_snaive" in capsys.readouterr().out
