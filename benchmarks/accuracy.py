@@ -236,13 +236,14 @@ def peer_scores(meta: dict, source: str, origins: list, levels: list[float]) -> 
     from mlforecast.target_transforms import Differences, LocalStandardScaler
 
     freq, season, horizon = meta["freq"], meta["season"], meta["horizon"]
+    fill = evaluate_job.build_parser().get_default("fill")  # the benchmark leaves --fill as is
     loaded = backtest.load_input(source, InputColumns(covariates=tuple(meta["covariates"])))
     records = []
     for origin in origins:
         origin = int(pd.Timestamp(origin).value)
         histories = {}
         for series_id, obs in loaded.series.items():
-            regular = backtest.regular_history(series_id, obs, origin, freq, "ffill")
+            regular = backtest.regular_history(series_id, obs, origin, freq, fill)
             if regular is not None and obs.timestamp[-1] > origin:
                 histories[series_id] = regular
         if not histories:

@@ -171,10 +171,11 @@ def model_anchor(
     ``auto``: the baseline that fits the training data best, by the dataset job's in-sample
     scaled MAE of naive and of seasonal naive per lag (``baseline_mae`` in its metadata):
     the last value where naive is lowest (trending monthly series, weather), seasonal naive
-    over the best lag otherwise (the week of hourly counts, the week or the year of daily
-    ridership). On the benchmark's validation origins this picked the better anchor on every
-    dataset (BENCHMARKS.md, issue 12). Datasets written before the measurement anchor on the
-    last value. ``seasonal`` without lags falls back to ``last``.
+    over the best lag otherwise (the week of hourly counts, the week of daily births). On the
+    benchmark's validation origins it chose the better of the last value and seasonal naive
+    on every dataset, and the daily weather demo's last value where a rule by frequency had
+    chosen its (absent) weekly cycle (BENCHMARKS.md, issue 12). Datasets written before the
+    measurement anchor on the last value. ``seasonal`` without lags falls back to ``last``.
     """
     if anchor == "auto":
         errors = {
@@ -350,20 +351,27 @@ class Trainer:
         return (total / count if count else math.nan), batches, timesteps
 
 
+def carried_outputs(model: RNNForecaster, dataset: tf.data.Dataset):
+    """``(batch, point, quantiles)`` per batch of ``dataset``, with each lane's state carried
+    into the next batch and zeroed where ``reset`` is set, as in training."""
+    state = None
+    for batch in dataset:
+        size = int(batch["sequence_length"].shape[0])
+        if state is None or int(state[0].shape[0]) != size:
+            state = model.zero_state(size)
+        state = reset_state(state, batch["reset"])
+        x = model_inputs(batch["inputs"], batch["observed"])
+        point, quantiles, state = model(x, state, batch["sequence_length"])
+        yield batch, point, quantiles
+
+
 def evaluate_split(trainer: Trainer, dataset: tf.data.Dataset) -> dict:
     """Loss of the model and of the naive forecast (the last input value, for every horizon
     and quantile) over the valid targets, and the empirical coverage of the outermost
     quantile interval; state is carried through the streams as in training."""
     levels = trainer.levels
     sums = {"model": 0.0, "naive": 0.0, "count": 0.0, "covered": 0.0}
-    state = None
-    for batch in dataset:
-        size = int(batch["sequence_length"].shape[0])
-        if state is None or int(state[0].shape[0]) != size:
-            state = trainer.model.zero_state(size)
-        state = reset_state(state, batch["reset"])
-        x = model_inputs(batch["inputs"], batch["observed"])
-        point, quantiles, state = trainer.model(x, state, batch["sequence_length"])
+    for batch, point, quantiles in carried_outputs(trainer.model, dataset):
         targets, mask = batch["targets"], batch["target_mask"]
         model_total, count = masked_loss_sums(
             point, quantiles, targets, mask, levels, trainer.config.loss
@@ -561,14 +569,8 @@ def calibrate_intervals(trainer: Trainer, dataset: tf.data.Dataset) -> dict:
     coverage before and after (state carried through the streams as in training)."""
     model, levels = trainer.model, trainer.levels
     nominal = levels[-1] - levels[0]
-    scores, masks, state = [], [], None
-    for batch in dataset:
-        size = int(batch["sequence_length"].shape[0])
-        if state is None or int(state[0].shape[0]) != size:
-            state = model.zero_state(size)
-        state = reset_state(state, batch["reset"])
-        x = model_inputs(batch["inputs"], batch["observed"])
-        point, quantiles, state = model(x, state, batch["sequence_length"])
+    scores, masks = [], []
+    for batch, point, quantiles in carried_outputs(model, dataset):
         center = model.quantile_center(point, quantiles)[..., 0]
         scores.append(
             calibration.conformity_scores(

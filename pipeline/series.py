@@ -360,8 +360,9 @@ def seasonal_lags(freq: str) -> tuple[int, ...]:
     :func:`usable_lags` drops those the data is too short for.
 
     The week leads below daily data because pedestrian and traffic counts differ between
-    weekdays and weekends: on the benchmark's hourly validation origins seasonal naive over
-    the week beat the day's (BENCHMARKS.md, issue 12)."""
+    weekdays and weekends: on the benchmark's hourly validation origins anchoring on the week
+    beat the day on the pedestrian counts and was level on the flights (BENCHMARKS.md,
+    issue 12)."""
     period = nominal_period_ns(freq)
     if period < NS_PER_DAY:
         per_day = NS_PER_DAY / period
@@ -399,10 +400,7 @@ def lag_errors(
     naive): the sum of ``|x[t] - x[t-lag]| / scale`` over pairs of observed grid points, and
     the number of pairs. Summed over series, it tells which baseline fits the data."""
     out = {}
-    for lag in lags:
-        if lag >= len(value):
-            out[lag] = (0.0, 0)
-            continue
+    for lag in lags:  # a lag as long as the series leaves empty slices: no pair
         both = observed[lag:] & observed[:-lag]
         diff = np.abs(value[lag:] - value[:-lag])[both] / scale
         out[lag] = (float(diff.sum()), int(both.sum()))

@@ -502,7 +502,7 @@ def test_calibration_is_recorded_and_the_export_applies_it(trained):
 def test_default_lags_anchor_and_step_budget_follow_the_data():
     from model.train import model_anchor, parse_lags, passes_per_epoch
 
-    hourly = {"1": 0.33, "24": 0.31, "168": 0.23}  # Auckland's in-sample errors
+    hourly = {"1": 0.33, "24": 0.31, "168": 0.23}  # counts with a weekly cycle
     assert model_anchor("auto", (168, 24), hourly) == ("seasonal", (168, 24))
     daily = {"1": 0.66, "7": 0.19, "364": 0.165}
     assert model_anchor("auto", (7, 364), daily) == ("seasonal", (364, 7))
@@ -558,7 +558,6 @@ def test_step_budget_repeats_passes_within_an_epoch(dataset_dir, tmp_path):
     trainer = Trainer(config, metadata)
     assert trainer.passes_per_epoch == 3 and trainer.steps_per_epoch == 3 * per_pass
     train(config, log=lambda _: None)
-    assert int(trainer.optimizer.iterations) == 0  # a fresh trainer; the run has its own
     restored = Trainer(config, metadata)
     checkpoint.restore(str(tmp_path / "m" / "checkpoints"), restored.variables)
     assert int(restored.optimizer.iterations) == 2 * 3 * per_pass
