@@ -74,27 +74,34 @@ def load_trained(model_dir: str) -> tuple[RNNForecaster, dict, dict]:
     return model, metadata, settings
 
 
-def export_model(model_dir: str) -> str:
-    """Write ``MODEL_DIR/export`` (atomically: a temporary directory, then a rename)."""
-    model, metadata, settings = load_trained(model_dir)
-    num_features = len(metadata["feature_names"])
-    step = inference.step_function(model)
-    archive = keras.export.ExportArchive()
-    archive.track(model)
-    archive.add_endpoint(
-        "step", step, input_signature=inference.step_signature(model, num_features)
-    )
-    archive.add_endpoint(
-        "forecast",
-        inference.forecast_function(model, step),
-        input_signature=inference.forecast_signature(num_features),
-    )
+def export_model(model_dir: str, servable: bool = True) -> str:
+    """Write ``MODEL_DIR/export`` (atomically: a temporary directory, then a rename).
 
+    ``servable=False`` leaves out the SavedModel and the Keras file, which rnncast's own jobs
+    never read (they load ``weights.npz`` as data); ``rnncast evaluate`` trains a model per
+    refit and skips them, as writing them takes most of the export's time.
+    """
+    model, metadata, settings = load_trained(model_dir)
     final = os.path.join(model_dir, EXPORT_DIR)
     staging = final + ".tmp"
     shutil.rmtree(staging, ignore_errors=True)
-    archive.write_out(staging, verbose=False)
-    model.save(os.path.join(staging, KERAS_FILE))
+    if servable:
+        num_features = len(metadata["feature_names"])
+        step = inference.step_function(model)
+        archive = keras.export.ExportArchive()
+        archive.track(model)
+        archive.add_endpoint(
+            "step", step, input_signature=inference.step_signature(model, num_features)
+        )
+        archive.add_endpoint(
+            "forecast",
+            inference.forecast_function(model, step),
+            input_signature=inference.forecast_signature(num_features),
+        )
+        archive.write_out(staging, verbose=False)
+        model.save(os.path.join(staging, KERAS_FILE))
+    else:
+        os.makedirs(staging)
     with open(os.path.join(staging, inference.WEIGHTS_FILE), "wb") as handle:
         handle.write(checkpoint.to_npz(model.variables))
     description = {

@@ -37,7 +37,7 @@ from model.forecaster import (
 from model.rnn import CELL_TYPES
 from pipeline import commit
 from pipeline.locations import check_output_directory
-from pipeline.reader import load_metadata, make_dataset
+from pipeline.reader import StreamSplit, load_metadata
 from pipeline.series import best_baseline_lag, seasonal_lags, usable_lags
 
 CONFIG_FILE = "train_config.json"
@@ -491,8 +491,9 @@ def train(config: TrainConfig, log=print) -> dict:
     if state["epoch"]:
         log(f"rnncast train: resuming after epoch {state['epoch']} from {checkpoints}")
     writer = tf.summary.create_file_writer(os.path.join(config.model_dir, "logs"))
-    num_streams = len(metadata["splits"]["train"]["files"])
     has_validation = bool(metadata["splits"]["validation"]["files"])
+    train_split = StreamSplit(config.data, "train")
+    validation_split = StreamSplit(config.data, "validation") if has_validation else None
 
     for epoch in range(state["epoch"] + 1, config.epochs + 1):
         if state["stopped"]:
@@ -506,9 +507,7 @@ def train(config: TrainConfig, log=print) -> dict:
             key = [config.seed, epoch] if repeat == 0 else [config.seed, epoch, repeat]
             order = np.random.default_rng(key)
             pass_loss, pass_batches, pass_steps = trainer.run_split(
-                make_dataset(
-                    config.data, "train", stream_order=order.permutation(num_streams).tolist()
-                ),
+                train_split.batches(order.permutation(train_split.num_streams).tolist()),
                 train=True,
             )
             losses.append(pass_loss)
@@ -517,7 +516,7 @@ def train(config: TrainConfig, log=print) -> dict:
         train_loss = float(np.mean(losses))
         elapsed = time.perf_counter() - started
         val_loss = (
-            trainer.run_split(make_dataset(config.data, "validation"), train=False)[0]
+            trainer.run_split(validation_split.batches(), train=False)[0]
             if has_validation
             else train_loss
         )
@@ -554,7 +553,7 @@ def train(config: TrainConfig, log=print) -> dict:
             log(f"rnncast train: early stop, no improvement for {config.patience} epochs")
     if has_validation and config.calibration == "conformal" and state["best_epoch"]:
         checkpoint.restore(best_dir, trainer.model.variables)
-        result = calibrate_intervals(trainer, make_dataset(config.data, "validation"))
+        result = calibrate_intervals(trainer, validation_split.batches())
         _write_json(os.path.join(config.model_dir, CALIBRATION_FILE), result)
         log(
             f"rnncast train: 80 % interval calibrated on {result['targets']:,} validation "

@@ -259,7 +259,7 @@ def _train_at(
     )
     config = config_from_args(args, data, os.path.join(work, "model"))
     train(dataclasses.replace(config, init_from=init_from))
-    return export_model(config.model_dir)
+    return export_model(config.model_dir, servable=False)
 
 
 def _forecast_at(

@@ -17,7 +17,7 @@ from pipeline import synthetic
 from pipeline.errors import DatasetError
 from pipeline.inputs import InputError
 from pipeline.options import JobArgumentError
-from pipeline.reader import make_dataset
+from pipeline.reader import StreamSplit, make_dataset
 
 SMALL = ("--num-steps", 8, "--batch-size", 4, "--horizon", 3, "--freq", "h")
 
@@ -156,6 +156,27 @@ def test_rerun_with_other_options_leaves_only_new_files(tmp_path):
     assert on_disk == listed
     batch = next(iter(make_dataset(str(tmp_path / "out"), "train")))
     assert batch["inputs"].shape[:2] == (2, 16)
+
+
+@pytest.mark.parametrize("cache_bytes", [0, 2**30], ids=["from_files", "in_memory"])
+def test_stream_split_reads_make_datasets_batches_in_any_order(tmp_path, cache_bytes):
+    source = write_csv(clean_frame(5, 120), tmp_path / "in.csv")
+    metadata = run_job(source, tmp_path / "out", *SMALL, "--max-batches-per-stream", 3)
+    data, streams = str(tmp_path / "out"), metadata["splits"]["train"]["num_streams"]
+    total = sum(entry["batches"] for entry in metadata["splits"]["train"]["files"])
+    assert streams >= 3
+    split = StreamSplit(data, "train", cache_bytes=cache_bytes)
+    rng = np.random.default_rng(0)
+    # Several reads in new orders, as training's passes do: each equals a fresh pipeline's.
+    for order in [None, *(rng.permutation(streams).tolist() for _ in range(3))]:
+        got = list(split.batches(order))
+        want = list(make_dataset(data, "train", stream_order=order))
+        assert len(got) == len(want) == total
+        for a, b in zip(got, want):
+            for key in b:
+                np.testing.assert_array_equal(a[key].numpy(), b[key].numpy(), err_msg=key)
+    with pytest.raises(DatasetError, match="permutation"):
+        split.batches([0] * streams)
 
 
 def test_input_given_as_file_glob_or_directory_and_parquet(tmp_path):
