@@ -43,9 +43,8 @@ import time
 
 import numpy as np
 import pandas as pd
-
-from pipeline import backtest, evaluate_job
-from pipeline.validation import InputColumns
+from rnncast.pipeline import backtest, evaluate_job
+from rnncast.pipeline.validation import InputColumns
 
 DATA_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data")
 MANIFEST = os.path.join(DATA_DIR, "datasets.json")

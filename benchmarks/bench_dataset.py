@@ -30,7 +30,7 @@ BASELINE = r"""
 import os, sys, time
 os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
 import numpy as np, pandas as pd, tensorflow as tf
-from pipeline import series as S
+from rnncast.pipeline import series as S
 path, out, T, H = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
 start = time.perf_counter()
 frame = pd.read_parquet(path)
@@ -98,7 +98,7 @@ def run_job(data: str, out: str, T: int, B: int, H: int, extra: list[str]) -> tu
         [
             sys.executable,
             "-m",
-            "pipeline.cli",
+            "rnncast",
             "dataset",
             "--input",
             data,
@@ -132,7 +132,7 @@ def main() -> None:
     parser.add_argument("--beam-args", default="", help="Extra Beam flags for the job.")
     args = parser.parse_args()
     sys.path.insert(0, ROOT)
-    from pipeline import synthetic
+    from rnncast.pipeline import synthetic
 
     T, B, H = args.num_steps, args.batch_size, args.horizon
     with tempfile.TemporaryDirectory(prefix="rnncast-bench-") as tmp:

@@ -30,7 +30,7 @@ ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=ROOT)
 def timed(*args: str) -> float:
     start = time.perf_counter()
     subprocess.run(
-        [sys.executable, "-m", "pipeline.cli", *args],
+        [sys.executable, "-m", "rnncast", *args],
         check=True,
         env=ENV,
         stdout=subprocess.DEVNULL,
@@ -48,7 +48,7 @@ def main() -> None:
     parser.add_argument("--max-length", type=int, default=7500)
     parser.add_argument("--new-fraction", type=float, default=0.01)
     args = parser.parse_args()
-    from pipeline import synthetic
+    from rnncast.pipeline import synthetic
 
     with tempfile.TemporaryDirectory(prefix="rnncast-bench-") as tmp:
         frame = synthetic.generate(args.num_series, args.min_length, args.max_length, seed=0)

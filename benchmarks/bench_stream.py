@@ -38,7 +38,7 @@ LATENCY_FILES = 6
 
 def cli(*args: str) -> None:
     subprocess.run(
-        [sys.executable, "-m", "pipeline.cli", *args],
+        [sys.executable, "-m", "rnncast", *args],
         check=True,
         env=ENV,
         stdout=subprocess.DEVNULL,
@@ -87,11 +87,10 @@ def step_in_process(model_path: str, state_dir: str, live, per_flush: int) -> tu
     """Points/s of the stateful step's work, one core, one series per flush."""
     import numpy as np
     import pandas as pd
-
-    from pipeline import forecasting, streaming
-    from pipeline.forecast_job import load_state_files
-    from pipeline.model_loader import load_model
-    from pipeline.series import SeriesPart
+    from rnncast.pipeline import forecasting, streaming
+    from rnncast.pipeline.forecast_job import load_state_files
+    from rnncast.pipeline.model_loader import load_model
+    from rnncast.pipeline.series import SeriesPart
 
     model = forecasting.ModelInfo.load(model_path)
     files, _ = load_state_files(state_dir, model)
@@ -137,8 +136,7 @@ def main() -> None:
     parser.add_argument("--poll-interval", type=float, default=0.5)
     args = parser.parse_args()
     import pandas as pd
-
-    from pipeline import synthetic
+    from rnncast.pipeline import synthetic
 
     with tempfile.TemporaryDirectory(prefix="rnncast-bench-stream-") as tmp:
         frame = synthetic.generate(
@@ -170,7 +168,7 @@ def main() -> None:
         ticks = sorted(live.timestamp.unique())
         bulk, late_ticks = ticks[:-LATENCY_FILES], ticks[-LATENCY_FILES:]
         job = subprocess.Popen(
-            [sys.executable, "-m", "pipeline.cli", "stream", "--model", model,
+            [sys.executable, "-m", "rnncast", "stream", "--model", model,
              "--input-pattern", os.path.join(incoming, "*.csv"), "--output", output,
              "--state-in", state, "--poll-interval", str(args.poll_interval),
              "--max-files", str(1 + len(bulk) + LATENCY_FILES), "--stop-after-seconds", "3600"],

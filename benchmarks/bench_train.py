@@ -26,8 +26,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
-
-from model.train import TrainConfig, Trainer  # noqa: E402
+from rnncast.model.train import TrainConfig, Trainer  # noqa: E402
 
 
 def make_tensors(batches, B, T, F, H, seed=0):
@@ -108,8 +107,8 @@ def _timed(fn) -> float:
 
 
 def reader_rate(args) -> float:
-    from pipeline import dataset_job, synthetic
-    from pipeline.reader import make_dataset
+    from rnncast.pipeline import dataset_job, synthetic
+    from rnncast.pipeline.reader import make_dataset
 
     with tempfile.TemporaryDirectory() as tmp:
         frame = synthetic.generate(64, 3000, 5000, seed=3)

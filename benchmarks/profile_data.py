@@ -15,10 +15,10 @@ import pandas as pd
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from pipeline import EMBEDDED_DATASETS, backtest, embedded_data_path, metrics  # noqa: E402
-from pipeline import series as series_lib  # noqa: E402
-from pipeline.transforms import FrequencyVotes  # noqa: E402
-from pipeline.validation import InputColumns  # noqa: E402
+from rnncast.pipeline import EMBEDDED_DATASETS, backtest, embedded_data_path, metrics  # noqa: E402
+from rnncast.pipeline import series as series_lib  # noqa: E402
+from rnncast.pipeline.transforms import FrequencyVotes  # noqa: E402
+from rnncast.pipeline.validation import InputColumns  # noqa: E402
 
 
 def main() -> None:

@@ -16,10 +16,9 @@ import sys
 import time
 
 import pandas as pd
-
-from pipeline import backtest, embedded_data_path, evaluate_job
-from pipeline.cli import DEMO_EVALUATE_FLAGS, DEMO_MODEL_FLAGS
-from pipeline.validation import InputColumns
+from rnncast.pipeline import backtest, embedded_data_path, evaluate_job
+from rnncast.pipeline.cli import DEMO_EVALUATE_FLAGS, DEMO_MODEL_FLAGS
+from rnncast.pipeline.validation import InputColumns
 
 # One change at a time from the base (the demo settings when it was run). The first round's
 # base was GRU 2 x 64 units, T = 32, lr 3e-3, standard scaling, calendar features on; the demo

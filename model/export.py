@@ -29,13 +29,19 @@ import os
 import shutil
 
 import keras
+from rnncast.model import checkpoint, inference
+from rnncast.model.errors import ExportError
+from rnncast.model.forecaster import RNNForecaster
+from rnncast.model.train import (
+    CALIBRATION_FILE,
+    CONFIG_FILE,
+    DATASET_FILE,
+    TrainConfig,
+    build_model,
+)
+from rnncast.pipeline import commit
 
-import schemas
-from model import checkpoint, inference
-from model.errors import ExportError
-from model.forecaster import RNNForecaster
-from model.train import CALIBRATION_FILE, CONFIG_FILE, DATASET_FILE, TrainConfig, build_model
-from pipeline import commit
+from rnncast import schemas
 
 EXPORT_DIR = "export"
 MODEL_CONFIG = "rnncast_model.json"

@@ -24,8 +24,7 @@ from typing import Any
 import keras
 import tensorflow as tf
 from keras import ops
-
-from model.rnn import MaskedStackedRNN
+from rnncast.model.rnn import MaskedStackedRNN
 
 POINT_LOSSES = ("mse", "mae")
 # What the head's outputs are added to: nothing, the value at the step (channel 0 of the

@@ -19,8 +19,7 @@ from typing import Any
 
 import numpy as np
 import tensorflow as tf
-
-from model.forecaster import RNNForecaster, model_inputs
+from rnncast.model.forecaster import RNNForecaster, model_inputs
 
 WEIGHTS_FILE = "weights.npz"
 

@@ -22,10 +22,9 @@ from dataclasses import asdict, dataclass, field
 import keras
 import numpy as np
 import tensorflow as tf
-
-from model import calibration, checkpoint
-from model.errors import TrainError
-from model.forecaster import (
+from rnncast.model import calibration, checkpoint
+from rnncast.model.errors import TrainError
+from rnncast.model.forecaster import (
     ANCHORS,
     INPUTS,
     POINT_LOSSES,
@@ -34,11 +33,11 @@ from model.forecaster import (
     model_inputs,
     reset_state,
 )
-from model.rnn import CELL_TYPES
-from pipeline import commit
-from pipeline.locations import check_output_directory
-from pipeline.reader import StreamSplit, load_metadata
-from pipeline.series import best_baseline_lag, seasonal_lags, usable_lags
+from rnncast.model.rnn import CELL_TYPES
+from rnncast.pipeline import commit
+from rnncast.pipeline.locations import check_output_directory
+from rnncast.pipeline.reader import StreamSplit, load_metadata
+from rnncast.pipeline.series import best_baseline_lag, seasonal_lags, usable_lags
 
 CONFIG_FILE = "train_config.json"
 DISTRIBUTIONS = ("none", "mirrored", "multi-worker")

@@ -2,9 +2,6 @@
 
 from importlib import resources
 
-__version__ = "0.1.0"
-
-
 EMBEDDED_DATASETS = {
     # Daily observations (the demo's and the README's default data).
     "weather": "data/seattle_weather_daily_2012_2015.csv",

@@ -17,12 +17,11 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-
-from pipeline import metrics
-from pipeline import series as series_lib
-from pipeline.inputs import list_inputs, read_batches
-from pipeline.transforms import rejected_observations, sorted_rejected
-from pipeline.validation import InputColumns, validate_read_batch
+from rnncast.pipeline import metrics
+from rnncast.pipeline import series as series_lib
+from rnncast.pipeline.inputs import list_inputs, read_batches
+from rnncast.pipeline.transforms import rejected_observations, sorted_rejected
+from rnncast.pipeline.validation import InputColumns, validate_read_batch
 
 MODEL = "rnncast"
 NAIVE = "naive"

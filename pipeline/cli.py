@@ -8,10 +8,12 @@ import os
 import re
 import sys
 
-from model.errors import ExportError, TrainError
-from pipeline.errors import CorruptFileError, DatasetError, ModelError, OutputError
-from pipeline.inputs import InputError
-from pipeline.options import JobArgumentError
+from rnncast.model.errors import ExportError, TrainError
+from rnncast.pipeline.errors import CorruptFileError, DatasetError, ModelError, OutputError
+from rnncast.pipeline.inputs import InputError
+from rnncast.pipeline.options import JobArgumentError
+
+from rnncast import __version__
 
 COMMANDS = {
     "dataset": "Beam job: series (CSV/Parquet) -> stateful TFRecord batches + metadata.json.",
@@ -27,41 +29,41 @@ COMMANDS = {
 
 
 def _dataset(argv: list[str]) -> int:
-    from pipeline import dataset_job
+    from rnncast.pipeline import dataset_job
 
     dataset_job.run(argv)
     return 0
 
 
 def _forecast(argv: list[str]) -> int:
-    from pipeline import forecast_job
+    from rnncast.pipeline import forecast_job
 
     forecast_job.run(argv)
     return 0
 
 
 def _evaluate(argv: list[str]) -> int:
-    from pipeline import evaluate_job
+    from rnncast.pipeline import evaluate_job
 
     evaluate_job.run(argv)
     return 0
 
 
 def _stream(argv: list[str]) -> int:
-    from pipeline import stream_job
+    from rnncast.pipeline import stream_job
 
     stream_job.run(argv)
     return 0
 
 
 def _schedule_run(argv: list[str]) -> int:
-    from pipeline import schedule
+    from rnncast.pipeline import schedule
 
     return schedule.main(argv)
 
 
 def _train(argv: list[str]) -> int:
-    from model import export, train
+    from rnncast.model import export, train
 
     code = train.main(argv)
     model_dir = argv[argv.index("--model-dir") + 1] if "--model-dir" in argv else None
@@ -83,7 +85,7 @@ def _export_parser() -> argparse.ArgumentParser:
 
 
 def _export(argv: list[str]) -> int:
-    from model import export
+    from rnncast.model import export
 
     args = _export_parser().parse_args(argv)
     print(f"rnncast export: wrote {export.export_model(args.model_dir)}")
@@ -107,7 +109,7 @@ def _synthetic_parser() -> argparse.ArgumentParser:
 
 
 def _synthetic(argv: list[str]) -> int:
-    from pipeline import synthetic
+    from rnncast.pipeline import synthetic
 
     args = _synthetic_parser().parse_args(argv)
     frame = synthetic.generate(
@@ -161,7 +163,7 @@ def _demo_parser() -> argparse.ArgumentParser:
 
 
 def _demo(argv: list[str]) -> int:
-    from pipeline import dataset_job, embedded_data_path, evaluate_job
+    from rnncast.pipeline import dataset_job, embedded_data_path, evaluate_job
 
     args, beam_args = _demo_parser().parse_known_args(argv)
     data = embedded_data_path()
@@ -219,16 +221,16 @@ HANDLERS = {
 def check_arguments(argv: list[str]) -> None:
     """Parse an ``rnncast`` command line without running it; raise :class:`JobArgumentError`
     on an unknown command or flag (used to check the invocations written in docs)."""
-    from model.train import build_parser as train_parser
-    from pipeline.dataset_job import DESCRIPTION as DATASET
-    from pipeline.dataset_job import DatasetOptions
-    from pipeline.evaluate_job import build_parser as evaluate_parser
-    from pipeline.forecast_job import DESCRIPTION as FORECAST
-    from pipeline.forecast_job import ForecastOptions
-    from pipeline.options import parse_job_options
-    from pipeline.schedule import build_parser as schedule_parser
-    from pipeline.stream_job import DESCRIPTION as STREAM
-    from pipeline.stream_job import StreamOptions
+    from rnncast.model.train import build_parser as train_parser
+    from rnncast.pipeline.dataset_job import DESCRIPTION as DATASET
+    from rnncast.pipeline.dataset_job import DatasetOptions
+    from rnncast.pipeline.evaluate_job import build_parser as evaluate_parser
+    from rnncast.pipeline.forecast_job import DESCRIPTION as FORECAST
+    from rnncast.pipeline.forecast_job import ForecastOptions
+    from rnncast.pipeline.options import parse_job_options
+    from rnncast.pipeline.schedule import build_parser as schedule_parser
+    from rnncast.pipeline.stream_job import DESCRIPTION as STREAM
+    from rnncast.pipeline.stream_job import StreamOptions
 
     command, rest = argv[0], list(argv[1:])
     if command not in HANDLERS:
@@ -272,8 +274,12 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, text in COMMANDS.items():
         sub.add_parser(name, help=text, add_help=False)
+    parser.add_argument("--version", action="version", version=f"rnncast {__version__}")
     if not argv or argv[0] in ("-h", "--help"):
         parser.print_help()
+        return 0
+    if argv[0] == "--version":
+        print(f"rnncast {__version__}")
         return 0
     command, rest = argv[0], argv[1:]
     if command not in HANDLERS:

@@ -27,8 +27,7 @@ from collections.abc import Iterator
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.io.localfilesystem import LocalFileSystem
-
-from pipeline.errors import OutputError
+from rnncast.pipeline.errors import OutputError
 
 METADATA = "metadata.json"
 SUCCESS = "_SUCCESS"
@@ -67,7 +66,7 @@ def run_id(settings: dict, paths: list[str], extra: str = "") -> str:
 
 def check_counts(counts: dict, source: str, max_rejected_fraction: float, staging: str) -> None:
     """Refuse to commit a run with no rows, broken accounting or too many rejected rows."""
-    from pipeline.inputs import InputError, RejectedRowsError
+    from rnncast.pipeline.inputs import InputError, RejectedRowsError
 
     if counts["rows_read"] == 0:
         raise InputError(
@@ -118,7 +117,7 @@ def replace(source: str, destination: str) -> None:
 def read_json(path: str, fix: str = "rerun the job that wrote it") -> dict:
     """The JSON object in ``path``; a truncated or foreign file raises
     :class:`~pipeline.errors.CorruptFileError` naming the file and ``fix``."""
-    from pipeline.errors import CorruptFileError
+    from rnncast.pipeline.errors import CorruptFileError
 
     with FileSystems.open(path) as source:
         data = source.read()
@@ -232,7 +231,7 @@ def staged_run(
     """:func:`prepare_staging` for the body of a run; if the run fails, its staging directory
     is removed again (it holds nothing the user can use) unless the error points the user at
     the staged dead letters (:class:`RejectedRowsError`)."""
-    from pipeline.inputs import RejectedRowsError
+    from rnncast.pipeline.inputs import RejectedRowsError
 
     staging = prepare_staging(output, run_id, job, directories)
     try:

@@ -19,21 +19,19 @@ import apache_beam as beam
 import numpy as np
 import pandas as pd
 from apache_beam.io.filesystems import FileSystems
-
-import schemas
-from pipeline import chunking, commit, spill
-from pipeline import series as series_lib
-from pipeline.examples import encode_empty_row, encode_rows
-from pipeline.inputs import InputError, RejectedRowsError, check_input, list_inputs
-from pipeline.locations import check_output_directory
-from pipeline.options import (
+from rnncast.pipeline import chunking, commit, spill
+from rnncast.pipeline import series as series_lib
+from rnncast.pipeline.examples import encode_empty_row, encode_rows
+from rnncast.pipeline.inputs import InputError, RejectedRowsError, check_input, list_inputs
+from rnncast.pipeline.locations import check_output_directory
+from rnncast.pipeline.options import (
     JobArgumentError,
     JobOptions,
     add_max_gap_steps,
     parse_job_options,
 )
-from pipeline.tfrecord import frame_record, write_tfrecord_file
-from pipeline.transforms import (
+from rnncast.pipeline.tfrecord import frame_record, write_tfrecord_file
+from rnncast.pipeline.transforms import (
     REJECTED,
     ROWS_READ,
     AssembleConfig,
@@ -43,7 +41,9 @@ from pipeline.transforms import (
     WriteRejected,
     assemble,
 )
-from pipeline.validation import InputColumns
+from rnncast.pipeline.validation import InputColumns
+
+from rnncast import schemas
 
 LOGGER = logging.getLogger(__name__)
 SPLITS = ("train", "validation")

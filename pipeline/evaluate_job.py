@@ -24,16 +24,16 @@ from collections.abc import Iterable, Iterator
 
 import numpy as np
 import pandas as pd
+from rnncast.pipeline import backtest, forecasting, metrics
+from rnncast.pipeline import series as series_lib
+from rnncast.pipeline.errors import ModelError
+from rnncast.pipeline.inputs import InputError
+from rnncast.pipeline.locations import check_output_directory
+from rnncast.pipeline.options import JobArgumentError
+from rnncast.pipeline.transforms import FrequencyVotes, rejected_payload
+from rnncast.pipeline.validation import InputColumns
 
-import schemas
-from pipeline import backtest, forecasting, metrics
-from pipeline import series as series_lib
-from pipeline.errors import ModelError
-from pipeline.inputs import InputError
-from pipeline.locations import check_output_directory
-from pipeline.options import JobArgumentError
-from pipeline.transforms import FrequencyVotes, rejected_payload
-from pipeline.validation import InputColumns
+from rnncast import schemas
 
 DESCRIPTION = (
     "Rolling-origin backtest: for each origin, train (or reuse with --model) a model only on "
@@ -48,7 +48,7 @@ SUMMARY_FILE = "evaluation.json"
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from model.train import add_training_arguments
+    from rnncast.model.train import add_training_arguments
 
     parser = argparse.ArgumentParser(
         prog="rnncast evaluate",
@@ -224,9 +224,9 @@ def _train_at(
 ) -> str:
     """Dataset job, training (from ``init_from``'s weights when given) and export on one
     origin's history; returns the export dir."""
-    from model.export import export_model
-    from model.train import config_from_args, train
-    from pipeline import dataset_job
+    from rnncast.model.export import export_model
+    from rnncast.model.train import config_from_args, train
+    from rnncast.pipeline import dataset_job
 
     data = os.path.join(work, "dataset")
     dataset_job.run(
@@ -265,7 +265,7 @@ def _train_at(
 def _forecast_at(
     export: str, history_path: str, work: str, horizon: int, beam_args
 ) -> pd.DataFrame:
-    from pipeline import forecast_job
+    from rnncast.pipeline import forecast_job
 
     output = os.path.join(work, "forecasts")
     forecast_job.run(
@@ -361,7 +361,7 @@ def score_origin(
 
 
 def _plots(output, loaded, origin, forecasts, scores, model, horizon, season, count) -> list[str]:
-    from pipeline import plots
+    from rnncast.pipeline import plots
 
     directory = os.path.join(output, "plots")
     os.makedirs(directory, exist_ok=True)
@@ -519,9 +519,9 @@ def run(argv: list[str]) -> dict:
     parser = build_parser()
     args, beam_args = parser.parse_known_args(argv)
     if beam_args:
-        from pipeline.forecast_job import DESCRIPTION as FORECAST
-        from pipeline.forecast_job import ForecastOptions
-        from pipeline.options import parse_job_options
+        from rnncast.pipeline.forecast_job import DESCRIPTION as FORECAST
+        from rnncast.pipeline.forecast_job import ForecastOptions
+        from rnncast.pipeline.options import parse_job_options
 
         parse_job_options(beam_args, ForecastOptions, "rnncast evaluate", FORECAST)
     if args.init_from:

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import numpy as np
-
-from pipeline.chunking import Rows
-from pipeline.series import NS_PER_SECOND
-from pipeline.tfrecord import encode_example
+from rnncast.pipeline.chunking import Rows
+from rnncast.pipeline.series import NS_PER_SECOND
+from rnncast.pipeline.tfrecord import encode_example
 
 
 def encode_rows(

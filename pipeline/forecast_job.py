@@ -27,20 +27,18 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.utils import shared
-
-import schemas
-from pipeline import commit, forecasting, model_loader
-from pipeline.errors import ModelError
-from pipeline.inputs import check_input, list_inputs
-from pipeline.locations import check_output_directory
-from pipeline.options import (
+from rnncast.pipeline import commit, forecasting, model_loader
+from rnncast.pipeline.errors import ModelError
+from rnncast.pipeline.inputs import check_input, list_inputs
+from rnncast.pipeline.locations import check_output_directory
+from rnncast.pipeline.options import (
     JobArgumentError,
     JobOptions,
     add_max_gap_steps,
     parse_job_options,
 )
-from pipeline.series import MAX_GAP_STEPS, utc_ns
-from pipeline.transforms import (
+from rnncast.pipeline.series import MAX_GAP_STEPS, utc_ns
+from rnncast.pipeline.transforms import (
     REJECTED,
     ROWS_READ,
     AssembleConfig,
@@ -50,7 +48,9 @@ from pipeline.transforms import (
     load_unique,
     rejected_observations,
 )
-from pipeline.validation import InputColumns
+from rnncast.pipeline.validation import InputColumns
+
+from rnncast import schemas
 
 DESCRIPTION = (
     "Apply a model exported by 'rnncast train' to long-format series (CSV/Parquet): an H-step "

@@ -13,10 +13,10 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 from apache_beam.io.filesystems import FileSystems
+from rnncast.pipeline import series as series_lib
+from rnncast.pipeline.errors import ModelError
 
-import schemas
-from pipeline import series as series_lib
-from pipeline.errors import ModelError
+from rnncast import schemas
 
 # Statuses of a series in one run (every series known to the run gets exactly one).
 FULL = "full"  # forecast from the whole history in the input

@@ -22,8 +22,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
-
-from pipeline.validation import InputColumns
+from rnncast.pipeline.validation import InputColumns
 
 CSV_SUFFIXES = (".csv", ".csv.gz", ".csv.bz2", ".csv.zst")
 PARQUET_SUFFIXES = (".parquet", ".pq")
@@ -68,8 +67,8 @@ def file_format(path: str) -> str:
 def list_inputs(location: str) -> list[str]:
     """The input files named by ``location``: one file, a glob, or a directory (its CSV and
     Parquet files, hidden and ``_``-prefixed files skipped). Sorted, so the job is deterministic."""
-    from pipeline.errors import OutputError
-    from pipeline.locations import check_filesystem
+    from rnncast.pipeline.errors import OutputError
+    from rnncast.pipeline.locations import check_filesystem
 
     try:
         check_filesystem(location, "--input")

@@ -14,8 +14,7 @@ import os
 import uuid
 
 from apache_beam.io.filesystems import FileSystems
-
-from pipeline.errors import OutputError
+from rnncast.pipeline.errors import OutputError
 
 # Which extra brings the filesystem of a scheme (Beam registers them when the package imports).
 _SCHEME_EXTRAS = {

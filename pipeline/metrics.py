@@ -11,8 +11,7 @@ from collections.abc import Sequence
 
 import numpy as np
 from pandas.tseries.frequencies import to_offset
-
-from pipeline.series import NS_PER_DAY, nominal_period_ns
+from rnncast.pipeline.series import NS_PER_DAY, nominal_period_ns
 
 
 def default_season(freq: str) -> int:

@@ -13,9 +13,8 @@ from __future__ import annotations
 
 import numpy as np
 from apache_beam.io.filesystems import FileSystems
-
-from pipeline.errors import ModelError
-from pipeline.forecasting import MODEL_FILE, REEXPORT, ModelInfo
+from rnncast.pipeline.errors import ModelError
+from rnncast.pipeline.forecasting import MODEL_FILE, REEXPORT, ModelInfo
 
 
 class LoadedModel:
@@ -24,9 +23,8 @@ class LoadedModel:
 
     def __init__(self, info: ModelInfo):
         import tensorflow as tf
-
-        from model import checkpoint, inference
-        from model.forecaster import RNNForecaster
+        from rnncast.model import checkpoint, inference
+        from rnncast.model.forecaster import RNNForecaster
 
         self.info = info
         weights = FileSystems.join(info.path, inference.WEIGHTS_FILE)

@@ -43,7 +43,7 @@ class JobOptions(PipelineOptions):
 
 def add_max_gap_steps(group) -> None:
     """``--max-gap-steps`` (the dataset and forecast jobs read series the same way)."""
-    from pipeline.series import MAX_GAP_STEPS
+    from rnncast.pipeline.series import MAX_GAP_STEPS
 
     group.add_argument(
         "--max-gap-steps",

@@ -14,10 +14,10 @@ from collections.abc import Iterable
 import numpy as np
 import tensorflow as tf
 from apache_beam.io.filesystems import FileSystems
+from rnncast.pipeline import commit
+from rnncast.pipeline.errors import CorruptFileError, DatasetError
 
-import schemas
-from pipeline import commit
-from pipeline.errors import CorruptFileError, DatasetError
+from rnncast import schemas
 
 
 def load_metadata(data_dir: str) -> dict:

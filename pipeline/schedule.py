@@ -21,9 +21,8 @@ import datetime as dt
 from collections.abc import Callable
 
 from apache_beam.io.filesystems import FileSystems
-
-from pipeline import commit, forecast_job
-from pipeline.errors import ModelError, OutputError
+from rnncast.pipeline import commit, forecast_job
+from rnncast.pipeline.errors import ModelError, OutputError
 
 LATEST = "LATEST"
 

@@ -18,8 +18,7 @@ import numpy as np
 import pyarrow as pa
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
-
-from pipeline.series import SeriesPart
+from rnncast.pipeline.series import SeriesPart
 
 _RAW = CompressionTypes.UNCOMPRESSED
 

@@ -33,14 +33,18 @@ from apache_beam.transforms import userstate
 from apache_beam.transforms.timeutil import TimeDomain
 from apache_beam.transforms.window import TimestampedValue
 from apache_beam.utils.timestamp import Timestamp
-
-from pipeline import commit, forecasting, model_loader, streaming
-from pipeline.forecast_job import load_state_files, parquet_bytes, state_metadata, write_parquet
-from pipeline.locations import check_output_directory
-from pipeline.options import JobArgumentError, JobOptions, parse_job_options
-from pipeline.series import combine_parts
-from pipeline.transforms import REJECTED, rejected_observations, rejected_payload
-from pipeline.validation import InputColumns
+from rnncast.pipeline import commit, forecasting, model_loader, streaming
+from rnncast.pipeline.forecast_job import (
+    load_state_files,
+    parquet_bytes,
+    state_metadata,
+    write_parquet,
+)
+from rnncast.pipeline.locations import check_output_directory
+from rnncast.pipeline.options import JobArgumentError, JobOptions, parse_job_options
+from rnncast.pipeline.series import combine_parts
+from rnncast.pipeline.transforms import REJECTED, rejected_observations, rejected_payload
+from rnncast.pipeline.validation import InputColumns
 
 DESCRIPTION = (
     "Forecast continuously from an unbounded stream of points: new CSV/Parquet files matching "

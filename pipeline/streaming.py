@@ -21,13 +21,12 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.csv as pacsv
-
-from pipeline import forecasting
-from pipeline import series as series_lib
-from pipeline.inputs import InputError, check_input, read_batches
-from pipeline.series import Observations, SeriesPart
-from pipeline.transforms import rejected_observations
-from pipeline.validation import InputColumns, rejected_frame, validate_read_batch
+from rnncast.pipeline import forecasting
+from rnncast.pipeline import series as series_lib
+from rnncast.pipeline.inputs import InputError, check_input, read_batches
+from rnncast.pipeline.series import Observations, SeriesPart
+from rnncast.pipeline.transforms import rejected_observations
+from rnncast.pipeline.validation import InputColumns, rejected_frame, validate_read_batch
 
 LATE = "late"
 DUPLICATE = "duplicate"

@@ -13,11 +13,15 @@ import apache_beam as beam
 import numpy as np
 import pandas as pd
 from apache_beam.io.filesystems import FileSystems
-
-from pipeline import series as series_lib
-from pipeline import spill
-from pipeline.inputs import read_batches
-from pipeline.validation import InputColumns, empty_rejected, rejected_frame, validate_read_batch
+from rnncast.pipeline import series as series_lib
+from rnncast.pipeline import spill
+from rnncast.pipeline.inputs import read_batches
+from rnncast.pipeline.validation import (
+    InputColumns,
+    empty_rejected,
+    rejected_frame,
+    validate_read_batch,
+)
 
 REJECTED = "rejected"
 ROWS_READ = "rows_read"

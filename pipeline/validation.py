@@ -14,9 +14,9 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
+from rnncast.pipeline.series import SeriesPart
 
-import schemas
-from pipeline.series import SeriesPart
+from rnncast import schemas
 
 MAX_SERIES_ID_LENGTH = schemas.load(schemas.INPUT)["columns"]["series_id"]["max_length"]
 REJECTED_COLUMNS = tuple(schemas.load(schemas.REJECTED)["fields"])

@@ -19,10 +19,9 @@ from conftest import write_csv
 from hypothesis import given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
-
-from pipeline import cli, synthetic
-from pipeline.inputs import read_batches
-from pipeline.validation import InputColumns, validate_read_batch
+from rnncast.pipeline import cli, synthetic
+from rnncast.pipeline.inputs import read_batches
+from rnncast.pipeline.validation import InputColumns, validate_read_batch
 
 SMALL = ["--num-steps", "8", "--batch-size", "4", "--horizon", "3", "--freq", "h"]
 SMALL += ["--max-rejected-fraction", "1"]
@@ -330,7 +329,7 @@ def test_errors_print_one_line_and_no_traceback_in_a_real_process(tmp_path):
         [
             sys.executable,
             "-m",
-            "pipeline.cli",
+            "rnncast",
             "dataset",
             "--input",
             str(tmp_path / "plain.csv.gz"),

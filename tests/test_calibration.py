@@ -4,8 +4,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-from model import calibration
+from rnncast.model import calibration
 
 
 def test_scores_measure_the_distance_in_half_widths_on_the_targets_side():

@@ -12,13 +12,13 @@ import jsonschema
 import numpy as np
 import pandas as pd
 import pytest
+from rnncast.pipeline.cli import HANDLERS
+from rnncast.pipeline.dataset_job import DatasetOptions
+from rnncast.pipeline.options import help_parser
 
-import schemas
-from pipeline.cli import HANDLERS
-from pipeline.dataset_job import DatasetOptions
-from pipeline.options import help_parser
+from rnncast import schemas
 
-RNNCAST = [sys.executable, "-m", "pipeline.cli"]
+RNNCAST = [sys.executable, "-m", "rnncast"]
 ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
 
 

@@ -11,13 +11,13 @@ import numpy as np
 import pandas as pd
 import pytest
 from conftest import read_split, run_job, write_csv
+from rnncast.pipeline import synthetic
+from rnncast.pipeline.errors import DatasetError
+from rnncast.pipeline.inputs import InputError
+from rnncast.pipeline.options import JobArgumentError
+from rnncast.pipeline.reader import StreamSplit, make_dataset
 
-import schemas
-from pipeline import synthetic
-from pipeline.errors import DatasetError
-from pipeline.inputs import InputError
-from pipeline.options import JobArgumentError
-from pipeline.reader import StreamSplit, make_dataset
+from rnncast import schemas
 
 SMALL = ("--num-steps", 8, "--batch-size", 4, "--horizon", 3, "--freq", "h")
 
@@ -367,7 +367,7 @@ def test_naive_series_after_an_offset_series_stays_utc(tmp_path, capsys):
         }
     )
     pd.concat([tokyo, utc]).to_csv(tmp_path / "in.csv", index=False)
-    from pipeline import cli
+    from rnncast.pipeline import cli
 
     code = cli.main(
         [
@@ -454,7 +454,7 @@ def test_weekly_and_monthly_series_in_a_daily_file_are_named(tmp_path, capsys):
 
 
 def test_max_filled_fraction_fails_the_job_and_commits_nothing(tmp_path, capsys):
-    from pipeline import cli
+    from rnncast.pipeline import cli
 
     source = mixed_frequency_csv(tmp_path / "in.csv")
     argv = [

@@ -10,9 +10,8 @@ import shlex
 
 import pytest
 import yaml
-
-from pipeline.cli import check_arguments
-from pipeline.options import JobArgumentError
+from rnncast.pipeline.cli import check_arguments
+from rnncast.pipeline.options import JobArgumentError
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 STOP = {">>", ">", "2>&1", "|", ";", "&&"}

@@ -12,12 +12,12 @@ import pytest
 from conftest import write_csv
 from hypothesis import given
 from hypothesis import strategies as st
+from rnncast.pipeline import backtest, evaluate_job, synthetic
+from rnncast.pipeline import series as series_lib
+from rnncast.pipeline.options import JobArgumentError
+from rnncast.pipeline.validation import InputColumns
 
-import schemas
-from pipeline import backtest, evaluate_job, synthetic
-from pipeline import series as series_lib
-from pipeline.options import JobArgumentError
-from pipeline.validation import InputColumns
+from rnncast import schemas
 
 DAY = 86_400 * 10**9
 HOUR = 3_600 * 10**9
@@ -395,11 +395,11 @@ def test_clear_errors(tmp_path):
         evaluate_job.run([*base, "--init-from", str(tmp_path)])
     with pytest.raises(JobArgumentError, match="no history"):
         evaluate_job.run([*base, "--origins", "500", *TINY])
-    from pipeline.errors import ModelError
+    from rnncast.pipeline.errors import ModelError
 
     with pytest.raises(ModelError, match="not an rnncast export"):
         evaluate_job.run([*base, "--model", str(tmp_path), *TINY])
-    from pipeline.inputs import InputError
+    from rnncast.pipeline.inputs import InputError
 
     with pytest.raises(InputError, match="nope"):
         evaluate_job.run(["--input", str(tmp_path / "nope.csv"), "--output", str(tmp_path / "x")])

@@ -15,14 +15,13 @@ import pandas as pd
 import pytest
 import tensorflow as tf
 from conftest import run_job, write_csv
-
-from model.export import export_model
-from model.train import TrainConfig, train
-from pipeline import forecast_job, synthetic
-from pipeline import series as series_lib
-from pipeline.errors import ModelError
-from pipeline.inputs import InputError
-from pipeline.series import model_features
+from rnncast.model.export import export_model
+from rnncast.model.train import TrainConfig, train
+from rnncast.pipeline import forecast_job, synthetic
+from rnncast.pipeline import series as series_lib
+from rnncast.pipeline.errors import ModelError
+from rnncast.pipeline.inputs import InputError
+from rnncast.pipeline.series import model_features
 
 HOUR = pd.Timedelta(hours=1)
 
@@ -258,7 +257,7 @@ def test_multi_processing_gives_the_same_output(exported, tmp_path):
 
 
 def _schedule(model_path, data, root, date, **kwargs):
-    from pipeline.schedule import schedule_run
+    from rnncast.pipeline.schedule import schedule_run
 
     return schedule_run(model_path, str(data), str(root), date, **kwargs)
 
@@ -322,9 +321,9 @@ def tree(directory) -> dict[str, bytes]:
 
 
 def test_output_directories_of_other_jobs_are_refused_untouched(exported, tmp_path, capsys):
-    from pipeline import cli
-    from pipeline.errors import OutputError
-    from pipeline.reader import make_dataset
+    from rnncast.pipeline import cli
+    from rnncast.pipeline.errors import OutputError
+    from rnncast.pipeline.reader import make_dataset
 
     model_path, frame = exported
     source = write_csv(frame, tmp_path / "in.csv")
@@ -373,7 +372,7 @@ def test_crash_while_committing_state_leaves_the_old_or_the_new_state(
     the switch, read back through the forecast job's own state loading."""
     import shutil
 
-    from pipeline import commit, forecasting
+    from rnncast.pipeline import commit, forecasting
 
     model_path, frame = exported
     model = forecasting.ModelInfo.load(model_path)
@@ -413,7 +412,7 @@ def _arrow_fields(path) -> list[tuple[str, object]]:
 
 
 def _check_rejected(path) -> int:
-    import schemas
+    from rnncast import schemas
 
     fields = schemas.load(schemas.REJECTED)["fields"]
     python = {"string": str, "int64": int, "object": dict}
@@ -434,9 +433,9 @@ def test_written_files_match_their_contracts(exported, tmp_path):
     import jsonschema
     import pyarrow as pa
     import pyarrow.parquet as pq
+    from rnncast.pipeline import forecasting
 
-    import schemas
-    from pipeline import forecasting
+    from rnncast import schemas
 
     model_path, frame = exported
     model = forecasting.ModelInfo.load(model_path)
@@ -642,7 +641,7 @@ TAMPERING = {
 def test_tampered_or_old_exports_are_refused_with_one_message(
     exported, tmp_path, capsys, case, command
 ):
-    from pipeline.cli import main
+    from rnncast.pipeline.cli import main
 
     model_path, frame = exported
     named, tamper, message = TAMPERING[case]
@@ -665,8 +664,8 @@ def test_tampered_or_old_exports_are_refused_with_one_message(
 
 
 def test_the_export_writes_its_weights_as_plain_deterministic_arrays(exported):
-    from model import checkpoint, inference
-    from pipeline.model_loader import load_model
+    from rnncast.model import checkpoint, inference
+    from rnncast.pipeline.model_loader import load_model
 
     model_path, _ = exported
     data = Path(model_path, "weights.npz").read_bytes()

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import numpy as np
-
-from pipeline import forecasting
-from pipeline import series as series_lib
+from rnncast.pipeline import forecasting
+from rnncast.pipeline import series as series_lib
 
 HOUR = 3600 * 10**9
 MODEL = forecasting.ModelInfo(

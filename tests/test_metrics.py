@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
-from pipeline import metrics
+from rnncast.pipeline import metrics
 
 
 def test_seasonal_naive_mase_is_exactly_one_on_a_trend():

@@ -12,8 +12,7 @@ import pytest
 import tensorflow as tf
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
-from model.rnn import MaskedStackedRNN
+from rnncast.model.rnn import MaskedStackedRNN
 
 CELLS = ("rnn", "lstm", "gru")
 GATES = {"rnn": 1, "lstm": 4, "gru": 3}
@@ -609,7 +608,7 @@ def test_save_and_load_keras_file(cell_type: str, tmp_path: Path) -> None:
 def test_anchor_last_starts_at_the_naive_forecast_and_round_trips_its_config():
     """With the head's weights at zero, an anchored forecaster forecasts the value at each
     step (naive) for every horizon; padded steps stay exactly zero."""
-    from model.forecaster import RNNForecaster
+    from rnncast.model.forecaster import RNNForecaster
 
     rng = np.random.default_rng(0)
     inputs = rng.normal(size=(3, 7, 4)).astype("float32")
@@ -631,7 +630,7 @@ def test_anchor_last_starts_at_the_naive_forecast_and_round_trips_its_config():
 
 
 def _level_free_forecaster(**overrides):
-    from model.forecaster import RNNForecaster
+    from rnncast.model.forecaster import RNNForecaster
 
     settings = dict(horizon=5, quantiles=(0.1, 0.5, 0.9), anchor="seasonal", inputs="change")
     model = RNNForecaster("gru", 2, 6, lags=(3, 7), **{**settings, **overrides})
@@ -689,7 +688,7 @@ def test_seasonal_anchor_starts_at_seasonal_naive_and_level_free_inputs_ignore_t
 
 
 def test_level_free_config_round_trips_and_bad_settings_are_refused():
-    from model.forecaster import RNNForecaster
+    from rnncast.model.forecaster import RNNForecaster
 
     model = _level_free_forecaster(interval_scale=[1.0, 1.5, 2.0, 2.5, 3.0])
     rebuilt = RNNForecaster.from_config(model.get_config())
@@ -722,7 +721,7 @@ def test_interval_scale_widens_quantiles_around_the_median_only():
 
 def test_nonnegative_model_clips_forecasts_in_original_units():
     """The clip applies after unscaling (in the series' units), to point and quantiles."""
-    from model.inference import step_function
+    from rnncast.model.inference import step_function
 
     clipped = _level_free_forecaster(nonnegative=True)
     plain = _level_free_forecaster()

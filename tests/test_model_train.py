@@ -15,14 +15,13 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from conftest import run_job, write_csv
-
-from model import checkpoint
-from model.errors import TrainError
-from model.export import export_model, load_trained
-from model.forecaster import model_inputs
-from model.train import TrainConfig, Trainer, evaluate_split, train
-from pipeline import synthetic
-from pipeline.reader import load_metadata, make_dataset
+from rnncast.model import checkpoint
+from rnncast.model.errors import TrainError
+from rnncast.model.export import export_model, load_trained
+from rnncast.model.forecaster import model_inputs
+from rnncast.model.train import TrainConfig, Trainer, evaluate_split, train
+from rnncast.pipeline import synthetic
+from rnncast.pipeline.reader import load_metadata, make_dataset
 
 ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
 SMALL_MODEL = dict(cell="gru", layers=1, units=24, dropout=0.0, learning_rate=1e-2)
@@ -172,6 +171,43 @@ def test_keras_file_loads_in_safe_mode(trained):
         np.testing.assert_allclose(a.numpy(), b.numpy(), atol=1e-6)
 
 
+SAFE_LOAD = r"""
+import sys
+order, path, data, out = sys.argv[1:]
+for name in order.split(","):
+    __import__(name)  # the Keras classes are known whichever comes first
+import keras, numpy as np
+model = keras.saving.load_model(path, safe_mode=True)
+h = dict(np.load(data))
+x = np.concatenate([h["inputs"], h["observed"][..., None]], axis=-1)
+point, quantiles, _ = model(x, None, h["sequence_length"])
+np.savez(out, point=point.numpy(), quantiles=quantiles.numpy(), name=type(model).__name__)
+"""
+
+
+@pytest.mark.parametrize("order", ["rnncast,keras", "keras,rnncast", "tensorflow,rnncast"])
+def test_keras_file_loads_in_a_fresh_process_after_import_rnncast(trained, tmp_path, order):
+    config, _ = trained
+    model, _, _ = load_trained(config.model_dir)
+    histories = _validation_histories(config.data)
+    x = model_inputs(tf.constant(histories["inputs"]), tf.constant(histories["observed"]))
+    np.savez(tmp_path / "h.npz", **histories)
+    path = os.path.join(config.model_dir, "export", "model.keras")
+    done = subprocess.run(
+        [sys.executable, "-c", SAFE_LOAD, order, path, tmp_path / "h.npz", tmp_path / "o.npz"],
+        cwd=tmp_path,
+        env=ENV,
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    got = np.load(tmp_path / "o.npz")
+    assert str(got["name"]) == "RNNForecaster"
+    point, quantiles, _ = model(x, None, histories["sequence_length"])
+    np.testing.assert_allclose(got["point"], point.numpy(), atol=1e-6)
+    np.testing.assert_allclose(got["quantiles"], quantiles.numpy(), atol=1e-6)
+
+
 def _checkpoint_arrays(directory):
     pointer = checkpoint.latest(directory)
     with np.load(os.path.join(directory, pointer["file"])) as arrays:
@@ -214,7 +250,7 @@ def _train_command(data, model_dir, epochs):
     return [
         sys.executable,
         "-m",
-        "pipeline.cli",
+        "rnncast",
         "train",
         "--data",
         data,
@@ -354,7 +390,7 @@ def test_damaged_newest_checkpoint_falls_back_to_the_previous_and_says_so(
 
 
 def test_no_intact_checkpoint_is_one_clear_error(trained, tmp_path, capsys):
-    from pipeline import cli
+    from rnncast.pipeline import cli
 
     config, _ = trained
     copy = tmp_path / "m"
@@ -370,7 +406,7 @@ def test_no_intact_checkpoint_is_one_clear_error(trained, tmp_path, capsys):
 
 @pytest.mark.parametrize("name", ["train_config.json", "dataset_metadata.json"])
 def test_truncated_model_dir_files_are_one_clear_error(trained, tmp_path, capsys, name):
-    from pipeline import cli
+    from rnncast.pipeline import cli
 
     config, _ = trained
     copy = tmp_path / "m"
@@ -398,8 +434,8 @@ import numpy as np
 import tensorflow as tf
 cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-from model import checkpoint
-from model.train import TrainConfig, train
+from rnncast.model import checkpoint
+from rnncast.model.train import TrainConfig, train
 
 data, out = sys.argv[1:]
 arrays = {}
@@ -473,8 +509,8 @@ def test_calibration_is_recorded_and_the_export_applies_it(trained):
     """Training ends by calibrating the 80 % interval on the validation split; the export's
     model carries the factors, so its quantiles are the raw ones spread by them around the
     median, and the validation coverage moves to the nominal level."""
-    from model.export import EXPORT_DIR, MODEL_CONFIG
-    from model.train import CALIBRATION_FILE
+    from rnncast.model.export import EXPORT_DIR, MODEL_CONFIG
+    from rnncast.model.train import CALIBRATION_FILE
 
     config, _ = trained
     with open(os.path.join(config.model_dir, CALIBRATION_FILE), encoding="utf-8") as handle:
@@ -500,7 +536,7 @@ def test_calibration_is_recorded_and_the_export_applies_it(trained):
 
 
 def test_default_lags_anchor_and_step_budget_follow_the_data():
-    from model.train import model_anchor, parse_lags, passes_per_epoch
+    from rnncast.model.train import model_anchor, parse_lags, passes_per_epoch
 
     hourly = {"1": 0.33, "24": 0.31, "168": 0.23}  # counts with a weekly cycle
     assert model_anchor("auto", (168, 24), hourly) == ("seasonal", (168, 24))
@@ -513,7 +549,7 @@ def test_default_lags_anchor_and_step_budget_follow_the_data():
     assert model_anchor("seasonal", (), None) == ("last", ())  # no season: the last value
     assert model_anchor("none", (7,), daily) == ("none", (7,))
     # Lags must fit in what training sees unbroken: the shorter of a series and a lane.
-    from model.train import model_lags
+    from rnncast.model.train import model_lags
 
     config = TrainConfig(data="", model_dir="")
     one_long_series = {

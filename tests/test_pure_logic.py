@@ -11,9 +11,8 @@ import pyarrow as pa
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-from pipeline import chunking, series, synthetic, validation
-from pipeline.tfrecord import encode_example, frame_record
+from rnncast.pipeline import chunking, series, synthetic, validation
+from rnncast.pipeline.tfrecord import encode_example, frame_record
 
 HOUR_NS = 3600 * 10**9
 
@@ -316,9 +315,9 @@ def test_synthetic_generator_is_deterministic_and_varied():
 
 def test_encoded_rows_carry_exactly_the_contract_features():
     import tensorflow as tf
+    from rnncast.pipeline.examples import encode_empty_row, encode_rows
 
-    import schemas
-    from pipeline.examples import encode_empty_row, encode_rows
+    from rnncast import schemas
 
     features = np.ones((6, 2), np.float32)
     track = chunking.Track(0, 6, 0)

@@ -19,13 +19,12 @@ from apache_beam.options.pipeline_options import PipelineOptions, StandardOption
 from apache_beam.testing import test_stream
 from apache_beam.transforms.window import TimestampedValue
 from conftest import run_job, write_csv
-
-from model.export import export_model
-from model.train import TrainConfig, train
-from pipeline import forecast_job, forecasting, stream_job, streaming, synthetic
-from pipeline.forecast_job import load_state_files
-from pipeline.series import SeriesPart, combine_parts
-from pipeline.validation import InputColumns
+from rnncast.model.export import export_model
+from rnncast.model.train import TrainConfig, train
+from rnncast.pipeline import forecast_job, forecasting, stream_job, streaming, synthetic
+from rnncast.pipeline.forecast_job import load_state_files
+from rnncast.pipeline.series import SeriesPart, combine_parts
+from rnncast.pipeline.validation import InputColumns
 
 HOUR = pd.Timedelta(hours=1)
 END = pd.Timestamp("2021-06-01T00:00:00")
@@ -354,7 +353,7 @@ def test_file_watching_run_picks_up_new_files_and_stops_by_itself(exported, tmp_
         [
             sys.executable,
             "-m",
-            "pipeline.cli",
+            "rnncast",
             "stream",
             "--model",
             model_path,

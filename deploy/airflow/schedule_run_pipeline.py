@@ -3,7 +3,7 @@ runs one ``rnncast schedule-run`` period with the remaining flags as Beam option
 
 import sys
 
-from pipeline.cli import main
+from rnncast.pipeline.cli import main
 
 if __name__ == "__main__":
     raise SystemExit(main(["schedule-run", *sys.argv[1:]]))
