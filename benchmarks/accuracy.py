@@ -43,8 +43,11 @@ import time
 
 import numpy as np
 import pandas as pd
-from rnncast.pipeline import backtest, evaluate_job
-from rnncast.pipeline.validation import InputColumns
+
+from rnncast.pipeline.core import backtest
+from rnncast.pipeline.core.validation import InputColumns
+from rnncast.pipeline.io import observations
+from rnncast.pipeline.jobs import evaluate as evaluate_job
 
 DATA_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data")
 MANIFEST = os.path.join(DATA_DIR, "datasets.json")
@@ -98,7 +101,7 @@ def prepare_input(
     the test origins."""
     path = os.path.join(DATA_DIR, meta["file"])
     columns = InputColumns(covariates=tuple(meta["covariates"]))
-    loaded = backtest.load_input(path, columns)
+    loaded = observations.load_input(path, columns)
     if quick:
         keep = sorted(loaded.series)[:QUICK_SERIES]
         loaded.series = {k: loaded.series[k] for k in keep}
@@ -236,7 +239,7 @@ def peer_scores(meta: dict, source: str, origins: list, levels: list[float]) -> 
 
     freq, season, horizon = meta["freq"], meta["season"], meta["horizon"]
     fill = evaluate_job.build_parser().get_default("fill")  # the benchmark leaves --fill as is
-    loaded = backtest.load_input(source, InputColumns(covariates=tuple(meta["covariates"])))
+    loaded = observations.load_input(source, InputColumns(covariates=tuple(meta["covariates"])))
     records = []
     for origin in origins:
         origin = int(pd.Timestamp(origin).value)

@@ -132,7 +132,7 @@ def main() -> None:
     parser.add_argument("--beam-args", default="", help="Extra Beam flags for the job.")
     args = parser.parse_args()
     sys.path.insert(0, ROOT)
-    from rnncast.pipeline import synthetic
+    from rnncast.pipeline.core import synthetic
 
     T, B, H = args.num_steps, args.batch_size, args.horizon
     with tempfile.TemporaryDirectory(prefix="rnncast-bench-") as tmp:

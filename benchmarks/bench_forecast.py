@@ -48,7 +48,7 @@ def main() -> None:
     parser.add_argument("--max-length", type=int, default=7500)
     parser.add_argument("--new-fraction", type=float, default=0.01)
     args = parser.parse_args()
-    from rnncast.pipeline import synthetic
+    from rnncast.pipeline.core import synthetic
 
     with tempfile.TemporaryDirectory(prefix="rnncast-bench-") as tmp:
         frame = synthetic.generate(args.num_series, args.min_length, args.max_length, seed=0)

@@ -87,12 +87,13 @@ def step_in_process(model_path: str, state_dir: str, live, per_flush: int) -> tu
     """Points/s of the stateful step's work, one core, one series per flush."""
     import numpy as np
     import pandas as pd
-    from rnncast.pipeline import forecasting, streaming
-    from rnncast.pipeline.forecast_job import load_state_files
-    from rnncast.pipeline.model_loader import load_model
-    from rnncast.pipeline.series import SeriesPart
 
-    model = forecasting.ModelInfo.load(model_path)
+    from rnncast.pipeline.core import forecasting, streaming
+    from rnncast.pipeline.core.series import SeriesPart
+    from rnncast.pipeline.io.model_loader import load_model, read_model_info
+    from rnncast.pipeline.io.state_store import load_state_files
+
+    model = read_model_info(model_path)
     files, _ = load_state_files(state_dir, model)
     saved = {}
     for path in files:
@@ -136,7 +137,8 @@ def main() -> None:
     parser.add_argument("--poll-interval", type=float, default=0.5)
     args = parser.parse_args()
     import pandas as pd
-    from rnncast.pipeline import synthetic
+
+    from rnncast.pipeline.core import synthetic
 
     with tempfile.TemporaryDirectory(prefix="rnncast-bench-stream-") as tmp:
         frame = synthetic.generate(

@@ -5,8 +5,8 @@ Same shapes and tensors for both (default B=32, T=64, 3 layers x 100 units, GRU 
       from batch to batch, masked point + pinball loss, gradient clipping;
   (b) keras.Sequential([GRU|LSTM x 3, Dense]) compiled with Adam and fitted with model.fit.
 Prints timesteps/s of each and their ratio (target >= 0.9), and the input pipeline's read
-rate (pipeline.reader.make_dataset over a dataset-job output of the same T and B) against the
-training rate (the reader must not be the bottleneck).
+rate (rnncast.pipeline.io.reader.make_dataset over a dataset-job output of the same T and
+B) against the training rate (the reader must not be the bottleneck).
 
     python benchmarks/bench_train.py [--cells gru,lstm] [--batches 40] [--repeats 3]
 """
@@ -26,7 +26,9 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
-from rnncast.model.train import TrainConfig, Trainer  # noqa: E402
+
+from rnncast.model.config import TrainConfig
+from rnncast.model.train import Trainer
 
 
 def make_tensors(batches, B, T, F, H, seed=0):
@@ -107,8 +109,9 @@ def _timed(fn) -> float:
 
 
 def reader_rate(args) -> float:
-    from rnncast.pipeline import dataset_job, synthetic
-    from rnncast.pipeline.reader import make_dataset
+    from rnncast.pipeline.core import synthetic
+    from rnncast.pipeline.io.reader import make_dataset
+    from rnncast.pipeline.jobs import dataset as dataset_job
 
     with tempfile.TemporaryDirectory() as tmp:
         frame = synthetic.generate(64, 3000, 5000, seed=3)

@@ -15,15 +15,17 @@ import pandas as pd
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from rnncast.pipeline import EMBEDDED_DATASETS, backtest, embedded_data_path, metrics  # noqa: E402
-from rnncast.pipeline import series as series_lib  # noqa: E402
-from rnncast.pipeline.transforms import FrequencyVotes  # noqa: E402
-from rnncast.pipeline.validation import InputColumns  # noqa: E402
+from rnncast.pipeline import EMBEDDED_DATASETS, embedded_data_path  # noqa: E402
+from rnncast.pipeline.beam.transforms import FrequencyVotes  # noqa: E402
+from rnncast.pipeline.core import backtest, metrics
+from rnncast.pipeline.core import series as series_lib  # noqa: E402
+from rnncast.pipeline.core.validation import InputColumns  # noqa: E402
+from rnncast.pipeline.io import observations  # noqa: E402
 
 
 def main() -> None:
     for name in EMBEDDED_DATASETS:
-        loaded = backtest.load_input(embedded_data_path(name), InputColumns())
+        loaded = observations.load_input(embedded_data_path(name), InputColumns())
         votes = FrequencyVotes()
         counts = votes.create_accumulator()
         for obs in loaded.series.values():

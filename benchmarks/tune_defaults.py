@@ -16,9 +16,13 @@ import sys
 import time
 
 import pandas as pd
-from rnncast.pipeline import backtest, embedded_data_path, evaluate_job
+
+from rnncast.pipeline import embedded_data_path
 from rnncast.pipeline.cli import DEMO_EVALUATE_FLAGS, DEMO_MODEL_FLAGS
-from rnncast.pipeline.validation import InputColumns
+from rnncast.pipeline.core import backtest
+from rnncast.pipeline.core.validation import InputColumns
+from rnncast.pipeline.io import observations
+from rnncast.pipeline.jobs import evaluate as evaluate_job
 
 # One change at a time from the base (the demo settings when it was run). The first round's
 # base was GRU 2 x 64 units, T = 32, lr 3e-3, standard scaling, calendar features on; the demo
@@ -54,7 +58,7 @@ def main() -> int:
     horizon = int(_flag(DEMO_EVALUATE_FLAGS, "--horizon"))
     test_origins = int(_flag(DEMO_EVALUATE_FLAGS, "--origins"))
     every = int(_flag(DEMO_EVALUATE_FLAGS, "--origin-every"))
-    loaded = backtest.load_input(embedded_data_path(), InputColumns())
+    loaded = observations.load_input(embedded_data_path(), InputColumns())
     first = min(int(o.timestamp[0]) for o in loaded.series.values())
     end = max(int(o.timestamp[-1]) for o in loaded.series.values())
     origins = backtest.choose_origins(end, "D", horizon, test_origins, every, first)

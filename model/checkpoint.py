@@ -24,16 +24,14 @@ from typing import Any
 
 import numpy as np
 
+from rnncast.pipeline.io.commit import write_bytes
+
 POINTER = "latest.json"
 
 
-def _atomic_write(path: str, data: bytes) -> None:
-    temporary = f"{path}.tmp-{os.getpid()}"
-    with open(temporary, "wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temporary, path)
+def _temporary(directory: str, name: str) -> str:
+    # Per process: two workers of a multi-worker run may write the same checkpoint.
+    return os.path.join(directory, f"{name}.tmp-{os.getpid()}")
 
 
 def _sidecar(name: str) -> str:
@@ -97,11 +95,12 @@ def save(directory: str, step: int, variables: Sequence[Any], state: dict, keep:
     os.makedirs(directory, exist_ok=True)
     data = to_npz(variables)
     name = f"ckpt-{step:06d}.npz"
-    _atomic_write(os.path.join(directory, name), data)
+    write_bytes(os.path.join(directory, name), data, temporary=_temporary(directory, name))
     pointer = {"file": name, "sha256": hashlib.sha256(data).hexdigest(), "state": state}
     encoded = json.dumps(pointer, indent=2, sort_keys=True).encode()
-    _atomic_write(os.path.join(directory, _sidecar(name)), encoded)
-    _atomic_write(os.path.join(directory, POINTER), encoded)
+    sidecar = _sidecar(name)
+    write_bytes(os.path.join(directory, sidecar), encoded, _temporary(directory, sidecar))
+    write_bytes(os.path.join(directory, POINTER), encoded, _temporary(directory, POINTER))
     kept = sorted(f for f in os.listdir(directory) if f.startswith("ckpt-") and f.endswith(".npz"))
     for old in kept[:-keep]:
         os.remove(os.path.join(directory, old))

@@ -18,8 +18,8 @@ frequency, schema version and the per-series scaling of the training data (JSON,
 ``model.variables``, no pickle; ``fingerprint`` in ``rnncast_model.json`` is their SHA-256): the
 rnncast jobs build the network from rnncast's code and the config and load only these, never
 the SavedModel's graph. ``model.keras`` holds the Keras model (loadable with
-``safe_mode=True``). Both signatures run ``model.inference.step_function``, the code the jobs
-run.
+``safe_mode=True``). Both signatures run ``rnncast.model.inference.step_function``, the
+code the jobs run.
 """
 
 from __future__ import annotations
@@ -29,19 +29,19 @@ import os
 import shutil
 
 import keras
+
+from rnncast import schemas
+from rnncast.errors import ExportError
 from rnncast.model import checkpoint, inference
-from rnncast.model.errors import ExportError
-from rnncast.model.forecaster import RNNForecaster
-from rnncast.model.train import (
+from rnncast.model.config import (
     CALIBRATION_FILE,
     CONFIG_FILE,
     DATASET_FILE,
     TrainConfig,
     build_model,
 )
-from rnncast.pipeline import commit
-
-from rnncast import schemas
+from rnncast.model.forecaster import RNNForecaster
+from rnncast.pipeline.io import commit
 
 EXPORT_DIR = "export"
 MODEL_CONFIG = "rnncast_model.json"

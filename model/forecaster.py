@@ -24,6 +24,7 @@ from typing import Any
 import keras
 import tensorflow as tf
 from keras import ops
+
 from rnncast.model.rnn import MaskedStackedRNN
 
 POINT_LOSSES = ("mse", "mae")
@@ -132,7 +133,7 @@ class RNNForecaster(keras.Model):
 
     ``inputs`` are the dataset's features with the scaled value first and the observed flag
     last (:func:`model_inputs`). Outputs past a row's ``sequence_length`` are exactly zero;
-    the state is carried through unchanged there (see :class:`~model.rnn.MaskedStackedRNN`).
+    the state is carried through unchanged there (see :class:`~rnncast.model.rnn.MaskedStackedRNN`).
 
     Args:
         anchor: What the outputs are added to (:data:`ANCHORS`); ``"seasonal"`` uses
@@ -148,7 +149,7 @@ class RNNForecaster(keras.Model):
             calibration after training (:mod:`model.calibration`); ``None``: unscaled.
         nonnegative: The series never go below zero: forecasts in original units are
             clipped at zero. The network works in scaled units, so the clip is applied after
-            unscaling, by :func:`model.inference.step_function`; the flag lives here so the
+            unscaling, by :func:`rnncast.model.inference.step_function`; the flag lives here so the
             jobs and the export read it from the model's config.
     """
 

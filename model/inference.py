@@ -1,13 +1,13 @@
 """Inference in original units: the one ``step``/``forecast`` implementation and the weights.
 
 The export's SavedModel signatures and the jobs' model (built from rnncast's code, weights
-loaded as data; see ``pipeline.model_loader``) both call :func:`step_function`, so they run
-the same math: scale the value column with the per-series ``loc``/``scale``, advance the
+loaded as data; see ``rnncast.pipeline.io.model_loader``) both call :func:`step_function`,
+so they run the same math: scale the value column with the per-series ``loc``/``scale``, advance the
 network from the given state, invert the scaling (clipping at zero for a ``nonnegative``
 model) and zero the steps past each row's length.
 
 The weights are the model's variables in the order of ``model.variables``: written by
-``model.checkpoint.to_npz`` (``weights.npz`` in the export) and fingerprinted by
+``rnncast.model.checkpoint.to_npz`` (``weights.npz`` in the export) and fingerprinted by
 :func:`weights_fingerprint` (SHA-256 over each array's bytes, in that order).
 """
 
@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 import tensorflow as tf
+
 from rnncast.model.forecaster import RNNForecaster, model_inputs
 
 WEIGHTS_FILE = "weights.npz"

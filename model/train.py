@@ -17,13 +17,24 @@ import math
 import os
 import sys
 import time
-from dataclasses import asdict, dataclass, field
 
 import keras
 import numpy as np
 import tensorflow as tf
+
+from rnncast.errors import TrainError
 from rnncast.model import calibration, checkpoint
-from rnncast.model.errors import TrainError
+from rnncast.model.config import (
+    CALIBRATION_FILE,
+    CALIBRATIONS,
+    CONFIG_FILE,
+    DATASET_FILE,
+    DISTRIBUTIONS,
+    HISTORY_FILE,
+    NONNEGATIVE,
+    TrainConfig,
+    build_model,
+)
 from rnncast.model.forecaster import (
     ANCHORS,
     INPUTS,
@@ -34,106 +45,9 @@ from rnncast.model.forecaster import (
     reset_state,
 )
 from rnncast.model.rnn import CELL_TYPES
-from rnncast.pipeline import commit
-from rnncast.pipeline.locations import check_output_directory
-from rnncast.pipeline.reader import StreamSplit, load_metadata
-from rnncast.pipeline.series import best_baseline_lag, seasonal_lags, usable_lags
-
-CONFIG_FILE = "train_config.json"
-DISTRIBUTIONS = ("none", "mirrored", "multi-worker")
-HISTORY_FILE = "history.json"
-CALIBRATION_FILE = "calibration.json"
-CALIBRATIONS = ("conformal", "none")
-NONNEGATIVE = ("auto", "off")
-DATASET_FILE = "dataset_metadata.json"
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """Settings of one training run (the model directory remembers them)."""
-
-    data: str
-    model_dir: str
-    cell: str = "gru"
-    layers: int = 2
-    units: int = 64
-    dropout: float = 0.1
-    quantiles: tuple[float, ...] = field(default_factory=lambda: (0.1, 0.5, 0.9))
-    loss: str = "mae"
-    epochs: int = 20
-    learning_rate: float = 3e-3
-    clip_norm: float = 1.0
-    seed: int = 0
-    patience: int = 5
-    distribution: str = "none"
-    # What the outputs are added to (model_anchor): "auto" picks the last value or seasonal
-    # naive over one of the lags, whichever fits the training data best.
-    anchor: str = "auto"
-    # What the network sees of the value: the level, or its changes over one step and over
-    # the seasonal lags (level-free; see model.forecaster).
-    inputs: str = "change"
-    # Seasonal lags in steps, main season first; None: from the dataset's frequency
-    # (pipeline.series.seasonal_lags).
-    lags: tuple[int, ...] | None = None
-    # Clip forecasts at zero where no training value is negative ("auto"), or never ("off").
-    nonnegative: str = "auto"
-    # A floor on optimizer steps per epoch: where one pass over the training streams has
-    # fewer batches (a few long series), an epoch makes several passes (issue 12: one long
-    # series gave 5 batches per epoch, 100 steps in 20 epochs, still improving).
-    min_batches_per_epoch: int = 50
-    # Interval calibration on the validation split after training (model.calibration).
-    calibration: str = "conformal"
-    # Model directory whose best weights initialise a fresh run (fine-tuning).
-    init_from: str | None = None
-
-    def check(self) -> TrainConfig:
-        problems = []
-        if self.cell not in CELL_TYPES:
-            problems.append(f"--cell must be one of {sorted(CELL_TYPES)}")
-        if self.loss not in POINT_LOSSES:
-            problems.append(f"--loss must be one of {POINT_LOSSES}")
-        if self.layers < 1 or self.units < 1 or self.epochs < 1:
-            problems.append("--layers, --units and --epochs must be >= 1")
-        if not 0 <= self.dropout < 1:
-            problems.append("--dropout must be in [0, 1)")
-        if any(not 0 < q < 1 for q in self.quantiles) or len(set(self.quantiles)) != len(
-            self.quantiles
-        ):
-            problems.append("--quantiles must be distinct levels in (0, 1)")
-        if self.anchor not in ("auto", *ANCHORS):
-            problems.append(f"--anchor must be one of {('auto', *ANCHORS)}")
-        if self.calibration not in CALIBRATIONS:
-            problems.append(f"--calibration must be one of {CALIBRATIONS}")
-        if self.inputs not in INPUTS:
-            problems.append(f"--inputs must be one of {INPUTS}")
-        if self.lags is not None and (
-            any(lag < 1 for lag in self.lags) or len(set(self.lags)) != len(self.lags)
-        ):
-            problems.append("--lags must be distinct positive numbers of steps")
-        if self.distribution not in DISTRIBUTIONS:
-            problems.append(f"--distribution must be one of {DISTRIBUTIONS}")
-        if self.nonnegative not in NONNEGATIVE:
-            problems.append(f"--nonnegative must be one of {NONNEGATIVE}")
-        if self.min_batches_per_epoch < 0:
-            problems.append("--min-batches-per-epoch must be >= 0")
-        if self.learning_rate <= 0 or self.clip_norm <= 0 or self.patience < 1:
-            problems.append("--learning-rate, --clip-norm and --patience must be positive")
-        if problems:
-            raise TrainError("rnncast train: " + "; ".join(problems))
-        return self
-
-    def model_settings(self) -> dict:
-        """What defines the model and its training (not where data and outputs live)."""
-        settings = asdict(self)
-        settings.pop("model_dir")
-        settings.pop("data")
-        settings.pop("distribution")  # how training is spread does not change the model
-        settings["quantiles"] = sorted(self.quantiles)
-        if self.lags is not None:
-            settings["lags"] = list(self.lags)  # as JSON reads it back
-        if settings["init_from"] is None:
-            settings.pop("init_from")  # model directories from before fine-tuning stay valid
-        return settings
+from rnncast.pipeline.io import commit
+from rnncast.pipeline.io.locations import check_output_directory
+from rnncast.pipeline.io.reader import StreamSplit, load_metadata
 
 
 def passes_per_epoch(steps_per_pass: int, min_batches: int) -> int:
@@ -142,75 +56,6 @@ def passes_per_epoch(steps_per_pass: int, min_batches: int) -> int:
     if steps_per_pass <= 0:
         return 1
     return max(1, math.ceil(min_batches / steps_per_pass))
-
-
-def model_lags(config: TrainConfig, metadata: dict) -> tuple[int, ...]:
-    """The lags the model uses: the configured ones, or those of the dataset's frequency
-    that its series are long enough for."""
-    if config.lags is not None:
-        return tuple(config.lags)
-    if not metadata.get("freq"):
-        return ()
-    # Training sees a lag only within one lane segment: a long series is cut across lanes,
-    # each piece starting from a zero state (and an empty lag memory), so the stretch a lag
-    # must fit in is the shorter of the series and a lane (one daily series in 16 lanes of
-    # 320 days never shows a 364-day lag in training, and anchoring on it at inference
-    # made Chicago's validation MASE 8.5).
-    train = metadata.get("splits", {}).get("train", {})
-    lane = train.get("batches_per_stream", 0) * metadata.get("num_steps", 0) or math.inf
-    lengths = [min(s["train_length"], lane) for s in metadata.get("series", {}).values()]
-    return usable_lags(seasonal_lags(metadata["freq"]), lengths)
-
-
-def model_anchor(
-    anchor: str, lags: tuple[int, ...], baseline_mae: dict[str, float | None] | None
-) -> tuple[str, tuple[int, ...]]:
-    """The anchor the model uses and its lags, the anchor's season first.
-
-    ``auto``: the baseline that fits the training data best, by the dataset job's in-sample
-    scaled MAE of naive and of seasonal naive per lag (``baseline_mae`` in its metadata):
-    the last value where naive is lowest (trending monthly series, weather), seasonal naive
-    over the best lag otherwise (the week of hourly counts, the week of daily births). On the
-    benchmark's validation origins it chose the better of the last value and seasonal naive
-    on every dataset, and the daily weather demo's last value where a rule by frequency had
-    chosen its (absent) weekly cycle (BENCHMARKS.md, issue 12). Datasets written before the
-    measurement anchor on the last value. ``seasonal`` without lags falls back to ``last``.
-    """
-    if anchor == "auto":
-        errors = {
-            int(lag): error
-            for lag, error in (baseline_mae or {}).items()
-            if int(lag) == 1 or int(lag) in lags
-        }
-        best = best_baseline_lag(errors)
-        if best == 1:
-            return "last", lags
-        return "seasonal", (best, *(lag for lag in lags if lag != best))
-    return ("last" if anchor == "seasonal" and not lags else anchor), lags
-
-
-def build_model(
-    config: TrainConfig, metadata: dict, interval_scale: list[float] | None = None
-) -> RNNForecaster:
-    anchor, lags = model_anchor(
-        config.anchor, model_lags(config, metadata), metadata.get("baseline_mae")
-    )
-    model = RNNForecaster(
-        cell_type=config.cell,
-        num_layers=config.layers,
-        units=config.units,
-        dropout=config.dropout,
-        horizon=metadata["horizon"],
-        quantiles=config.quantiles,
-        anchor=anchor,
-        inputs=config.inputs,
-        lags=lags,
-        interval_scale=interval_scale,
-        nonnegative=config.nonnegative == "auto" and bool(metadata.get("nonnegative")),
-        name="rnncast_forecaster",
-    )
-    model.build((metadata["batch_size"], metadata["num_steps"], len(metadata["feature_names"]) + 1))
-    return model
 
 
 def _reseed_dropout(model: keras.Model, seed: int, epoch: int) -> None:
@@ -414,13 +259,6 @@ def make_strategy(distribution: str):
     return None
 
 
-def _write_json(path: str, payload) -> None:
-    temporary = path + ".tmp"
-    with open(temporary, "w", encoding="utf-8") as handle:
-        json.dump(payload, handle, indent=2, sort_keys=True)
-    os.replace(temporary, path)
-
-
 def train(config: TrainConfig, log=print) -> dict:
     """Train (or resume training) into ``config.model_dir``; return the training summary."""
     config.check()
@@ -449,9 +287,9 @@ def train(config: TrainConfig, log=print) -> dict:
                 "use a new --model-dir or the same flags and dataset to resume"
             )
     else:
-        _write_json(config_path, settings)
+        commit.write_json(config_path, settings)
         # The export needs the dataset's contract (features, horizon, scaling) without the data.
-        _write_json(os.path.join(config.model_dir, DATASET_FILE), metadata)
+        commit.write_json(os.path.join(config.model_dir, DATASET_FILE), metadata)
 
     trainer = Trainer(config, metadata, make_strategy(config.distribution))
     model, passes = trainer.model, trainer.passes_per_epoch
@@ -538,7 +376,7 @@ def train(config: TrainConfig, log=print) -> dict:
         history.append(record)
         # The checkpoint is the commit point of the epoch; history follows it.
         checkpoint.save(checkpoints, epoch, trainer.variables, state)
-        _write_json(history_path, history)
+        commit.write_json(history_path, history)
         with writer.as_default(step=epoch):
             for key in ("train_loss", "val_loss", "timesteps_per_second", "learning_rate"):
                 tf.summary.scalar(key, record[key] or 0.0)
@@ -553,7 +391,7 @@ def train(config: TrainConfig, log=print) -> dict:
     if has_validation and config.calibration == "conformal" and state["best_epoch"]:
         checkpoint.restore(best_dir, trainer.model.variables)
         result = calibrate_intervals(trainer, validation_split.batches())
-        _write_json(os.path.join(config.model_dir, CALIBRATION_FILE), result)
+        commit.write_json(os.path.join(config.model_dir, CALIBRATION_FILE), result)
         log(
             f"rnncast train: 80 % interval calibrated on {result['targets']:,} validation "
             f"targets: coverage {result['coverage_before']:.3f} -> {result['coverage_after']:.3f}"

@@ -1,4 +1,5 @@
-"""rnncast pipelines: the Beam dataset job, shared transforms, and the TFRecord reader."""
+"""The pipelines, in four layers (core < io < beam < jobs) under the command line; and the
+embedded real datasets the demo and the tests use."""
 
 from importlib import resources
 

@@ -8,12 +8,8 @@ import os
 import re
 import sys
 
-from rnncast.model.errors import ExportError, TrainError
-from rnncast.pipeline.errors import CorruptFileError, DatasetError, ModelError, OutputError
-from rnncast.pipeline.inputs import InputError
-from rnncast.pipeline.options import JobArgumentError
-
 from rnncast import __version__
+from rnncast.errors import JobArgumentError, RnncastError
 
 COMMANDS = {
     "dataset": "Beam job: series (CSV/Parquet) -> stateful TFRecord batches + metadata.json.",
@@ -29,35 +25,35 @@ COMMANDS = {
 
 
 def _dataset(argv: list[str]) -> int:
-    from rnncast.pipeline import dataset_job
+    from rnncast.pipeline.jobs import dataset as dataset_job
 
     dataset_job.run(argv)
     return 0
 
 
 def _forecast(argv: list[str]) -> int:
-    from rnncast.pipeline import forecast_job
+    from rnncast.pipeline.jobs import forecast as forecast_job
 
     forecast_job.run(argv)
     return 0
 
 
 def _evaluate(argv: list[str]) -> int:
-    from rnncast.pipeline import evaluate_job
+    from rnncast.pipeline.jobs import evaluate as evaluate_job
 
     evaluate_job.run(argv)
     return 0
 
 
 def _stream(argv: list[str]) -> int:
-    from rnncast.pipeline import stream_job
+    from rnncast.pipeline.jobs import stream as stream_job
 
     stream_job.run(argv)
     return 0
 
 
 def _schedule_run(argv: list[str]) -> int:
-    from rnncast.pipeline import schedule
+    from rnncast.pipeline.jobs import schedule
 
     return schedule.main(argv)
 
@@ -66,8 +62,8 @@ def _train(argv: list[str]) -> int:
     from rnncast.model import export, train
 
     code = train.main(argv)
-    model_dir = argv[argv.index("--model-dir") + 1] if "--model-dir" in argv else None
-    if code == 0 and model_dir:
+    if code == 0:
+        model_dir = train.build_parser().parse_args(argv).model_dir
         print(f"rnncast train: exported {export.export_model(model_dir)}")
     return code
 
@@ -109,7 +105,7 @@ def _synthetic_parser() -> argparse.ArgumentParser:
 
 
 def _synthetic(argv: list[str]) -> int:
-    from rnncast.pipeline import synthetic
+    from rnncast.pipeline.core import synthetic
 
     args = _synthetic_parser().parse_args(argv)
     frame = synthetic.generate(
@@ -128,7 +124,9 @@ def _synthetic(argv: list[str]) -> int:
 
 # The demo's settings for the embedded daily weather (two weeks ahead). The model settings
 # were chosen on validation origins before the test origins (benchmarks/tune_defaults.py).
-DEMO_DATASET_FLAGS = ["--num-steps", "32", "--batch-size", "8", "--horizon", "14"]
+DEMO_DATASET = {"num_steps": 32, "batch_size": 8, "horizon": 14}
+DEMO_MODEL = {"units": 32}
+# rnncast evaluate takes flags (it has no config class yet): the same settings.
 DEMO_MODEL_FLAGS = ["--units", "32"]
 DEMO_EVALUATE_FLAGS = [
     "--num-steps",
@@ -163,36 +161,41 @@ def _demo_parser() -> argparse.ArgumentParser:
 
 
 def _demo(argv: list[str]) -> int:
-    from rnncast.pipeline import dataset_job, embedded_data_path, evaluate_job
+    from apache_beam.options.pipeline_options import PipelineOptions
+
+    from rnncast.model import export, train
+    from rnncast.model.config import TrainConfig
+    from rnncast.pipeline import embedded_data_path
+    from rnncast.pipeline.jobs import dataset as dataset_job
+    from rnncast.pipeline.jobs import evaluate as evaluate_job
+    from rnncast.pipeline.jobs import forecast as forecast_job
 
     args, beam_args = _demo_parser().parse_known_args(argv)
     data = embedded_data_path()
     model_flags = [*DEMO_MODEL_FLAGS, "--epochs", str(args.epochs)]
     dataset = os.path.join(args.output, "dataset")
     print("rnncast demo: 1/4 dataset job", file=sys.stderr)
-    dataset_job.run(["--input", data, "--output", dataset, *DEMO_DATASET_FLAGS, *beam_args])
+    dataset_job.run_config(
+        dataset_job.DatasetConfig(input=data, output=dataset, **DEMO_DATASET),
+        PipelineOptions(beam_args),
+    )
     model_dir = os.path.join(args.output, "model")
     print("rnncast demo: 2/4 training and export", file=sys.stderr)
-    code = _train(["--data", dataset, "--model-dir", model_dir, *model_flags])
-    if code:
-        return code
+    train.train(TrainConfig(dataset, model_dir, epochs=args.epochs, **DEMO_MODEL))
+    print(f"rnncast train: exported {export.export_model(model_dir)}")
     print("rnncast demo: 3/4 forecast job", file=sys.stderr)
     forecasts = os.path.join(args.output, "forecasts")
-    code = _forecast(
-        [
-            "--model",
-            os.path.join(model_dir, "export"),
-            "--input",
-            data,
-            "--output",
-            forecasts,
-            "--state-out",
-            os.path.join(args.output, "state"),
-            *beam_args,
-        ]
+    forecast_job.run_config(
+        forecast_job.ForecastConfig(
+            model=os.path.join(model_dir, "export"),
+            input=data,
+            output=forecasts,
+            state_out=os.path.join(args.output, "state"),
+        ),
+        PipelineOptions(beam_args),
     )
-    if code or args.skip_evaluate:
-        return code
+    if args.skip_evaluate:
+        return 0
     print("rnncast demo: 4/4 rolling-origin evaluation", file=sys.stderr)
     evaluation = os.path.join(args.output, "evaluation")
     evaluate_job.run(
@@ -222,15 +225,15 @@ def check_arguments(argv: list[str]) -> None:
     """Parse an ``rnncast`` command line without running it; raise :class:`JobArgumentError`
     on an unknown command or flag (used to check the invocations written in docs)."""
     from rnncast.model.train import build_parser as train_parser
-    from rnncast.pipeline.dataset_job import DESCRIPTION as DATASET
-    from rnncast.pipeline.dataset_job import DatasetOptions
-    from rnncast.pipeline.evaluate_job import build_parser as evaluate_parser
-    from rnncast.pipeline.forecast_job import DESCRIPTION as FORECAST
-    from rnncast.pipeline.forecast_job import ForecastOptions
-    from rnncast.pipeline.options import parse_job_options
-    from rnncast.pipeline.schedule import build_parser as schedule_parser
-    from rnncast.pipeline.stream_job import DESCRIPTION as STREAM
-    from rnncast.pipeline.stream_job import StreamOptions
+    from rnncast.pipeline.beam.options import parse_job_options
+    from rnncast.pipeline.jobs.dataset import DESCRIPTION as DATASET
+    from rnncast.pipeline.jobs.dataset import DatasetOptions
+    from rnncast.pipeline.jobs.evaluate import build_parser as evaluate_parser
+    from rnncast.pipeline.jobs.forecast import DESCRIPTION as FORECAST
+    from rnncast.pipeline.jobs.forecast import ForecastOptions
+    from rnncast.pipeline.jobs.schedule import build_parser as schedule_parser
+    from rnncast.pipeline.jobs.stream import DESCRIPTION as STREAM
+    from rnncast.pipeline.jobs.stream import StreamOptions
 
     command, rest = argv[0], list(argv[1:])
     if command not in HANDLERS:
@@ -302,25 +305,12 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
 
-# Errors whose message names the file or flag and the fix: printed as one line, exit code 2.
-USER_ERRORS = (
-    InputError,
-    JobArgumentError,
-    DatasetError,
-    ExportError,
-    TrainError,
-    ModelError,
-    OutputError,
-    CorruptFileError,
-)
-
-
 def _user_error(err: BaseException) -> BaseException | None:
     """``err`` or the user error it wraps (a runner may re-raise a worker's error as its own
     type, with the original as cause or context); None for anything else (a bug)."""
     seen = set()
     while err is not None and id(err) not in seen:
-        if isinstance(err, USER_ERRORS):
+        if isinstance(err, RnncastError):
             return err
         seen.add(id(err))
         err = err.__cause__ or err.__context__

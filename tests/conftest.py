@@ -31,7 +31,7 @@ def write_csv(frame: pd.DataFrame, path) -> str:
 
 
 def run_job(input_path, output_dir, *flags: str) -> dict:
-    from rnncast.pipeline import dataset_job
+    from rnncast.pipeline.jobs import dataset as dataset_job
 
     return dataset_job.run(
         ["--input", str(input_path), "--output", str(output_dir), *map(str, flags)]
@@ -41,7 +41,8 @@ def run_job(input_path, output_dir, *flags: str) -> dict:
 def read_split(data_dir, split: str) -> dict[str, np.ndarray]:
     """All rows of ``split`` in file order, parsed with TensorFlow (targets derived)."""
     import tensorflow as tf
-    from rnncast.pipeline.reader import data_files, load_metadata, parse_rows
+
+    from rnncast.pipeline.io.reader import data_files, load_metadata, parse_rows
 
     metadata = load_metadata(str(data_dir))
     paths = data_files(str(data_dir), metadata, split)

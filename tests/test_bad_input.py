@@ -19,9 +19,11 @@ from conftest import write_csv
 from hypothesis import given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
-from rnncast.pipeline import cli, synthetic
-from rnncast.pipeline.inputs import read_batches
-from rnncast.pipeline.validation import InputColumns, validate_read_batch
+
+from rnncast.pipeline import cli
+from rnncast.pipeline.core import synthetic
+from rnncast.pipeline.core.validation import InputColumns, validate_read_batch
+from rnncast.pipeline.io.inputs import read_batches
 
 SMALL = ["--num-steps", "8", "--batch-size", "4", "--horizon", "3", "--freq", "h"]
 SMALL += ["--max-rejected-fraction", "1"]

@@ -12,11 +12,11 @@ import jsonschema
 import numpy as np
 import pandas as pd
 import pytest
-from rnncast.pipeline.cli import HANDLERS
-from rnncast.pipeline.dataset_job import DatasetOptions
-from rnncast.pipeline.options import help_parser
 
 from rnncast import schemas
+from rnncast.pipeline.beam.options import help_parser
+from rnncast.pipeline.cli import HANDLERS
+from rnncast.pipeline.jobs.dataset import DatasetOptions
 
 RNNCAST = [sys.executable, "-m", "rnncast"]
 ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")

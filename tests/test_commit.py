@@ -8,9 +8,12 @@ import shutil
 
 import pytest
 from conftest import run_job, write_csv
-from rnncast.pipeline import cli, commit, synthetic
-from rnncast.pipeline.errors import OutputError
-from rnncast.pipeline.reader import load_metadata, make_dataset
+
+from rnncast.errors import OutputError
+from rnncast.pipeline import cli
+from rnncast.pipeline.core import synthetic
+from rnncast.pipeline.io import commit
+from rnncast.pipeline.io.reader import load_metadata, make_dataset
 
 SMALL = ("--num-steps", 8, "--batch-size", 4, "--horizon", 3, "--freq", "h")
 OTHER = ("--num-steps", 16, "--batch-size", 2, "--horizon", 2, "--freq", "h")

@@ -5,19 +5,20 @@ from __future__ import annotations
 
 import gzip
 import json
+from dataclasses import replace
 
 import jsonschema
 import numpy as np
 import pandas as pd
 import pytest
 from conftest import read_split, run_job, write_csv
-from rnncast.pipeline import synthetic
-from rnncast.pipeline.errors import DatasetError
-from rnncast.pipeline.inputs import InputError
-from rnncast.pipeline.options import JobArgumentError
-from rnncast.pipeline.reader import StreamSplit, make_dataset
 
 from rnncast import schemas
+from rnncast.errors import DatasetError, InputError, JobArgumentError
+from rnncast.pipeline.core import synthetic
+from rnncast.pipeline.io.reader import StreamSplit, make_dataset
+from rnncast.pipeline.jobs import dataset as dataset_job
+from rnncast.pipeline.jobs.dataset import DatasetConfig
 
 SMALL = ("--num-steps", 8, "--batch-size", 4, "--horizon", 3, "--freq", "h")
 
@@ -177,6 +178,27 @@ def test_stream_split_reads_make_datasets_batches_in_any_order(tmp_path, cache_b
                 np.testing.assert_array_equal(a[key].numpy(), b[key].numpy(), err_msg=key)
     with pytest.raises(DatasetError, match="permutation"):
         split.batches([0] * streams)
+
+
+def test_run_config_is_what_the_command_line_runs(tmp_path):
+    source = write_csv(clean_frame(3, 200), tmp_path / "in.csv")
+    by_flags = run_job(source, tmp_path / "flags", *SMALL)
+    config = DatasetConfig(
+        input=source,
+        output=str(tmp_path / "config") + "/",
+        num_steps=8,
+        batch_size=4,
+        horizon=3,
+        freq="h",
+    )
+    by_config = dataset_job.run_config(config)
+    assert by_config["run_id"] == by_flags["run_id"]
+    assert file_bytes(tmp_path / "config") == file_bytes(tmp_path / "flags")
+    assert (tmp_path / "config" / "metadata.json").read_bytes() == (
+        tmp_path / "flags" / "metadata.json"
+    ).read_bytes()
+    with pytest.raises(JobArgumentError, match="--batch-size must be >= 1"):
+        dataset_job.run_config(replace(config, batch_size=0))
 
 
 def test_input_given_as_file_glob_or_directory_and_parquet(tmp_path):

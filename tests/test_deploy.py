@@ -10,8 +10,9 @@ import shlex
 
 import pytest
 import yaml
+
+from rnncast.errors import JobArgumentError
 from rnncast.pipeline.cli import check_arguments
-from rnncast.pipeline.options import JobArgumentError
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 STOP = {">>", ">", "2>&1", "|", ";", "&&"}

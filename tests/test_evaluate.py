@@ -12,12 +12,14 @@ import pytest
 from conftest import write_csv
 from hypothesis import given
 from hypothesis import strategies as st
-from rnncast.pipeline import backtest, evaluate_job, synthetic
-from rnncast.pipeline import series as series_lib
-from rnncast.pipeline.options import JobArgumentError
-from rnncast.pipeline.validation import InputColumns
 
 from rnncast import schemas
+from rnncast.errors import JobArgumentError
+from rnncast.pipeline.core import backtest, synthetic
+from rnncast.pipeline.core import series as series_lib
+from rnncast.pipeline.core.validation import InputColumns
+from rnncast.pipeline.io.observations import load_input
+from rnncast.pipeline.jobs import evaluate as evaluate_job
 
 DAY = 86_400 * 10**9
 HOUR = 3_600 * 10**9
@@ -211,7 +213,7 @@ def test_every_row_is_accepted_once_or_rejected_with_a_reason(tmp_path_factory, 
         }
     )
     frame.to_csv(path, index=False)
-    loaded = backtest.load_input(str(path), InputColumns())
+    loaded = load_input(str(path), InputColumns())
     assert loaded.rows_read == len(rows)
     assert loaded.rows_accepted + len(loaded.rejected) == len(rows)
     assert set(loaded.rejected["reason"]) <= set(schemas.rejection_reasons())
@@ -395,11 +397,11 @@ def test_clear_errors(tmp_path):
         evaluate_job.run([*base, "--init-from", str(tmp_path)])
     with pytest.raises(JobArgumentError, match="no history"):
         evaluate_job.run([*base, "--origins", "500", *TINY])
-    from rnncast.pipeline.errors import ModelError
+    from rnncast.errors import ModelError
 
     with pytest.raises(ModelError, match="not an rnncast export"):
         evaluate_job.run([*base, "--model", str(tmp_path), *TINY])
-    from rnncast.pipeline.inputs import InputError
+    from rnncast.errors import InputError
 
     with pytest.raises(InputError, match="nope"):
         evaluate_job.run(["--input", str(tmp_path / "nope.csv"), "--output", str(tmp_path / "x")])

@@ -15,13 +15,17 @@ import pandas as pd
 import pytest
 import tensorflow as tf
 from conftest import run_job, write_csv
+
+from rnncast.errors import InputError, ModelError
+from rnncast.model.config import TrainConfig
 from rnncast.model.export import export_model
-from rnncast.model.train import TrainConfig, train
-from rnncast.pipeline import forecast_job, synthetic
-from rnncast.pipeline import series as series_lib
-from rnncast.pipeline.errors import ModelError
-from rnncast.pipeline.inputs import InputError
-from rnncast.pipeline.series import model_features
+from rnncast.model.train import train
+from rnncast.pipeline.core import series as series_lib
+from rnncast.pipeline.core import synthetic
+from rnncast.pipeline.core.series import model_features
+from rnncast.pipeline.io.model_loader import read_model_info
+from rnncast.pipeline.io.state_store import load_state_files
+from rnncast.pipeline.jobs import forecast as forecast_job
 
 HOUR = pd.Timedelta(hours=1)
 
@@ -257,7 +261,7 @@ def test_multi_processing_gives_the_same_output(exported, tmp_path):
 
 
 def _schedule(model_path, data, root, date, **kwargs):
-    from rnncast.pipeline.schedule import schedule_run
+    from rnncast.pipeline.jobs.schedule import schedule_run
 
     return schedule_run(model_path, str(data), str(root), date, **kwargs)
 
@@ -321,9 +325,9 @@ def tree(directory) -> dict[str, bytes]:
 
 
 def test_output_directories_of_other_jobs_are_refused_untouched(exported, tmp_path, capsys):
+    from rnncast.errors import OutputError
     from rnncast.pipeline import cli
-    from rnncast.pipeline.errors import OutputError
-    from rnncast.pipeline.reader import make_dataset
+    from rnncast.pipeline.io.reader import make_dataset
 
     model_path, frame = exported
     source = write_csv(frame, tmp_path / "in.csv")
@@ -372,10 +376,10 @@ def test_crash_while_committing_state_leaves_the_old_or_the_new_state(
     the switch, read back through the forecast job's own state loading."""
     import shutil
 
-    from rnncast.pipeline import commit, forecasting
+    from rnncast.pipeline.io import commit
 
     model_path, frame = exported
-    model = forecasting.ModelInfo.load(model_path)
+    model = read_model_info(model_path)
     end = frame.groupby("series_id")["timestamp"].transform("max")
     early = write_csv(frame[frame.timestamp <= end - 10 * HOUR], tmp_path / "early.csv")
     full = write_csv(frame, tmp_path / "full.csv")
@@ -392,7 +396,7 @@ def test_crash_while_committing_state_leaves_the_old_or_the_new_state(
     with pytest.raises(KeyboardInterrupt):
         forecast(model_path, full, tmp_path / "o3", "--state-out", state)
     monkeypatch.undo()
-    files, _ = forecast_job.load_state_files(str(state), model)
+    files, _ = load_state_files(str(state), model)
     switched = commit.STEPS.index(point) >= commit.STEPS.index("metadata")
     expected = tmp_path / ("new" if switched else "old")
     assert [Path(f).read_bytes() for f in files] == [
@@ -433,12 +437,12 @@ def test_written_files_match_their_contracts(exported, tmp_path):
     import jsonschema
     import pyarrow as pa
     import pyarrow.parquet as pq
-    from rnncast.pipeline import forecasting
 
     from rnncast import schemas
+    from rnncast.pipeline.core import forecasting
 
     model_path, frame = exported
-    model = forecasting.ModelInfo.load(model_path)
+    model = read_model_info(model_path)
     source = write_csv(frame, tmp_path / "in.csv")
     with open(source, "a", encoding="utf-8") as sink:
         sink.write("series_000,2020-01-01T00:00:00,not-a-number,1.0\n")
@@ -665,7 +669,7 @@ def test_tampered_or_old_exports_are_refused_with_one_message(
 
 def test_the_export_writes_its_weights_as_plain_deterministic_arrays(exported):
     from rnncast.model import checkpoint, inference
-    from rnncast.pipeline.model_loader import load_model
+    from rnncast.pipeline.io.model_loader import load_model
 
     model_path, _ = exported
     data = Path(model_path, "weights.npz").read_bytes()

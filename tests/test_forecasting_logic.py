@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import numpy as np
-from rnncast.pipeline import forecasting
-from rnncast.pipeline import series as series_lib
+
+from rnncast.pipeline.core import forecasting
+from rnncast.pipeline.core import series as series_lib
 
 HOUR = 3600 * 10**9
 MODEL = forecasting.ModelInfo(

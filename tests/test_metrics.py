@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from rnncast.pipeline import metrics
+
+from rnncast.pipeline.core import metrics
 
 
 def test_seasonal_naive_mase_is_exactly_one_on_a_trend():

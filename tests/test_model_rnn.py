@@ -1,4 +1,4 @@
-"""Tests for model.rnn.MaskedStackedRNN against textbook NumPy RNN/LSTM/GRU references."""
+"""Tests for rnncast.model.rnn.MaskedStackedRNN against textbook NumPy RNN/LSTM/GRU references."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import pytest
 import tensorflow as tf
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
 from rnncast.model.rnn import MaskedStackedRNN
 
 CELLS = ("rnn", "lstm", "gru")

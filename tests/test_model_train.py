@@ -15,13 +15,15 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from conftest import run_job, write_csv
+
+from rnncast.errors import TrainError
 from rnncast.model import checkpoint
-from rnncast.model.errors import TrainError
+from rnncast.model.config import TrainConfig
 from rnncast.model.export import export_model, load_trained
 from rnncast.model.forecaster import model_inputs
-from rnncast.model.train import TrainConfig, Trainer, evaluate_split, train
-from rnncast.pipeline import synthetic
-from rnncast.pipeline.reader import load_metadata, make_dataset
+from rnncast.model.train import Trainer, evaluate_split, train
+from rnncast.pipeline.core import synthetic
+from rnncast.pipeline.io.reader import load_metadata, make_dataset
 
 ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
 SMALL_MODEL = dict(cell="gru", layers=1, units=24, dropout=0.0, learning_rate=1e-2)
@@ -254,8 +256,9 @@ def _train_command(data, model_dir, epochs):
         "train",
         "--data",
         data,
-        "--model-dir",
-        model_dir,
+        # The "=" form: the command line once looked for "--model-dir" by hand and, given
+        # this form, trained without exporting.
+        f"--model-dir={model_dir}",
         "--epochs",
         str(epochs),
         "--cell",
@@ -283,6 +286,7 @@ def test_kill_and_resume_reaches_the_same_weights(dataset_dir, tmp_path):
         timeout=600,
         capture_output=True,
     )
+    assert os.path.exists(os.path.join(whole, "export", "weights.npz"))
     killed = str(tmp_path / "killed")
     process = subprocess.Popen(
         _train_command(dataset_dir, killed, epochs),
@@ -435,7 +439,8 @@ import tensorflow as tf
 cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
 from rnncast.model import checkpoint
-from rnncast.model.train import TrainConfig, train
+from rnncast.model.config import TrainConfig
+from rnncast.model.train import train
 
 data, out = sys.argv[1:]
 arrays = {}
@@ -509,8 +514,8 @@ def test_calibration_is_recorded_and_the_export_applies_it(trained):
     """Training ends by calibrating the 80 % interval on the validation split; the export's
     model carries the factors, so its quantiles are the raw ones spread by them around the
     median, and the validation coverage moves to the nominal level."""
+    from rnncast.model.config import CALIBRATION_FILE
     from rnncast.model.export import EXPORT_DIR, MODEL_CONFIG
-    from rnncast.model.train import CALIBRATION_FILE
 
     config, _ = trained
     with open(os.path.join(config.model_dir, CALIBRATION_FILE), encoding="utf-8") as handle:
@@ -536,7 +541,8 @@ def test_calibration_is_recorded_and_the_export_applies_it(trained):
 
 
 def test_default_lags_anchor_and_step_budget_follow_the_data():
-    from rnncast.model.train import model_anchor, parse_lags, passes_per_epoch
+    from rnncast.model.config import model_anchor
+    from rnncast.model.train import parse_lags, passes_per_epoch
 
     hourly = {"1": 0.33, "24": 0.31, "168": 0.23}  # counts with a weekly cycle
     assert model_anchor("auto", (168, 24), hourly) == ("seasonal", (168, 24))
@@ -549,7 +555,7 @@ def test_default_lags_anchor_and_step_budget_follow_the_data():
     assert model_anchor("seasonal", (), None) == ("last", ())  # no season: the last value
     assert model_anchor("none", (7,), daily) == ("none", (7,))
     # Lags must fit in what training sees unbroken: the shorter of a series and a lane.
-    from rnncast.model.train import model_lags
+    from rnncast.model.config import model_lags
 
     config = TrainConfig(data="", model_dir="")
     one_long_series = {

@@ -25,13 +25,15 @@ def _python(code: str, cwd, env=None) -> str:
 
 
 def test_import_rnncast_is_light_and_leaks_no_top_level_names(tmp_path):
-    # From a directory outside the checkout, as a user's script runs.
+    # From a directory outside the checkout, as a user's script runs, on the installed package.
+    installed = {k: v for k, v in ENV.items() if k != "PYTHONPATH"}
     out = _python(
         "import importlib.util, sys, rnncast\n"
         "print(rnncast.__version__)\n"
         "print(sorted(m for m in ('tensorflow', 'keras', 'apache_beam') if m in sys.modules))\n"
         "print([n for n in ('pipeline', 'model', 'schemas') if importlib.util.find_spec(n)])\n",
         cwd=tmp_path,
+        env=installed,
     )
     assert out.splitlines() == [importlib.metadata.version("rnncast"), "[]", "[]"]
     assert rnncast.__version__ == importlib.metadata.version("rnncast")
@@ -51,12 +53,13 @@ def test_source_checkout_imports_without_installing(tmp_path):
     # subpackages resolve to the checkout's folders, not to an installed copy.
     env = dict(ENV, PYTHONPATH=ROOT)
     out = _python(
-        "import rnncast.pipeline.series as s, rnncast.schemas as c; print(s.__file__, c.__file__)",
+        "import rnncast.pipeline.core.series as s, rnncast.schemas as c\n"
+        "print(s.__file__, c.__file__)",
         cwd=tmp_path,
         env=env,
     )
     series, schemas = out.split()
-    assert series == os.path.join(ROOT, "pipeline", "series.py")
+    assert series == os.path.join(ROOT, "pipeline", "core", "series.py")
     assert schemas == os.path.join(ROOT, "schemas", "__init__.py")
 
 

@@ -11,8 +11,9 @@ import pyarrow as pa
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from rnncast.pipeline import chunking, series, synthetic, validation
-from rnncast.pipeline.tfrecord import encode_example, frame_record
+
+from rnncast.pipeline.core import chunking, series, synthetic, validation
+from rnncast.pipeline.io.tfrecord import encode_example, frame_record
 
 HOUR_NS = 3600 * 10**9
 
@@ -315,9 +316,9 @@ def test_synthetic_generator_is_deterministic_and_varied():
 
 def test_encoded_rows_carry_exactly_the_contract_features():
     import tensorflow as tf
-    from rnncast.pipeline.examples import encode_empty_row, encode_rows
 
     from rnncast import schemas
+    from rnncast.pipeline.io.examples import encode_empty_row, encode_rows
 
     features = np.ones((6, 2), np.float32)
     track = chunking.Track(0, 6, 0)
@@ -435,3 +436,19 @@ def test_lag_errors_measure_naive_and_seasonal_naive_on_observed_pairs():
     assert series.best_baseline_lag({1: 2.0, 2: 0.0}) == 2
     assert series.best_baseline_lag({1: 0.5, 7: 0.5}) == 1  # a tie keeps naive
     assert series.best_baseline_lag({1: None, 7: None}) == 1
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.booleans(), max_size=60), st.integers(0, 60))
+def test_csv_line_numbers_count_the_skipped_lines_before_each_row(malformed_flags, split):
+    # Data line p (0-based) is physical line p + 2; the malformed ones are skipped by the parser.
+    skipped = [p + 2 for p, bad in enumerate(malformed_flags) if bad]
+    expected = np.array([p + 2 for p, bad in enumerate(malformed_flags) if not bad], np.int64)
+    valid = np.arange(len(expected), dtype=np.int64)
+    np.testing.assert_array_equal(validation.csv_line_numbers(valid, skipped), expected)
+    # Batch by batch, knowing only the lines skipped so far (as the file reader does).
+    split = min(split, len(expected))
+    seen = [line for line in skipped if line <= (expected[split - 1] if split else 1)]
+    np.testing.assert_array_equal(
+        validation.csv_line_numbers(valid[:split], seen), expected[:split]
+    )

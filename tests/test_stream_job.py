@@ -19,12 +19,17 @@ from apache_beam.options.pipeline_options import PipelineOptions, StandardOption
 from apache_beam.testing import test_stream
 from apache_beam.transforms.window import TimestampedValue
 from conftest import run_job, write_csv
+
+from rnncast.model.config import TrainConfig
 from rnncast.model.export import export_model
-from rnncast.model.train import TrainConfig, train
-from rnncast.pipeline import forecast_job, forecasting, stream_job, streaming, synthetic
-from rnncast.pipeline.forecast_job import load_state_files
-from rnncast.pipeline.series import SeriesPart, combine_parts
-from rnncast.pipeline.validation import InputColumns
+from rnncast.model.train import train
+from rnncast.pipeline.core import forecasting, streaming, synthetic
+from rnncast.pipeline.core.series import SeriesPart, combine_parts
+from rnncast.pipeline.core.validation import InputColumns
+from rnncast.pipeline.io.model_loader import read_model_info
+from rnncast.pipeline.io.state_store import load_state_files
+from rnncast.pipeline.jobs import forecast as forecast_job
+from rnncast.pipeline.jobs import stream as stream_job
 
 HOUR = pd.Timedelta(hours=1)
 END = pd.Timestamp("2021-06-01T00:00:00")
@@ -48,7 +53,7 @@ def exported(tmp_path_factory):
 
 
 def model_info(path) -> forecasting.ModelInfo:
-    return forecasting.ModelInfo.load(path)
+    return read_model_info(path)
 
 
 # --- pure decisions ---------------------------------------------------------------------

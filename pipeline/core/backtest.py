@@ -11,17 +11,15 @@ timestamps (missing ones are skipped).
 
 from __future__ import annotations
 
-import collections
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from rnncast.pipeline import metrics
-from rnncast.pipeline import series as series_lib
-from rnncast.pipeline.inputs import list_inputs, read_batches
-from rnncast.pipeline.transforms import rejected_observations, sorted_rejected
-from rnncast.pipeline.validation import InputColumns, validate_read_batch
+
+from rnncast.pipeline.core import metrics
+from rnncast.pipeline.core import series as series_lib
+from rnncast.pipeline.core.validation import InputColumns
 
 MODEL = "rnncast"
 NAIVE = "naive"
@@ -44,30 +42,6 @@ class LoadedInput:
     @property
     def rows_accepted(self) -> int:
         return sum(len(obs) for obs in self.series.values())
-
-
-def load_input(location: str, columns: InputColumns) -> LoadedInput:
-    """Read and validate ``location`` with the jobs' own row checks and de-duplication, so the
-    backtest sees exactly the points the dataset and forecast jobs would accept."""
-    parts: dict[str, list[series_lib.SeriesPart]] = collections.defaultdict(list)
-    rejected = []
-    rows_read = 0
-    for path in list_inputs(location):
-        for table, row_numbers, malformed in read_batches(path, columns):
-            rows_read += table.num_rows + len(malformed)
-            accepted, bad = validate_read_batch(table, columns, path, row_numbers, malformed)
-            rejected.append(bad)
-            for series_id, part in accepted:
-                parts[series_id].append(part)
-    series = {}
-    for series_id in sorted(parts):
-        rows = series_lib.combine_parts(parts[series_id])
-        unique, dropped = series_lib.deduplicate(rows)
-        for reason, positions in dropped.items():
-            if len(positions):
-                rejected.append(rejected_observations(series_id, rows, positions, reason))
-        series[series_id] = unique
-    return LoadedInput(series, sorted_rejected(rejected), rows_read)
 
 
 def grid_step(freq: str, origin: int, steps: int) -> int:

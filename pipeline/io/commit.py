@@ -18,16 +18,21 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import io
 import json
 import logging
 import os
 import posixpath
 from collections.abc import Iterator
 
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.io.localfilesystem import LocalFileSystem
-from rnncast.pipeline.errors import OutputError
+
+from rnncast.errors import OutputError
 
 METADATA = "metadata.json"
 SUCCESS = "_SUCCESS"
@@ -66,7 +71,7 @@ def run_id(settings: dict, paths: list[str], extra: str = "") -> str:
 
 def check_counts(counts: dict, source: str, max_rejected_fraction: float, staging: str) -> None:
     """Refuse to commit a run with no rows, broken accounting or too many rejected rows."""
-    from rnncast.pipeline.inputs import InputError, RejectedRowsError
+    from rnncast.errors import InputError, RejectedRowsError
 
     if counts["rows_read"] == 0:
         raise InputError(
@@ -90,17 +95,27 @@ def check_counts(counts: dict, source: str, max_rejected_fraction: float, stagin
 # --- atomic single-file writes ----------------------------------------------------------------
 
 
-def write_json(path: str, payload: dict) -> None:
+def write_json(path: str, payload: dict | list) -> None:
     """Write JSON to ``path`` atomically (temporary file, then one rename over ``path``)."""
     data = (json.dumps(payload, indent=2, sort_keys=True) + "\n").encode("utf-8")
     write_bytes(path, data)
 
 
 def write_bytes(path: str, data: bytes, temporary: str | None = None) -> None:
-    """Write ``data`` to ``path``: readers see the old content or the new, never neither."""
+    """Write ``data`` to ``path``: readers see the old content or the new, never neither.
+
+    The one atomic write of rnncast (a temporary name, then :func:`replace`). A local file is
+    flushed to disk before the rename, so a crash cannot leave a renamed but empty file.
+    """
     temporary = temporary or path + ".tmp"
-    with FileSystems.create(temporary) as sink:
-        sink.write(data)
+    if isinstance(FileSystems.get_filesystem(path), LocalFileSystem):
+        with open(temporary, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+    else:
+        with FileSystems.create(temporary) as sink:
+            sink.write(data)
     replace(temporary, path)
 
 
@@ -114,10 +129,37 @@ def replace(source: str, destination: str) -> None:
         FileSystems.rename([source], [destination])
 
 
+def parquet_bytes(table: pd.DataFrame | pa.Table) -> bytes:
+    """``table`` as the bytes of a Parquet file (pyarrow's defaults, so reruns match)."""
+    if isinstance(table, pd.DataFrame):
+        table = pa.Table.from_pandas(table, preserve_index=False)
+    buffer = io.BytesIO()
+    pq.write_table(table, buffer)
+    return buffer.getvalue()
+
+
+def write_parquet(path: str, table: pd.DataFrame | pa.Table) -> dict:
+    """Write ``table`` as Parquet through FileSystems (temporary name, then rename)."""
+    data = parquet_bytes(table)
+    write_bytes(path, data)
+    return {"records": len(table), "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+
+
+def read_committed_frame(directory: str) -> pd.DataFrame:
+    """The Parquet files a committed output directory's ``metadata.json`` lists (forecasts,
+    state), in that order, as one DataFrame."""
+    files = read_json(FileSystems.join(directory, METADATA))["files"]
+    tables = []
+    for entry in files:
+        with FileSystems.open(FileSystems.join(directory, entry["name"])) as source:
+            tables.append(pq.read_table(io.BytesIO(source.read())))
+    return pa.concat_tables(tables).to_pandas() if tables else pd.DataFrame()
+
+
 def read_json(path: str, fix: str = "rerun the job that wrote it") -> dict:
     """The JSON object in ``path``; a truncated or foreign file raises
-    :class:`~pipeline.errors.CorruptFileError` naming the file and ``fix``."""
-    from rnncast.pipeline.errors import CorruptFileError
+    :class:`~rnncast.errors.CorruptFileError` naming the file and ``fix``."""
+    from rnncast.errors import CorruptFileError
 
     with FileSystems.open(path) as source:
         data = source.read()
@@ -231,7 +273,7 @@ def staged_run(
     """:func:`prepare_staging` for the body of a run; if the run fails, its staging directory
     is removed again (it holds nothing the user can use) unless the error points the user at
     the staged dead letters (:class:`RejectedRowsError`)."""
-    from rnncast.pipeline.inputs import RejectedRowsError
+    from rnncast.errors import RejectedRowsError
 
     staging = prepare_staging(output, run_id, job, directories)
     try:

@@ -1,27 +1,27 @@
 """Beam transforms shared by the rnncast jobs: read and validate inputs, assemble series,
 write dead-letter rows. Each step is a named ``PTransform``; the logic they run lives in the
-pure modules (:mod:`pipeline.validation`, :mod:`pipeline.series`)."""
+pure modules (:mod:`rnncast.pipeline.core.validation`, :mod:`rnncast.pipeline.core.series`)."""
 
 from __future__ import annotations
 
 import collections
 import hashlib
-import json
 from dataclasses import dataclass
 
 import apache_beam as beam
 import numpy as np
 import pandas as pd
 from apache_beam.io.filesystems import FileSystems
-from rnncast.pipeline import series as series_lib
-from rnncast.pipeline import spill
-from rnncast.pipeline.inputs import read_batches
-from rnncast.pipeline.validation import (
-    InputColumns,
+
+from rnncast.pipeline.core import series as series_lib
+from rnncast.pipeline.core.deadletters import (
     empty_rejected,
-    rejected_frame,
-    validate_read_batch,
+    rejected_observations,
+    rejected_payload,
 )
+from rnncast.pipeline.core.validation import InputColumns, validate_read_batch
+from rnncast.pipeline.io import commit, spill
+from rnncast.pipeline.io.inputs import read_batches
 
 REJECTED = "rejected"
 ROWS_READ = "rows_read"
@@ -73,41 +73,6 @@ class ReadInputs(beam.PTransform):
                 REJECTED, ROWS_READ, main="accepted"
             )
         )
-
-
-def _rows_of(observations: series_lib.Observations, positions: np.ndarray) -> list[dict]:
-    out = []
-    for p in positions:
-        row = {
-            "timestamp": pd.Timestamp(int(observations.timestamp[p]), unit="ns").isoformat(),
-            "value": float(observations.value[p]),
-        }
-        for k in range(observations.covariates.shape[1]):
-            row[f"covariate_{k}"] = float(observations.covariates[p, k])
-        out.append(row)
-    return out
-
-
-def rejected_observations(
-    series_id: str, observations: series_lib.Observations, positions: np.ndarray, reason: str
-) -> pd.DataFrame:
-    """Dead-letter frame for rows of one series that were parsed but rejected (one reason)."""
-    positions = np.asarray(positions, dtype=np.int64)
-    frames = []
-    for source_index in np.unique(observations.source_index[positions]):
-        here = positions[observations.source_index[positions] == source_index]
-        rows = _rows_of(observations, here)
-        for row in rows:
-            row["series_id"] = series_id
-        frames.append(
-            rejected_frame(
-                observations.sources[source_index],
-                observations.row_number[here],
-                [reason] * len(here),
-                rows,
-            )
-        )
-    return pd.concat(frames, ignore_index=True) if frames else empty_rejected()
 
 
 def load_unique(
@@ -285,17 +250,6 @@ class AssembleSeries(beam.PTransform):
         return outputs
 
 
-def sorted_rejected(frames: list[pd.DataFrame]) -> pd.DataFrame:
-    """All dead-letter rows of ``frames`` in one table, in (source, row, reason) order."""
-    frames = [f for f in frames if len(f)]
-    if not frames:
-        return empty_rejected()
-    table = pd.concat(frames, ignore_index=True)
-    return table.sort_values(["source", "row_number", "reason"], kind="stable").reset_index(
-        drop=True
-    )
-
-
 class _WriteRejectedFn(beam.DoFn):
     def __init__(self, directory: str):
         self._directory = directory
@@ -304,12 +258,7 @@ class _WriteRejectedFn(beam.DoFn):
         _, frames = element
         payload, records, counts = rejected_payload(list(frames))
         path = FileSystems.join(self._directory, "rejected-00000-of-00001.jsonl")
-        temporary = path + ".tmp"
-        with FileSystems.create(temporary) as sink:
-            sink.write(payload)
-        if FileSystems.exists(path):
-            FileSystems.delete([path])
-        FileSystems.rename([temporary], [path])
+        commit.write_bytes(path, payload)
         yield {
             "path": path,
             "records": records,
@@ -317,28 +266,6 @@ class _WriteRejectedFn(beam.DoFn):
             "sha256": hashlib.sha256(payload).hexdigest(),
             "by_reason": counts,
         }
-
-
-def rejected_payload(frames: list[pd.DataFrame]) -> tuple[bytes, int, dict[str, int]]:
-    """Dead-letter frames as sorted JSON lines (``schemas/rejected``, keys sorted):
-    ``(bytes, records, counts per reason)``."""
-    table = sorted_rejected(frames)
-    lines = [
-        json.dumps(
-            {
-                "source": r.source,
-                "row_number": int(r.row_number),
-                "reason": r.reason,
-                "detail": r.detail,
-                "row": json.loads(r.row),
-            },
-            sort_keys=True,
-        )
-        for r in table.itertuples(index=False)
-    ]
-    payload = ("\n".join(lines) + ("\n" if lines else "")).encode("utf-8")
-    counts = collections.Counter(table["reason"].tolist())
-    return payload, len(lines), dict(sorted(counts.items()))
 
 
 class WriteRejected(beam.PTransform):

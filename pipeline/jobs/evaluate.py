@@ -24,16 +24,18 @@ from collections.abc import Iterable, Iterator
 
 import numpy as np
 import pandas as pd
-from rnncast.pipeline import backtest, forecasting, metrics
-from rnncast.pipeline import series as series_lib
-from rnncast.pipeline.errors import ModelError
-from rnncast.pipeline.inputs import InputError
-from rnncast.pipeline.locations import check_output_directory
-from rnncast.pipeline.options import JobArgumentError
-from rnncast.pipeline.transforms import FrequencyVotes, rejected_payload
-from rnncast.pipeline.validation import InputColumns
+from apache_beam.options.pipeline_options import PipelineOptions
 
 from rnncast import schemas
+from rnncast.errors import InputError, JobArgumentError, ModelError
+from rnncast.pipeline.beam.transforms import FrequencyVotes
+from rnncast.pipeline.core import backtest, forecasting, metrics
+from rnncast.pipeline.core import series as series_lib
+from rnncast.pipeline.core.deadletters import rejected_payload
+from rnncast.pipeline.core.validation import InputColumns
+from rnncast.pipeline.io import commit, observations
+from rnncast.pipeline.io.locations import check_output_directory
+from rnncast.pipeline.io.model_loader import read_model_info
 
 DESCRIPTION = (
     "Rolling-origin backtest: for each origin, train (or reuse with --model) a model only on "
@@ -211,14 +213,6 @@ def _origin_label(index: int, origin: int) -> str:
     return f"{index:02d}-{pd.Timestamp(origin).strftime('%Y%m%dT%H%M%S')}"
 
 
-def _read_forecasts(directory: str) -> pd.DataFrame:
-    with open(os.path.join(directory, "metadata.json"), encoding="utf-8") as handle:
-        files = json.load(handle)["files"]
-    return pd.concat(
-        [pd.read_parquet(os.path.join(directory, f["name"])) for f in files], ignore_index=True
-    )
-
-
 def _train_at(
     args, history_path: str, work: str, beam_args: list[str], freq: str, init_from: str | None
 ) -> str:
@@ -226,36 +220,27 @@ def _train_at(
     origin's history; returns the export dir."""
     from rnncast.model.export import export_model
     from rnncast.model.train import config_from_args, train
-    from rnncast.pipeline import dataset_job
+    from rnncast.pipeline.jobs import dataset as dataset_job
 
     data = os.path.join(work, "dataset")
-    dataset_job.run(
-        [
-            "--input",
-            history_path,
-            "--output",
-            data,
-            "--num-steps",
-            str(args.num_steps),
-            "--batch-size",
-            str(args.batch_size),
-            "--horizon",
-            str(args.horizon),
-            "--freq",
-            freq,
-            "--fill",
-            args.fill,
-            "--scaling",
-            args.scaling,
-            "--calendar-features",
-            args.calendar_features,
-            "--validation-fraction",
-            str(args.validation_fraction),
-            "--seed",
-            str(args.seed),
-            *(["--covariates", *args.covariates] if args.covariates else []),
-            *beam_args,
-        ]
+    dataset_job.run_config(
+        dataset_job.DatasetConfig(
+            input=history_path,
+            output=data,
+            num_steps=args.num_steps,
+            batch_size=args.batch_size,
+            horizon=args.horizon,
+            freq=freq,
+            columns=InputColumns(
+                covariates=tuple(c for item in args.covariates for c in item.split(",") if c)
+            ),
+            fill=args.fill,
+            scaling=args.scaling,
+            calendar_features=args.calendar_features,
+            validation_fraction=args.validation_fraction,
+            seed=args.seed,
+        ),
+        PipelineOptions(beam_args),
     )
     config = config_from_args(args, data, os.path.join(work, "model"))
     train(dataclasses.replace(config, init_from=init_from))
@@ -265,23 +250,16 @@ def _train_at(
 def _forecast_at(
     export: str, history_path: str, work: str, horizon: int, beam_args
 ) -> pd.DataFrame:
-    from rnncast.pipeline import forecast_job
+    from rnncast.pipeline.jobs import forecast as forecast_job
 
     output = os.path.join(work, "forecasts")
-    forecast_job.run(
-        [
-            "--model",
-            export,
-            "--input",
-            history_path,
-            "--output",
-            output,
-            "--horizon",
-            str(horizon),
-            *beam_args,
-        ]
+    forecast_job.run_config(
+        forecast_job.ForecastConfig(
+            model=export, input=history_path, output=output, horizon=horizon
+        ),
+        PipelineOptions(beam_args),
     )
-    return _read_forecasts(output)
+    return commit.read_committed_frame(output)
 
 
 def score_origin(
@@ -361,7 +339,7 @@ def score_origin(
 
 
 def _plots(output, loaded, origin, forecasts, scores, model, horizon, season, count) -> list[str]:
-    from rnncast.pipeline import plots
+    from rnncast.pipeline.jobs import evaluate_plots as plots
 
     directory = os.path.join(output, "plots")
     os.makedirs(directory, exist_ok=True)
@@ -519,9 +497,9 @@ def run(argv: list[str]) -> dict:
     parser = build_parser()
     args, beam_args = parser.parse_known_args(argv)
     if beam_args:
-        from rnncast.pipeline.forecast_job import DESCRIPTION as FORECAST
-        from rnncast.pipeline.forecast_job import ForecastOptions
-        from rnncast.pipeline.options import parse_job_options
+        from rnncast.pipeline.beam.options import parse_job_options
+        from rnncast.pipeline.jobs.forecast import DESCRIPTION as FORECAST
+        from rnncast.pipeline.jobs.forecast import ForecastOptions
 
         parse_job_options(beam_args, ForecastOptions, "rnncast evaluate", FORECAST)
     if args.init_from:
@@ -539,10 +517,10 @@ def run(argv: list[str]) -> dict:
         args.series_id_column, args.timestamp_column, args.value_column, tuple(args.covariates)
     )
     started = time.perf_counter()
-    reused = forecasting.ModelInfo.load(args.model) if args.model else None
+    reused = read_model_info(args.model) if args.model else None
     if args.horizon is None:
         args.horizon = reused.horizon if reused is not None else DEFAULT_HORIZON
-    loaded = backtest.load_input(args.input, columns)
+    loaded = observations.load_input(args.input, columns)
     if not loaded.series:
         raise InputError(
             f"{args.input}: no valid rows ({loaded.rows_read} read, all rejected or none); "
@@ -614,7 +592,7 @@ def run(argv: list[str]) -> dict:
         if reused is None and index % args.refit_every == 0:
             init_from = os.path.dirname(export) if args.warm_start and export else None
             export = _train_at(args, history_path, work, beam_args, freq, init_from)
-            model = forecasting.ModelInfo.load(export)
+            model = read_model_info(export)
             clock["train"] = time.perf_counter() - tick
         tick = time.perf_counter()
         rows = _forecast_at(export, history_path, work, args.horizon, beam_args)

@@ -6,9 +6,7 @@ import argparse
 
 from apache_beam.options.pipeline_options import PipelineOptions, _BeamArgumentParser
 
-
-class JobArgumentError(ValueError):
-    """A flag problem; the message says which flag and how to fix it."""
+from rnncast.errors import JobArgumentError
 
 
 class JobOptions(PipelineOptions):
@@ -43,7 +41,7 @@ class JobOptions(PipelineOptions):
 
 def add_max_gap_steps(group) -> None:
     """``--max-gap-steps`` (the dataset and forecast jobs read series the same way)."""
-    from rnncast.pipeline.series import MAX_GAP_STEPS
+    from rnncast.pipeline.core.series import MAX_GAP_STEPS
 
     group.add_argument(
         "--max-gap-steps",

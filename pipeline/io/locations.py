@@ -14,7 +14,8 @@ import os
 import uuid
 
 from apache_beam.io.filesystems import FileSystems
-from rnncast.pipeline.errors import OutputError
+
+from rnncast.errors import OutputError
 
 # Which extra brings the filesystem of a scheme (Beam registers them when the package imports).
 _SCHEME_EXTRAS = {

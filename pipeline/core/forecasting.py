@@ -1,22 +1,21 @@
 """Batch inference logic: per-series preparation, incremental state, lane-batched model runs.
 
 Pure numpy/pandas; the model is any ``step`` callable with the exported signature (the jobs
-pass ``pipeline.model_loader.LoadedModel.step``), so the logic is reused by the Beam jobs.
+pass ``rnncast.pipeline.io.model_loader.LoadedModel.step``), so the logic is reused by the
+Beam jobs.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
-from apache_beam.io.filesystems import FileSystems
-from rnncast.pipeline import series as series_lib
-from rnncast.pipeline.errors import ModelError
 
 from rnncast import schemas
+from rnncast.errors import ModelError
+from rnncast.pipeline.core import series as series_lib
 
 # Statuses of a series in one run (every series known to the run gets exactly one).
 FULL = "full"  # forecast from the whole history in the input
@@ -69,20 +68,10 @@ class ModelInfo:
     network: dict = field(default_factory=dict, hash=False, compare=False)  # RNNForecaster config
 
     @classmethod
-    def load(cls, export_dir: str) -> ModelInfo:
-        """Read and check ``EXPORT_DIR/rnncast_model.json`` (ModelError naming the file)."""
-        path = FileSystems.join(export_dir, MODEL_FILE)
-        if not FileSystems.exists(path):
-            raise ModelError(
-                f"{export_dir}: not an rnncast export (no {MODEL_FILE}); pass MODEL_DIR/export "
-                "written by 'rnncast train' or 'rnncast export'"
-            )
+    def from_json(cls, info, export_dir: str, path: str) -> ModelInfo:
+        """Check and read the parsed ``rnncast_model.json`` of ``export_dir`` (read from
+        ``path``; :func:`rnncast.pipeline.io.model_loader.read_model_info` reads the file)."""
         fix = REEXPORT
-        try:
-            with FileSystems.open(path) as handle:
-                info = json.loads(handle.read().decode("utf-8"))
-        except (ValueError, UnicodeDecodeError) as err:
-            raise ModelError(f"{path}: corrupt JSON ({err}); {fix}") from err
         if not isinstance(info, dict):
             raise ModelError(f"{path}: not a JSON object; {fix}")
         missing = [key for key in MODEL_KEYS if key not in info]

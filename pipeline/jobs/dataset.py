@@ -2,7 +2,7 @@
 
 The job is thin: it parses options, checks inputs, composes the transforms below, runs the
 pipeline on whatever runner the Beam options name, and commits the run atomically (see
-:mod:`pipeline.commit`).
+:mod:`rnncast.pipeline.io.commit`).
 """
 
 from __future__ import annotations
@@ -13,25 +13,18 @@ import hashlib
 import logging
 import math
 import sys
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import apache_beam as beam
 import numpy as np
 import pandas as pd
 from apache_beam.io.filesystems import FileSystems
-from rnncast.pipeline import chunking, commit, spill
-from rnncast.pipeline import series as series_lib
-from rnncast.pipeline.examples import encode_empty_row, encode_rows
-from rnncast.pipeline.inputs import InputError, RejectedRowsError, check_input, list_inputs
-from rnncast.pipeline.locations import check_output_directory
-from rnncast.pipeline.options import (
-    JobArgumentError,
-    JobOptions,
-    add_max_gap_steps,
-    parse_job_options,
-)
-from rnncast.pipeline.tfrecord import frame_record, write_tfrecord_file
-from rnncast.pipeline.transforms import (
+from apache_beam.options.pipeline_options import PipelineOptions
+
+from rnncast import schemas
+from rnncast.errors import InputError, JobArgumentError, RejectedRowsError
+from rnncast.pipeline.beam.options import JobOptions, add_max_gap_steps, parse_job_options
+from rnncast.pipeline.beam.transforms import (
     REJECTED,
     ROWS_READ,
     AssembleConfig,
@@ -41,9 +34,14 @@ from rnncast.pipeline.transforms import (
     WriteRejected,
     assemble,
 )
-from rnncast.pipeline.validation import InputColumns
-
-from rnncast import schemas
+from rnncast.pipeline.core import chunking
+from rnncast.pipeline.core import series as series_lib
+from rnncast.pipeline.core.validation import InputColumns
+from rnncast.pipeline.io import commit, spill
+from rnncast.pipeline.io.examples import encode_empty_row, encode_rows
+from rnncast.pipeline.io.inputs import check_input, list_inputs
+from rnncast.pipeline.io.locations import check_output_directory
+from rnncast.pipeline.io.tfrecord import frame_record, write_tfrecord_file
 
 LOGGER = logging.getLogger(__name__)
 SPLITS = ("train", "validation")
@@ -201,7 +199,7 @@ class DatasetConfig:
         return series_lib.utc_ns(self.validation_start)
 
     def check(self) -> DatasetConfig:
-        problems = []
+        problems = [] if self.input and self.output else ["--input and --output are required"]
         for name in ("num_steps", "batch_size", "horizon", "max_batches_per_stream"):
             if getattr(self, name) < 1:
                 problems.append(f"--{name.replace('_', '-')} must be >= 1")
@@ -749,7 +747,7 @@ def build_metadata(
         # over series: the model's automatic anchor is the lowest (model.train).
         "baseline_mae": pooled_lag_errors(summaries),
         # No training value below zero (counts, prices): the model's forecasts are clipped at
-        # zero (model.forecaster.RNNForecaster's nonnegative).
+        # zero (rnncast.model.forecaster.RNNForecaster's nonnegative).
         "nonnegative": bool(summaries)
         and all(s["min_observed"] is None or s["min_observed"] >= 0 for s in summaries),
         "num_series": len(summaries),
@@ -773,7 +771,14 @@ def run(argv: list[str]) -> dict:
     options, pipeline_options = parse_job_options(
         argv, DatasetOptions, "rnncast dataset", DESCRIPTION
     )
-    config = config_from_options(options)
+    return run_config(config_from_options(options), pipeline_options)
+
+
+def run_config(config: DatasetConfig, pipeline_options: PipelineOptions | None = None) -> dict:
+    """Run the dataset job with ``config`` on the runner of ``pipeline_options`` (default:
+    the DirectRunner); returns the committed metadata. What ``rnncast dataset`` runs."""
+    config = replace(config, output=config.output.rstrip("/")).check()
+    pipeline_options = pipeline_options or PipelineOptions()
     paths = list_inputs(config.input)
     for path in paths:
         check_input(path, config.columns)

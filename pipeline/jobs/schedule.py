@@ -19,10 +19,14 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 from collections.abc import Callable
+from dataclasses import replace
 
 from apache_beam.io.filesystems import FileSystems
-from rnncast.pipeline import commit, forecast_job
-from rnncast.pipeline.errors import ModelError, OutputError
+
+from rnncast.errors import ModelError, OutputError
+from rnncast.pipeline.beam.options import parse_job_options
+from rnncast.pipeline.io import commit
+from rnncast.pipeline.jobs import forecast as forecast_job
 
 LATEST = "LATEST"
 
@@ -64,19 +68,22 @@ def schedule_run(
         if not FileSystems.exists(FileSystems.join(root, "runs")):
             FileSystems.mkdirs(FileSystems.join(root, "runs"))
         commit.write_json(manifest_path, {"run_date": run_date, "state_from": state_from})
-    argv = [
-        "--model",
-        model,
-        "--input",
-        input_path,
-        "--output",
-        FileSystems.join(root, "forecasts", run_date),
-        "--state-out",
-        FileSystems.join(root, "state", run_date),
-    ]
-    if state_from is not None:
-        argv += ["--state-in", FileSystems.join(root, "state", state_from)]
-    metadata = forecast_job.run(argv + list(beam_args or []))
+    # The other flags are the forecast job's own (e.g. --horizon, --lanes) and Beam options.
+    options, pipeline_options = parse_job_options(
+        list(beam_args or []),
+        forecast_job.ForecastOptions,
+        "rnncast schedule-run",
+        forecast_job.DESCRIPTION,
+    )
+    config = replace(
+        forecast_job.config_from_options(options),
+        model=model,
+        input=input_path,
+        output=FileSystems.join(root, "forecasts", run_date),
+        state_out=FileSystems.join(root, "state", run_date),
+        state_in=None if state_from is None else FileSystems.join(root, "state", state_from),
+    )
+    metadata = forecast_job.run_config(config, pipeline_options)
     if after_forecast is not None:
         after_forecast()
     if latest is None or run_date >= latest:

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import numpy as np
-from rnncast.pipeline.chunking import Rows
-from rnncast.pipeline.series import NS_PER_SECOND
-from rnncast.pipeline.tfrecord import encode_example
+
+from rnncast.pipeline.core.chunking import Rows
+from rnncast.pipeline.core.series import NS_PER_SECOND
+from rnncast.pipeline.io.tfrecord import encode_example
 
 
 def encode_rows(

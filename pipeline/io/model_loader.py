@@ -1,20 +1,39 @@
 """The model the forecast and stream jobs run: rnncast's own network, weights loaded as data.
 
 An export's SavedModel is a program (its graph runs whatever ops it holds), so the jobs never
-load it. :func:`load_model` reads ``rnncast_model.json`` (checked by ``ModelInfo.load``),
+load it. :func:`load_model` reads ``rnncast_model.json`` (:func:`read_model_info`),
 builds ``RNNForecaster`` from rnncast's code and the config there, reads ``weights.npz`` with
 ``allow_pickle=False``, checks the arrays against the built model's variables (count, shapes,
 dtypes), recomputes the weights fingerprint and refuses the export when it differs from the
 one in ``rnncast_model.json``. :meth:`LoadedModel.step` has the contract of the SavedModel's
-``step`` signature and runs the same code (``model.inference.step_function``).
+``step`` signature and runs the same code (``rnncast.model.inference.step_function``).
 """
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 from apache_beam.io.filesystems import FileSystems
-from rnncast.pipeline.errors import ModelError
-from rnncast.pipeline.forecasting import MODEL_FILE, REEXPORT, ModelInfo
+
+from rnncast.errors import ModelError
+from rnncast.pipeline.core.forecasting import MODEL_FILE, REEXPORT, ModelInfo
+
+
+def read_model_info(export_dir: str) -> ModelInfo:
+    """Read and check ``EXPORT_DIR/rnncast_model.json`` (ModelError naming the file)."""
+    path = FileSystems.join(export_dir, MODEL_FILE)
+    if not FileSystems.exists(path):
+        raise ModelError(
+            f"{export_dir}: not an rnncast export (no {MODEL_FILE}); pass MODEL_DIR/export "
+            "written by 'rnncast train' or 'rnncast export'"
+        )
+    try:
+        with FileSystems.open(path) as handle:
+            info = json.loads(handle.read().decode("utf-8"))
+    except (ValueError, UnicodeDecodeError) as err:
+        raise ModelError(f"{path}: corrupt JSON ({err}); {REEXPORT}") from err
+    return ModelInfo.from_json(info, export_dir, path)
 
 
 class LoadedModel:
@@ -23,6 +42,7 @@ class LoadedModel:
 
     def __init__(self, info: ModelInfo):
         import tensorflow as tf
+
         from rnncast.model import checkpoint, inference
         from rnncast.model.forecaster import RNNForecaster
 
@@ -76,7 +96,7 @@ class LoadedModel:
 
 def load_model(export_dir: str) -> LoadedModel:
     """The checked network of ``export_dir`` (ModelError naming the file and the fix)."""
-    return LoadedModel(ModelInfo.load(export_dir))
+    return LoadedModel(read_model_info(export_dir))
 
 
 def worker_model(model: ModelInfo) -> LoadedModel:

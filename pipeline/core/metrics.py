@@ -11,7 +11,8 @@ from collections.abc import Sequence
 
 import numpy as np
 from pandas.tseries.frequencies import to_offset
-from rnncast.pipeline.series import NS_PER_DAY, nominal_period_ns
+
+from rnncast.pipeline.core.series import NS_PER_DAY, nominal_period_ns
 
 
 def default_season(freq: str) -> int:

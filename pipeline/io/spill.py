@@ -18,7 +18,9 @@ import numpy as np
 import pyarrow as pa
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
-from rnncast.pipeline.series import SeriesPart
+
+from rnncast.pipeline.core.series import SeriesPart
+from rnncast.pipeline.io import commit
 
 _RAW = CompressionTypes.UNCOMPRESSED
 
@@ -41,12 +43,6 @@ class BlobRef:
     length: int
 
 
-def _replace(path: str, temporary: str) -> None:
-    if FileSystems.exists(path):
-        FileSystems.delete([path])
-    FileSystems.rename([temporary], [path])
-
-
 def write_parts(path: str, parts: list[SeriesPart]) -> list[PartRef]:
     """Write each part as one Arrow record batch of ``path``; return a reference per part."""
     width = parts[0].covariates.shape[1]
@@ -63,7 +59,7 @@ def write_parts(path: str, parts: list[SeriesPart]) -> list[PartRef]:
             columns = [part.timestamp, part.value, part.row_number]
             columns += [part.covariates[:, k] for k in range(width)]
             writer.write_batch(pa.record_batch(columns, schema=schema))
-    _replace(path, temporary)
+    commit.replace(temporary, path)
     return [PartRef(path, i, part.source) for i, part in enumerate(parts)]
 
 
@@ -102,7 +98,7 @@ def write_blobs(path: str, blobs: list[bytes]) -> list[BlobRef]:
             sink.write(blob)
             refs.append(BlobRef(path, offset, len(blob)))
             offset += len(blob)
-    _replace(path, temporary)
+    commit.replace(temporary, path)
     return refs
 
 

@@ -1,9 +1,10 @@
 """Streaming forecast logic: per-series buffering, duplicate and lateness decisions, and advancing
 a series over newly consumed points.
 
-Pure numpy/pandas; ``rnncast stream`` (:mod:`pipeline.stream_job`) runs these functions inside a
-stateful Beam step, one series (key) at a time. A series advances through
-:func:`pipeline.forecasting.prepare` with its saved :class:`~pipeline.forecasting.SeriesState`,
+Pure numpy/pandas; ``rnncast stream`` (:mod:`rnncast.pipeline.jobs.stream`) runs these
+functions inside a stateful Beam step, one series (key) at a time. A series advances through
+:func:`rnncast.pipeline.core.forecasting.prepare` with its saved
+:class:`~rnncast.pipeline.core.forecasting.SeriesState`,
 exactly like an incremental batch run, so the grid, fill, scaling and digest logic is the batch
 job's own; a cold start is ``prepare`` without a saved state.
 
@@ -21,12 +22,16 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.csv as pacsv
-from rnncast.pipeline import forecasting
-from rnncast.pipeline import series as series_lib
-from rnncast.pipeline.inputs import InputError, check_input, read_batches
-from rnncast.pipeline.series import Observations, SeriesPart
-from rnncast.pipeline.transforms import rejected_observations
-from rnncast.pipeline.validation import InputColumns, rejected_frame, validate_read_batch
+
+from rnncast.pipeline.core import forecasting
+from rnncast.pipeline.core import series as series_lib
+from rnncast.pipeline.core.deadletters import rejected_observations
+from rnncast.pipeline.core.series import Observations, SeriesPart
+from rnncast.pipeline.core.validation import (
+    InputColumns,
+    csv_line_numbers,
+    validate_read_batch,
+)
 
 LATE = "late"
 DUPLICATE = "duplicate"
@@ -46,22 +51,6 @@ class ReadResult:
     parts: list[tuple[str, SeriesPart]]
 
 
-def read_file(path: str, columns: InputColumns) -> ReadResult:
-    """Read and validate one input file like the batch jobs do. A file that cannot be used at
-    all becomes one ``unreadable_file`` dead letter naming it and the error."""
-    out = ReadResult(0, [], [])
-    try:
-        check_input(path, columns)
-        for table, row_numbers, malformed in read_batches(path, columns):
-            _add_batch(out, table, row_numbers, malformed, columns, path)
-    except (InputError, OSError, pa.ArrowInvalid) as err:
-        out.rows_read += 1
-        out.rejected.append(
-            rejected_frame(path, np.zeros(1, np.int64), [UNREADABLE_FILE], [{"error": str(err)}])
-        )
-    return out
-
-
 def parse_message(payload: bytes, columns: InputColumns, source: str) -> ReadResult:
     """Validate the rows of one message (Pub/Sub, Kafka): JSON lines (one object per row with
     the input columns) or CSV with a header row. Row numbers are 1-based lines of the message
@@ -72,11 +61,13 @@ def parse_message(payload: bytes, columns: InputColumns, source: str) -> ReadRes
         table, row_numbers, malformed = _json_lines(text, columns)
     else:
         table, row_numbers, malformed = _csv_text(payload, columns)
-    _add_batch(out, table, row_numbers, malformed, columns, source)
+    add_read_batch(out, table, row_numbers, malformed, columns, source)
     return out
 
 
-def _add_batch(out, table, row_numbers, malformed, columns, source) -> None:
+def add_read_batch(out, table, row_numbers, malformed, columns, source) -> None:
+    """Validate one batch read from ``source`` and add its rows, parts and dead letters to
+    ``out`` (a :class:`ReadResult`)."""
     out.rows_read += table.num_rows + len(malformed)
     parts, rejected = validate_read_batch(table, columns, source, row_numbers, malformed)
     if len(rejected):
@@ -127,11 +118,8 @@ def _csv_text(payload: bytes, columns: InputColumns):
         lines = payload.decode("utf-8", errors="replace").splitlines()
         empty = pa.table({name: pa.array([], pa.string()) for name in columns.all})
         return empty, np.zeros(0, np.int64), [(i, t) for i, t in enumerate(lines, 1) if t]
-    skipped = np.sort(np.array([line for line, _ in malformed], np.int64))
     index = np.arange(table.num_rows, dtype=np.int64)
-    thresholds = skipped - 2 - np.arange(len(skipped))
-    lines = index + 2 + np.searchsorted(thresholds, index, side="right")
-    return table, lines, malformed
+    return table, csv_line_numbers(index, [line for line, _ in malformed]), malformed
 
 
 # --- per-series decisions ---------------------------------------------------------------

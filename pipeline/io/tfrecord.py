@@ -19,6 +19,8 @@ import numpy as np
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
+from rnncast.pipeline.io import commit
+
 _MASK_DELTA = 0xA282EAD8
 
 
@@ -123,9 +125,7 @@ def write_tfrecord_file(path: str, framed_records: Iterable[bytes]) -> dict:
         size += len(tail)
     finally:
         sink.close()
-    if FileSystems.exists(path):
-        FileSystems.delete([path])
-    FileSystems.rename([temporary], [path])
+    commit.replace(temporary, path)
     return {"path": path, "records": count, "bytes": size, "sha256": digest.hexdigest()}
 
 

@@ -1,9 +1,9 @@
 """Reading a dataset directory written by ``rnncast dataset`` as a ``tf.data.Dataset``.
 
 Only the files that the committed ``metadata.json`` lists are read (replacing it is the commit;
-see :mod:`pipeline.commit`). Each file's size and SHA-256 are checked against the metadata
-before it is read, so a truncated or corrupted file fails with an error naming it instead of
-being skipped.
+see :mod:`rnncast.pipeline.io.commit`). Each file's size and SHA-256 are checked against the
+metadata before it is read, so a truncated or corrupted file fails with an error naming it
+instead of being skipped.
 """
 
 from __future__ import annotations
@@ -14,10 +14,10 @@ from collections.abc import Iterable
 import numpy as np
 import tensorflow as tf
 from apache_beam.io.filesystems import FileSystems
-from rnncast.pipeline import commit
-from rnncast.pipeline.errors import CorruptFileError, DatasetError
 
 from rnncast import schemas
+from rnncast.errors import CorruptFileError, DatasetError
+from rnncast.pipeline.io import commit
 
 
 def load_metadata(data_dir: str) -> dict:

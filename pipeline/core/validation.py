@@ -1,25 +1,25 @@
 """Row-level validation of input batches, vectorised over Arrow columns.
 
 A batch is a ``pyarrow.Table`` as read from one input file. Validation splits it into accepted
-rows, grouped per series as :class:`~pipeline.series.SeriesPart`, and rejected rows with their
-reasons (a :class:`pandas.DataFrame` in the dead-letter layout of ``schemas/rejected``).
+rows, grouped per series as :class:`~rnncast.pipeline.core.series.SeriesPart`, and rejected
+rows with their reasons (a :class:`pandas.DataFrame` in the dead-letter layout of
+``schemas/rejected``).
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
-from rnncast.pipeline.series import SeriesPart
 
 from rnncast import schemas
+from rnncast.pipeline.core.deadletters import empty_rejected, rejected_frame
+from rnncast.pipeline.core.series import SeriesPart
 
 MAX_SERIES_ID_LENGTH = schemas.load(schemas.INPUT)["columns"]["series_id"]["max_length"]
-REJECTED_COLUMNS = tuple(schemas.load(schemas.REJECTED)["fields"])
 
 # Checked in this order; a row is rejected for the first reason that applies.
 _ROW_CHECKS = (
@@ -31,7 +31,6 @@ _ROW_CHECKS = (
     "non_finite_value",
     "invalid_covariate",
 )
-_DETAILS = schemas.load(schemas.INPUT)["rejection_reasons"]
 
 
 @dataclass(frozen=True)
@@ -46,28 +45,6 @@ class InputColumns:
     @property
     def all(self) -> tuple[str, ...]:
         return (self.series_id, self.timestamp, self.value, *self.covariates)
-
-
-def empty_rejected() -> pd.DataFrame:
-    """A dead-letter frame with no rows."""
-    return pd.DataFrame({c: pd.Series([], dtype=object) for c in REJECTED_COLUMNS})
-
-
-def rejected_frame(
-    source: str, row_numbers: np.ndarray, reasons: list[str] | np.ndarray, rows: list[dict]
-) -> pd.DataFrame:
-    """Build dead-letter records; ``rows`` are the rejected rows' fields as read."""
-    reasons = list(reasons)
-    return pd.DataFrame(
-        {
-            "source": [source] * len(reasons),
-            "row_number": np.asarray(row_numbers, dtype=np.int64),
-            "reason": reasons,
-            "detail": [_DETAILS[r] for r in reasons],
-            "row": [json.dumps(r, sort_keys=True, default=str) for r in rows],
-        },
-        columns=list(REJECTED_COLUMNS),
-    )
 
 
 NAT = np.iinfo(np.int64).min
@@ -248,8 +225,8 @@ def validate_read_batch(
     row_numbers: np.ndarray,
     malformed: list[tuple[int, str]],
 ) -> tuple[list[tuple[str, SeriesPart]], pd.DataFrame]:
-    """:func:`validate_batch` for a batch as :func:`pipeline.inputs.read_batches` yields it:
-    its CSV lines that did not parse are rejected too (``malformed_row``)."""
+    """:func:`validate_batch` for a batch as :func:`rnncast.pipeline.io.inputs.read_batches`
+    yields it: its CSV lines that did not parse are rejected too (``malformed_row``)."""
     frames = []
     if malformed:
         frames.append(
@@ -296,3 +273,12 @@ def _combine(column: pa.ChunkedArray | pa.Array) -> pa.Array:
     if isinstance(column, pa.ChunkedArray):
         return column.combine_chunks() if column.num_chunks != 1 else column.chunk(0)
     return column
+
+
+def csv_line_numbers(valid_index: np.ndarray, skipped_lines) -> np.ndarray:
+    """The 1-based physical lines (header = line 1) of valid CSV rows, given their 0-based
+    positions among the valid rows and the lines of the rows the parser skipped: valid row
+    ``g`` is on line ``g + 2`` plus the number of skipped lines before it."""
+    skipped = np.sort(np.asarray(skipped_lines, dtype=np.int64))
+    thresholds = skipped - 2 - np.arange(len(skipped))
+    return valid_index + 2 + np.searchsorted(thresholds, valid_index, side="right")

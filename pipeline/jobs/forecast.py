@@ -3,8 +3,9 @@
 Reads and validates the input exactly like the dataset job (the same transforms), places each
 series on the model's grid, runs the model's ``step`` over the history chunk by chunk with
 carried state — many series as lanes of each call, the model loaded once per worker process
-(built from rnncast's code, weights as data, fingerprint checked: ``pipeline.model_loader``;
-the export's SavedModel is never loaded) — and writes an H-step forecast per series. With
+(built from rnncast's code, weights as data, fingerprint checked:
+``rnncast.pipeline.io.model_loader``; the export's SavedModel is never loaded) — and writes
+an H-step forecast per series. With
 ``--state-out`` it also writes each series' state after its last observed point; a later run
 with ``--state-in`` reads only the points after it. Outputs and state are committed atomically
 (forecasts first, then state), so a crash leaves the previous state usable.
@@ -14,31 +15,22 @@ from __future__ import annotations
 
 import collections
 import contextlib
-import hashlib
 import io
 import os
 import sys
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import apache_beam as beam
 import numpy as np
-import pandas as pd
-import pyarrow as pa
 import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
+from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.utils import shared
-from rnncast.pipeline import commit, forecasting, model_loader
-from rnncast.pipeline.errors import ModelError
-from rnncast.pipeline.inputs import check_input, list_inputs
-from rnncast.pipeline.locations import check_output_directory
-from rnncast.pipeline.options import (
-    JobArgumentError,
-    JobOptions,
-    add_max_gap_steps,
-    parse_job_options,
-)
-from rnncast.pipeline.series import MAX_GAP_STEPS, utc_ns
-from rnncast.pipeline.transforms import (
+
+from rnncast import schemas
+from rnncast.errors import JobArgumentError
+from rnncast.pipeline.beam.options import JobOptions, add_max_gap_steps, parse_job_options
+from rnncast.pipeline.beam.transforms import (
     REJECTED,
     ROWS_READ,
     AssembleConfig,
@@ -46,11 +38,14 @@ from rnncast.pipeline.transforms import (
     ReadInputs,
     WriteRejected,
     load_unique,
-    rejected_observations,
 )
-from rnncast.pipeline.validation import InputColumns
-
-from rnncast import schemas
+from rnncast.pipeline.core import forecasting
+from rnncast.pipeline.core.deadletters import rejected_observations
+from rnncast.pipeline.core.series import MAX_GAP_STEPS, utc_ns
+from rnncast.pipeline.core.validation import InputColumns
+from rnncast.pipeline.io import commit, model_loader, state_store
+from rnncast.pipeline.io.inputs import check_input, list_inputs
+from rnncast.pipeline.io.locations import check_output_directory
 
 DESCRIPTION = (
     "Apply a model exported by 'rnncast train' to long-format series (CSV/Parquet): an H-step "
@@ -111,48 +106,58 @@ class ForecastConfig:
     def as_of_ns(self) -> int | None:
         return utc_ns(self.as_of)
 
+    def check(self, model: forecasting.ModelInfo) -> ForecastConfig:
+        """This config, checked against ``model`` and completed from it (the horizon when
+        unset, the model's covariates as input columns); JobArgumentError names the flag."""
+        missing = [
+            f"--{n.replace('_', '-')}" for n in ("model", "input", "output") if not getattr(self, n)
+        ]
+        if missing:
+            raise JobArgumentError(f"rnncast forecast: {', '.join(missing)} required")
+        if self.horizon is not None and not 1 <= self.horizon <= model.horizon:
+            raise JobArgumentError(
+                f"rnncast forecast: --horizon must be in 1..{model.horizon} (the model's horizon)"
+            )
+        if self.lanes < 1:
+            raise JobArgumentError("rnncast forecast: --lanes must be >= 1")
+        if not self.max_gap_steps >= 0.0:  # NaN too
+            raise JobArgumentError("rnncast forecast: --max-gap-steps must be >= 0 (0: off)")
+        if self.state_out and same_directory(self.output, self.state_out):
+            raise JobArgumentError(
+                f"rnncast forecast: --output and --state-out are both {self.output}; forecasts "
+                "and state are committed separately, each with its own metadata.json. Give them "
+                "two directories"
+            )
+        try:
+            self.as_of_ns  # noqa: B018 - parse check
+        except ValueError as err:
+            raise JobArgumentError(f"rnncast forecast: --as-of {self.as_of!r}: {err}") from err
+        return replace(
+            self,
+            output=self.output.rstrip("/"),
+            state_out=self.state_out.rstrip("/") if self.state_out else None,
+            horizon=self.horizon or model.horizon,
+            columns=replace(self.columns, covariates=model.covariates),
+        )
 
-def config_from_options(options: ForecastOptions, model: forecasting.ModelInfo) -> ForecastConfig:
-    missing = [f"--{n}" for n in ("model", "input", "output") if not getattr(options, n)]
-    if missing:
-        raise JobArgumentError(f"rnncast forecast: {', '.join(missing)} required")
-    if options.horizon is not None and not 1 <= options.horizon <= model.horizon:
-        raise JobArgumentError(
-            f"rnncast forecast: --horizon must be in 1..{model.horizon} (the model's horizon)"
-        )
-    if options.lanes < 1:
-        raise JobArgumentError("rnncast forecast: --lanes must be >= 1")
-    if not options.max_gap_steps >= 0.0:  # NaN too
-        raise JobArgumentError("rnncast forecast: --max-gap-steps must be >= 0 (0: off)")
-    if options.state_out and same_directory(options.output, options.state_out):
-        raise JobArgumentError(
-            f"rnncast forecast: --output and --state-out are both {options.output}; forecasts "
-            "and state are committed separately, each with its own metadata.json. Give them "
-            "two directories"
-        )
-    config = ForecastConfig(
+
+def config_from_options(options: ForecastOptions) -> ForecastConfig:
+    """The config the flags describe (checked against the model by :meth:`ForecastConfig.check`)."""
+    return ForecastConfig(
         model=options.model,
         input=options.input,
-        output=options.output.rstrip("/"),
+        output=options.output,
         state_in=options.state_in,
-        state_out=options.state_out.rstrip("/") if options.state_out else None,
-        horizon=options.horizon or model.horizon,
+        state_out=options.state_out,
+        horizon=options.horizon,
         as_of=options.as_of,
         lanes=options.lanes,
         columns=InputColumns(
-            options.series_id_column,
-            options.timestamp_column,
-            options.value_column,
-            model.covariates,
+            options.series_id_column, options.timestamp_column, options.value_column
         ),
         max_rejected_fraction=options.max_rejected_fraction,
         max_gap_steps=options.max_gap_steps,
     )
-    try:
-        config.as_of_ns  # noqa: B018 - parse check
-    except ValueError as err:
-        raise JobArgumentError(f"rnncast forecast: --as-of {options.as_of!r}: {err}") from err
-    return config
 
 
 def same_directory(a: str, b: str) -> bool:
@@ -163,40 +168,6 @@ def same_directory(a: str, b: str) -> bool:
 
 
 # --- state directories ----------------------------------------------------------------
-
-
-def load_state_files(state_dir: str, model: forecasting.ModelInfo) -> tuple[list[str], str]:
-    """Files of a committed state directory, checked against the model; and its run id."""
-    path = FileSystems.join(state_dir, commit.METADATA)
-    if not FileSystems.exists(path):
-        raise ModelError(f"{path}: not found; --state-in must be a --state-out of an earlier run")
-    try:
-        metadata = commit.read_json(path)
-    except (ValueError, UnicodeDecodeError) as err:
-        raise ModelError(
-            f"{path}: corrupt state metadata ({err}); rerun without --state-in"
-        ) from err
-    if commit.job_of(metadata) != commit.STATE:
-        holds = commit.JOBS.get(commit.job_of(metadata), "no rnncast output")
-        raise ModelError(
-            f"{state_dir}: not a state directory (it holds {holds}); --state-in must be a "
-            "--state-out of an earlier run"
-        )
-    if metadata.get("model_fingerprint") != model.fingerprint:
-        raise ModelError(
-            f"{state_dir}: state was written by model {metadata.get('model_fingerprint')}, not "
-            f"by {model.path} ({model.fingerprint}); run without --state-in to start afresh"
-        )
-    files = [FileSystems.join(state_dir, e["name"]) for e in metadata["files"]]
-    for entry, file in zip(metadata["files"], files):
-        if not FileSystems.exists(file):
-            raise ModelError(f"{file}: listed in {path} but missing; run without --state-in")
-        with FileSystems.open(file) as source:
-            if hashlib.sha256(source.read()).hexdigest() != entry["sha256"]:
-                raise ModelError(
-                    f"{file}: corrupt (SHA-256 differs from {path}); run without --state-in"
-                )
-    return files, metadata["run_id"]
 
 
 class _ReadStateFn(beam.DoFn):
@@ -272,21 +243,6 @@ class _RunModelFn(beam.DoFn):
 # --- writing ----------------------------------------------------------------------------
 
 
-def parquet_bytes(table: pd.DataFrame | pa.Table) -> bytes:
-    if isinstance(table, pd.DataFrame):
-        table = pa.Table.from_pandas(table, preserve_index=False)
-    buffer = io.BytesIO()
-    pq.write_table(table, buffer)
-    return buffer.getvalue()
-
-
-def write_parquet(path: str, table: pd.DataFrame | pa.Table) -> dict:
-    """Write ``table`` as Parquet through FileSystems (temporary name, then rename)."""
-    data = parquet_bytes(table)
-    commit.write_bytes(path, data)
-    return {"records": len(table), "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
-
-
 class _WriteForecastsFn(beam.DoFn):
     def __init__(self, model: forecasting.ModelInfo, horizon: int, staging: str):
         self._model = model
@@ -297,7 +253,7 @@ class _WriteForecastsFn(beam.DoFn):
         _, finals = element
         frame = forecasting.forecast_table(list(finals), self._model, self._horizon)
         name = f"{FORECASTS}/forecasts-00000-of-00001.parquet"
-        info = write_parquet(FileSystems.join(self._staging, name), frame)
+        info = commit.write_parquet(FileSystems.join(self._staging, name), frame)
         yield {"name": name, **info}
 
 
@@ -309,7 +265,7 @@ class _WriteStateFn(beam.DoFn):
         _, finals = element
         states = sorted((s for _, _, s in finals if s is not None), key=lambda s: s.series_id)
         name = "state/state-00000-of-00001.parquet"
-        info = write_parquet(
+        info = commit.write_parquet(
             FileSystems.join(self._staging, name), forecasting.states_to_table(states)
         )
         yield {"name": name, **info}
@@ -456,25 +412,9 @@ def _write_metadata(
     if state_staging:
         commit.write_json(
             FileSystems.join(state_staging, commit.METADATA),
-            state_metadata(run_id, model, [f for f in state_files if f]),
+            state_store.state_metadata(run_id, model, [f for f in state_files if f]),
         )
     return run_id
-
-
-def state_metadata(run_id: str, model: forecasting.ModelInfo, files: list[dict]) -> dict:
-    """``metadata.json`` of a state directory (what :func:`load_state_files` checks)."""
-    return {
-        "schema": schemas.load(schemas.STATE)["name"],
-        "schema_version": dict(schemas.CURRENT_VERSIONS),
-        "job": commit.STATE,
-        "run_id": run_id,
-        "model_fingerprint": model.fingerprint,
-        "state_size": list(model.state_size),
-        "horizon": model.horizon,
-        "quantiles": list(model.quantiles),
-        "num_series": sum(f["records"] for f in files),
-        "files": list(files),
-    }
 
 
 def run_id_for(config: ForecastConfig, model, paths: list[str], state_run: str | None) -> str:
@@ -490,11 +430,18 @@ def run(argv: list[str]) -> dict:
     options, pipeline_options = parse_job_options(
         argv, ForecastOptions, "rnncast forecast", DESCRIPTION
     )
-    if not options.model:
+    return run_config(config_from_options(options), pipeline_options)
+
+
+def run_config(config: ForecastConfig, pipeline_options: PipelineOptions | None = None) -> dict:
+    """Run the forecast job with ``config`` on the runner of ``pipeline_options`` (default:
+    the DirectRunner); returns the committed metadata. What ``rnncast forecast`` runs."""
+    if not config.model:
         raise JobArgumentError("rnncast forecast: --model is required")
     # Checks the export (config, weights, fingerprint) here, so a bad one fails before the run.
-    model = model_loader.load_model(options.model).info
-    config = config_from_options(options, model)
+    model = model_loader.load_model(config.model).info
+    config = config.check(model)
+    pipeline_options = pipeline_options or PipelineOptions()
     paths = list_inputs(config.input)
     for path in paths:
         check_input(path, config.columns)
@@ -503,7 +450,7 @@ def run(argv: list[str]) -> dict:
         check_output_directory(config.state_out, "--state-out")
     state_files, state_run = ([], None)
     if config.state_in:
-        state_files, state_run = load_state_files(config.state_in, model)
+        state_files, state_run = state_store.load_state_files(config.state_in, model)
     run_id = run_id_for(config, model, paths, state_run)
     # Both directories are checked before either is written to.
     commit.check_owner(config.output, commit.FORECAST, OUTPUT_DIRECTORIES)

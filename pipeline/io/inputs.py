@@ -3,7 +3,7 @@
 All file access goes through Beam ``FileSystems``, so local paths, ``gs://`` and ``s3://`` work
 alike. Problems that make a whole file unusable (missing, empty, not CSV/Parquet, missing
 columns) raise :class:`InputError` with a message naming the file and the fix; problems of
-single rows are left to :mod:`pipeline.validation`.
+single rows are left to :mod:`rnncast.pipeline.core.validation`.
 """
 
 from __future__ import annotations
@@ -22,21 +22,14 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
-from rnncast.pipeline.validation import InputColumns
+
+from rnncast.errors import InputError
+from rnncast.pipeline.core.validation import InputColumns, csv_line_numbers
 
 CSV_SUFFIXES = (".csv", ".csv.gz", ".csv.bz2", ".csv.zst")
 PARQUET_SUFFIXES = (".parquet", ".pq")
 CSV_BLOCK_BYTES = 1 << 24
 PARQUET_BATCH_ROWS = 1 << 19
-
-
-class InputError(ValueError):
-    """An input problem the user must fix; the message names the file and the fix."""
-
-
-class RejectedRowsError(InputError):
-    """Too many rows were rejected to commit the run; the staged dead letters are kept so the
-    user can read them (the message names their directory)."""
 
 
 # What reading a damaged file raises: Arrow's errors, I/O errors, and what Decompressed
@@ -67,8 +60,8 @@ def file_format(path: str) -> str:
 def list_inputs(location: str) -> list[str]:
     """The input files named by ``location``: one file, a glob, or a directory (its CSV and
     Parquet files, hidden and ``_``-prefixed files skipped). Sorted, so the job is deterministic."""
-    from rnncast.pipeline.errors import OutputError
-    from rnncast.pipeline.locations import check_filesystem
+    from rnncast.errors import OutputError
+    from rnncast.pipeline.io.locations import check_filesystem
 
     try:
         check_filesystem(location, "--input")
@@ -325,11 +318,8 @@ def _read_csv(path, columns):
         reported = 0
         for batch in reader:
             table = pa.Table.from_batches([batch])
-            # Line of valid row g: g + 2 + (number of skipped lines before it).
-            skipped = np.array([line for line, _ in malformed], dtype=np.int64)
-            thresholds = np.sort(skipped) - 2 - np.arange(len(skipped))
             valid_index = np.arange(valid_before, valid_before + table.num_rows, dtype=np.int64)
-            lines = valid_index + 2 + np.searchsorted(thresholds, valid_index, side="right")
+            lines = csv_line_numbers(valid_index, [line for line, _ in malformed])
             valid_before += table.num_rows
             yield table, lines, malformed[reported:]
             reported = len(malformed)

@@ -33,18 +33,18 @@ from apache_beam.transforms import userstate
 from apache_beam.transforms.timeutil import TimeDomain
 from apache_beam.transforms.window import TimestampedValue
 from apache_beam.utils.timestamp import Timestamp
-from rnncast.pipeline import commit, forecasting, model_loader, streaming
-from rnncast.pipeline.forecast_job import (
-    load_state_files,
-    parquet_bytes,
-    state_metadata,
-    write_parquet,
-)
-from rnncast.pipeline.locations import check_output_directory
-from rnncast.pipeline.options import JobArgumentError, JobOptions, parse_job_options
-from rnncast.pipeline.series import combine_parts
-from rnncast.pipeline.transforms import REJECTED, rejected_observations, rejected_payload
-from rnncast.pipeline.validation import InputColumns
+
+from rnncast.errors import JobArgumentError
+from rnncast.pipeline.beam.options import JobOptions, parse_job_options
+from rnncast.pipeline.beam.transforms import REJECTED
+from rnncast.pipeline.core import forecasting, streaming
+from rnncast.pipeline.core.deadletters import rejected_observations, rejected_payload
+from rnncast.pipeline.core.series import combine_parts
+from rnncast.pipeline.core.validation import InputColumns
+from rnncast.pipeline.io import commit, model_loader, observations
+from rnncast.pipeline.io.commit import parquet_bytes, write_parquet
+from rnncast.pipeline.io.locations import check_output_directory
+from rnncast.pipeline.io.state_store import load_state_files, state_metadata
 
 DESCRIPTION = (
     "Forecast continuously from an unbounded stream of points: new CSV/Parquet files matching "
@@ -238,7 +238,8 @@ def config_from_options(options: StreamOptions, model: forecasting.ModelInfo) ->
 
 
 class SeriesStateCoder(Coder):
-    """:class:`~pipeline.forecasting.SeriesState` as plain arrays (see :mod:`streaming`)."""
+    """:class:`~rnncast.pipeline.core.forecasting.SeriesState` as plain arrays (see
+    :mod:`~rnncast.pipeline.core.streaming`)."""
 
     def encode(self, value):
         return streaming.encode_state(value)
@@ -251,7 +252,7 @@ class SeriesStateCoder(Coder):
 
 
 class PendingCoder(Coder):
-    """A buffered :class:`~pipeline.streaming.Pending` part with its arrival time."""
+    """A buffered :class:`~rnncast.pipeline.core.streaming.Pending` part with its arrival time."""
 
     def encode(self, value):
         return streaming.encode_part(value.part, value.arrival)
@@ -265,7 +266,7 @@ class PendingCoder(Coder):
 
 
 class RecentCoder(Coder):
-    """Hashes of recently consumed points (:class:`~pipeline.streaming.Recent`)."""
+    """Hashes of recently consumed points (:class:`~rnncast.pipeline.core.streaming.Recent`)."""
 
     def encode(self, value):
         return streaming.encode_recent(value)
@@ -422,7 +423,7 @@ class _ReadFn(beam.DoFn):
             source, payload = element
             result = streaming.parse_message(payload, self._columns, source)
         else:
-            result = streaming.read_file(element, self._columns)
+            result = observations.read_file(element, self._columns)
             self._files.inc()
         self._rows.inc(result.rows_read)
         for frame in result.rejected:

@@ -1,0 +1,1 @@
+"""Beam pieces shared by the jobs: transforms, DoFns, options."""
