@@ -11,6 +11,7 @@ the candidate with the lowest mean MASE wins. Prints one line per candidate and 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 import time
@@ -18,7 +19,7 @@ import time
 import pandas as pd
 
 from rnncast.pipeline import embedded_data_path
-from rnncast.pipeline.cli import DEMO_EVALUATE_FLAGS, DEMO_MODEL_FLAGS
+from rnncast.pipeline.cli import DEMO_BACKTEST, demo_backtest
 from rnncast.pipeline.core import backtest
 from rnncast.pipeline.core.validation import InputColumns
 from rnncast.pipeline.io import observations
@@ -29,25 +30,21 @@ from rnncast.pipeline.jobs import evaluate as evaluate_job
 # now uses "units=32" (validation MASE 0.579 against 0.578 for "units=32,T=64", a tie within
 # seed noise, and T = 32 keeps the padding waste on four short series under 5 %).
 CANDIDATES = {
-    "base": [],
-    "units=32": ["--units", "32"],
-    "units=128": ["--units", "128"],
-    "layers=1": ["--layers", "1"],
-    "layers=3": ["--layers", "3"],
-    "T=64": ["--num-steps", "64"],
-    "T=16": ["--num-steps", "16"],
-    "lr=1e-3": ["--learning-rate", "1e-3"],
-    "lr=1e-2": ["--learning-rate", "1e-2"],
-    "scaling=mean": ["--scaling", "mean"],
-    "calendar=none": ["--calendar-features", "none"],
-    "cell=lstm": ["--cell", "lstm"],
+    "base": {},
+    "units=32": {"training": {"units": 32}},
+    "units=128": {"training": {"units": 128}},
+    "layers=1": {"training": {"layers": 1}},
+    "layers=3": {"training": {"layers": 3}},
+    "T=64": {"dataset": {"num_steps": 64}},
+    "T=16": {"dataset": {"num_steps": 16}},
+    "lr=1e-3": {"training": {"learning_rate": 1e-3}},
+    "lr=1e-2": {"training": {"learning_rate": 1e-2}},
+    "scaling=mean": {"dataset": {"scaling": "mean"}},
+    "calendar=none": {"dataset": {"calendar_features": "none"}},
+    "cell=lstm": {"training": {"cell": "lstm"}},
     # Second round: the two best single changes of the first round together.
-    "units=32,T=64": ["--units", "32", "--num-steps", "64"],
+    "units=32,T=64": {"training": {"units": 32}, "dataset": {"num_steps": 64}},
 }
-
-
-def _flag(flags: list[str], name: str) -> str:
-    return flags[flags.index(name) + 1]
 
 
 def main() -> int:
@@ -55,9 +52,8 @@ def main() -> int:
     parser.add_argument("--output", default="tune-defaults")
     parser.add_argument("--only", nargs="*", default=None, help="Candidate names to run.")
     args = parser.parse_args()
-    horizon = int(_flag(DEMO_EVALUATE_FLAGS, "--horizon"))
-    test_origins = int(_flag(DEMO_EVALUATE_FLAGS, "--origins"))
-    every = int(_flag(DEMO_EVALUATE_FLAGS, "--origin-every"))
+    horizon, test_origins = DEMO_BACKTEST["horizon"], DEMO_BACKTEST["origins"]
+    every = DEMO_BACKTEST["origin_every"]
     loaded = observations.load_input(embedded_data_path(), InputColumns())
     first = min(int(o.timestamp[0]) for o in loaded.series.values())
     end = max(int(o.timestamp[-1]) for o in loaded.series.values())
@@ -78,21 +74,14 @@ def main() -> int:
         if args.only and name not in args.only:
             continue
         started = time.perf_counter()
-        summary = evaluate_job.run(
-            [
-                "--input",
-                validation_input,
-                "--output",
-                os.path.join(args.output, name.replace("=", "-").replace(",", "_")),
-                *DEMO_EVALUATE_FLAGS,
-                *DEMO_MODEL_FLAGS,
-                "--classical",
-                "none",
-                "--plot-series",
-                "0",
-                *change,
-            ]
+        output = os.path.join(args.output, name.replace("=", "-").replace(",", "_"))
+        config = demo_backtest(validation_input, output, classical="none", plot_series=0)
+        config = dataclasses.replace(
+            config,
+            dataset=dataclasses.replace(config.dataset, **change.get("dataset", {})),
+            training=dataclasses.replace(config.training, **change.get("training", {})),
         )
+        summary = evaluate_job.run_config(config)
         table = {row["method"]: row for row in summary["overall"]}
         rows.append(
             {

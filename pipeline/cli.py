@@ -126,22 +126,25 @@ def _synthetic(argv: list[str]) -> int:
 # were chosen on validation origins before the test origins (benchmarks/tune_defaults.py).
 DEMO_DATASET = {"num_steps": 32, "batch_size": 8, "horizon": 14}
 DEMO_MODEL = {"units": 32}
-# rnncast evaluate takes flags (it has no config class yet): the same settings.
-DEMO_MODEL_FLAGS = ["--units", "32"]
-DEMO_EVALUATE_FLAGS = [
-    "--num-steps",
-    "32",
-    "--batch-size",
-    "8",
-    "--horizon",
-    "14",
-    "--origins",
-    "6",
-    "--origin-every",
-    "14",
-    "--refit-every",
-    "2",
-]
+DEMO_BACKTEST = {"horizon": 14, "origins": 6, "origin_every": 14, "refit_every": 2}
+
+
+def demo_backtest(data: str, output: str, epochs: int = 20, **backtest):
+    """The demo's rolling-origin evaluation of ``data`` into ``output``: an
+    :class:`~rnncast.pipeline.jobs.evaluate.EvaluateConfig` (``backtest`` overrides its own
+    fields; replace ``dataset``/``training`` for the rest)."""
+    from rnncast.model.config import TrainConfig
+    from rnncast.pipeline.jobs.dataset import DatasetConfig
+    from rnncast.pipeline.jobs.evaluate import EvaluateConfig
+
+    return EvaluateConfig(
+        input=data,
+        output=output,
+        # Templates: each origin sets the input and output (data and model directory).
+        dataset=DatasetConfig(input=data, output=output, **DEMO_DATASET),
+        training=TrainConfig(data="", model_dir="", epochs=epochs, **DEMO_MODEL),
+        **{**DEMO_BACKTEST, **backtest},
+    )
 
 
 def _demo_parser() -> argparse.ArgumentParser:
@@ -172,7 +175,6 @@ def _demo(argv: list[str]) -> int:
 
     args, beam_args = _demo_parser().parse_known_args(argv)
     data = embedded_data_path()
-    model_flags = [*DEMO_MODEL_FLAGS, "--epochs", str(args.epochs)]
     dataset = os.path.join(args.output, "dataset")
     print("rnncast demo: 1/4 dataset job", file=sys.stderr)
     dataset_job.run_config(
@@ -198,8 +200,8 @@ def _demo(argv: list[str]) -> int:
         return 0
     print("rnncast demo: 4/4 rolling-origin evaluation", file=sys.stderr)
     evaluation = os.path.join(args.output, "evaluation")
-    evaluate_job.run(
-        ["--input", data, "--output", evaluation, *DEMO_EVALUATE_FLAGS, *model_flags, *beam_args]
+    evaluate_job.run_config(
+        demo_backtest(data, evaluation, args.epochs), PipelineOptions(beam_args)
     )
     print(
         f"rnncast demo: forecasts in {forecasts}, evaluation summary "

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import os
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -65,9 +66,18 @@ def test_source_checkout_imports_without_installing(tmp_path):
 
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory):
+    # Built from a copy of what the package is made of, so the build leaves nothing in the
+    # checkout.
+    source = tmp_path_factory.mktemp("source")
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(os.path.join(ROOT, name), source)
+    for name in ("rnncast", "pipeline", "model", "schemas"):
+        shutil.copytree(
+            os.path.join(ROOT, name), source / name, ignore=shutil.ignore_patterns("__pycache__")
+        )
     out = tmp_path_factory.mktemp("wheel")
     done = subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", ROOT, "--no-deps", "-q", "-w", str(out)],
+        [sys.executable, "-m", "pip", "wheel", str(source), "--no-deps", "-q", "-w", str(out)],
         capture_output=True,
         text=True,
     )
@@ -83,6 +93,7 @@ def test_wheel_holds_one_package_with_its_data(wheel):
     for expected in (
         "rnncast/__init__.py",
         "rnncast/pipeline/cli.py",
+        "rnncast/pipeline/jobs/stream/step.py",
         "rnncast/model/forecaster.py",
         "rnncast/schemas/metadata.v1.json",
         "rnncast/pipeline/data/seattle_weather_daily_2012_2015.csv",

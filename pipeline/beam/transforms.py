@@ -15,13 +15,13 @@ from apache_beam.io.filesystems import FileSystems
 
 from rnncast.pipeline.core import series as series_lib
 from rnncast.pipeline.core.deadletters import (
+    deduplicated,
     empty_rejected,
     rejected_observations,
     rejected_payload,
 )
-from rnncast.pipeline.core.validation import InputColumns, validate_read_batch
-from rnncast.pipeline.io import commit, spill
-from rnncast.pipeline.io.inputs import read_batches
+from rnncast.pipeline.core.validation import InputColumns
+from rnncast.pipeline.io import commit, observations, spill
 
 REJECTED = "rejected"
 ROWS_READ = "rows_read"
@@ -35,11 +35,9 @@ class _ReadFileFn(beam.DoFn):
 
     def process(self, path: str):
         name = hashlib.sha256(path.encode("utf-8")).hexdigest()[:24]
-        for index, (table, row_numbers, malformed) in enumerate(read_batches(path, self._columns)):
-            yield beam.pvalue.TaggedOutput(ROWS_READ, table.num_rows + len(malformed))
-            parts, rejected = validate_read_batch(
-                table, self._columns, path, row_numbers, malformed
-            )
+        batches = observations.validated_batches(path, self._columns)
+        for index, (rows_read, parts, rejected) in enumerate(batches):
+            yield beam.pvalue.TaggedOutput(ROWS_READ, rows_read)
             if len(rejected):
                 yield beam.pvalue.TaggedOutput(REJECTED, rejected)
             if parts:
@@ -76,22 +74,12 @@ class ReadInputs(beam.PTransform):
 
 
 def load_unique(
-    refs: list[spill.PartRef], max_gap_steps: float = 0.0
-) -> tuple[series_lib.Observations, series_lib.Observations, dict]:
-    """Read a series' spilled rows; return ``(all rows, unique rows, rejected)``.
-
-    ``rejected`` maps each reason to ``(observations, positions)``: ``duplicate`` and
-    ``conflict`` index all rows; ``isolated_by_gap`` (points apart from the series, see
-    :func:`series.isolated_by_gap`; only when ``max_gap_steps > 0``) indexes the de-duplicated
-    rows, and those points are not in the unique rows returned."""
+    series_id: str, refs: list[spill.PartRef], max_gap_steps: float = 0.0
+) -> tuple[series_lib.Observations, list[pd.DataFrame]]:
+    """A series' spilled rows, de-duplicated: its unique rows and the dead letters of the
+    rest (:func:`~rnncast.pipeline.core.deadletters.deduplicated`)."""
     rows = series_lib.combine_parts(spill.read_parts(list(refs)))
-    unique, repeated = series_lib.deduplicate(rows)
-    rejected = {reason: (rows, positions) for reason, positions in repeated.items()}
-    isolated = series_lib.isolated_by_gap(unique.timestamp, max_gap_steps)
-    rejected["isolated_by_gap"] = (unique, np.flatnonzero(isolated))
-    if isolated.any():
-        unique = unique.subset(~isolated)
-    return rows, unique, rejected
+    return deduplicated(series_id, rows, max_gap_steps)
 
 
 class _DeduplicateFn(beam.DoFn):
@@ -100,12 +88,9 @@ class _DeduplicateFn(beam.DoFn):
 
     def process(self, element):
         series_id, refs = element
-        _, unique, rejected = load_unique(refs, self._max_gap_steps)
-        for reason, (observations, positions) in rejected.items():
-            if len(positions):
-                yield beam.pvalue.TaggedOutput(
-                    REJECTED, rejected_observations(series_id, observations, positions, reason)
-                )
+        unique, rejected = load_unique(series_id, refs, self._max_gap_steps)
+        for frame in rejected:
+            yield beam.pvalue.TaggedOutput(REJECTED, frame)
         yield beam.pvalue.TaggedOutput(FREQUENCY_VOTE, series_lib.frequency_vote(unique.timestamp))
 
 
@@ -166,7 +151,7 @@ def assemble(
     """Load, de-duplicate, drop isolated points and regularise one series from its spilled
     rows; also return the dead-letter frame of its off-grid rows. ``None`` when no row is on
     the grid."""
-    _, unique, _ = load_unique(refs, max_gap_steps)
+    unique, _ = load_unique(series_id, refs, max_gap_steps)
     regular, off_grid = series_lib.regularise(series_id, unique, freq, fill)
     rejected = (
         rejected_observations(series_id, unique, np.flatnonzero(off_grid), "off_grid")

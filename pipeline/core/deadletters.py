@@ -109,3 +109,25 @@ def rejected_payload(frames: list[pd.DataFrame]) -> tuple[bytes, int, dict[str, 
     payload = ("\n".join(lines) + ("\n" if lines else "")).encode("utf-8")
     counts = collections.Counter(table["reason"].tolist())
     return payload, len(lines), dict(sorted(counts.items()))
+
+
+def deduplicated(
+    series_id: str, rows: series_lib.Observations, max_gap_steps: float = 0.0
+) -> tuple[series_lib.Observations, list[pd.DataFrame]]:
+    """One series' unique rows, and the dead letters of the others: repeated timestamps
+    (the reasons of :func:`~rnncast.pipeline.core.series.deduplicate`) and, when
+    ``max_gap_steps`` is set, points beyond a gap at its ends (``isolated_by_gap``). Every
+    job reads a series through this, so they all keep the same points."""
+    unique, repeated = series_lib.deduplicate(rows)
+    frames = [
+        rejected_observations(series_id, rows, positions, reason)
+        for reason, positions in repeated.items()
+        if len(positions)
+    ]
+    isolated = series_lib.isolated_by_gap(unique.timestamp, max_gap_steps)
+    if isolated.any():
+        frames.append(
+            rejected_observations(series_id, unique, np.flatnonzero(isolated), "isolated_by_gap")
+        )
+        unique = unique.subset(~isolated)
+    return unique, frames

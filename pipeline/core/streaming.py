@@ -50,6 +50,13 @@ class ReadResult:
     rejected: list[pd.DataFrame]
     parts: list[tuple[str, SeriesPart]]
 
+    def add(self, rows_read: int, parts: list[tuple[str, SeriesPart]], rejected) -> None:
+        """Add one validated batch: its rows read, accepted parts and dead letters."""
+        self.rows_read += rows_read
+        if len(rejected):
+            self.rejected.append(rejected)
+        self.parts.extend(parts)
+
 
 def parse_message(payload: bytes, columns: InputColumns, source: str) -> ReadResult:
     """Validate the rows of one message (Pub/Sub, Kafka): JSON lines (one object per row with
@@ -61,18 +68,9 @@ def parse_message(payload: bytes, columns: InputColumns, source: str) -> ReadRes
         table, row_numbers, malformed = _json_lines(text, columns)
     else:
         table, row_numbers, malformed = _csv_text(payload, columns)
-    add_read_batch(out, table, row_numbers, malformed, columns, source)
-    return out
-
-
-def add_read_batch(out, table, row_numbers, malformed, columns, source) -> None:
-    """Validate one batch read from ``source`` and add its rows, parts and dead letters to
-    ``out`` (a :class:`ReadResult`)."""
-    out.rows_read += table.num_rows + len(malformed)
     parts, rejected = validate_read_batch(table, columns, source, row_numbers, malformed)
-    if len(rejected):
-        out.rejected.append(rejected)
-    out.parts.extend(parts)
+    out.add(table.num_rows + len(malformed), parts, rejected)
+    return out
 
 
 def _json_lines(text: str, columns: InputColumns):

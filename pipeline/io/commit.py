@@ -32,6 +32,7 @@ from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.io.localfilesystem import LocalFileSystem
 
+from rnncast import schemas
 from rnncast.errors import OutputError
 
 METADATA = "metadata.json"
@@ -56,6 +57,32 @@ _LEGACY_SCHEMAS = {
     "rnncast.forecast": FORECAST,
     "rnncast.state": STATE,
 }
+
+
+def metadata_header(schema: str, job: str, run_id: str) -> dict:
+    """The keys every ``metadata.json`` starts with: its contract and the schema versions,
+    the job that owns the directory, and the run."""
+    return {
+        "schema": schemas.load(schema)["name"],
+        "schema_version": dict(schemas.CURRENT_VERSIONS),
+        "job": job,
+        "run_id": run_id,
+    }
+
+
+def rejected_counts(rejected: dict) -> dict[str, int]:
+    """Dead letters per reason, every reason of the contract listed (0 when none), from the
+    summary the dead-letter writer outputs (``WriteRejected``)."""
+    return {reason: rejected["by_reason"].get(reason, 0) for reason in schemas.rejection_reasons()}
+
+
+def rejected_entry(rejected: dict) -> dict:
+    """The ``rejected_files`` entry of ``metadata.json`` for that summary."""
+    return {
+        "name": "rejected/" + rejected["path"].rsplit("/", 1)[-1],
+        "records": rejected["records"],
+        "sha256": rejected["sha256"],
+    }
 
 
 def run_id(settings: dict, paths: list[str], extra: str = "") -> str:
@@ -109,6 +136,8 @@ def write_bytes(path: str, data: bytes, temporary: str | None = None) -> None:
     """
     temporary = temporary or path + ".tmp"
     if isinstance(FileSystems.get_filesystem(path), LocalFileSystem):
+        # As FileSystems.create does, the folder is made when missing.
+        os.makedirs(os.path.dirname(os.path.abspath(temporary)), exist_ok=True)
         with open(temporary, "wb") as handle:
             handle.write(data)
             handle.flush()

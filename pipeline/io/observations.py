@@ -1,21 +1,38 @@
-"""Input files read and validated the way every job reads them (the row checks of
-:mod:`rnncast.pipeline.core.validation`), for the jobs that read outside a Beam pipeline:
-the stream job's file watcher and the backtest."""
+"""Input files read and validated the one way every job reads them (the row checks of
+:mod:`rnncast.pipeline.core.validation`, then
+:func:`~rnncast.pipeline.core.deadletters.deduplicated`): the Beam jobs' read step, the
+stream job's file watcher and the backtest."""
 
 from __future__ import annotations
 
 import collections
+from collections.abc import Iterator
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 
 from rnncast.errors import InputError
 from rnncast.pipeline.core import series as series_lib
 from rnncast.pipeline.core.backtest import LoadedInput
-from rnncast.pipeline.core.deadletters import rejected_frame, rejected_observations, sorted_rejected
-from rnncast.pipeline.core.streaming import UNREADABLE_FILE, ReadResult, add_read_batch
+from rnncast.pipeline.core.deadletters import (
+    deduplicated,
+    rejected_frame,
+    sorted_rejected,
+)
+from rnncast.pipeline.core.streaming import UNREADABLE_FILE, ReadResult
 from rnncast.pipeline.core.validation import InputColumns, validate_read_batch
 from rnncast.pipeline.io.inputs import check_input, list_inputs, read_batches
+
+
+def validated_batches(
+    path: str, columns: InputColumns
+) -> Iterator[tuple[int, list[tuple[str, series_lib.SeriesPart]], pd.DataFrame]]:
+    """``path`` read batch by batch and every row checked, as every job reads its input:
+    ``(rows read, accepted parts per series, dead letters)`` per batch."""
+    for table, row_numbers, malformed in read_batches(path, columns):
+        parts, rejected = validate_read_batch(table, columns, path, row_numbers, malformed)
+        yield table.num_rows + len(malformed), parts, rejected
 
 
 def read_file(path: str, columns: InputColumns) -> ReadResult:
@@ -24,8 +41,8 @@ def read_file(path: str, columns: InputColumns) -> ReadResult:
     out = ReadResult(0, [], [])
     try:
         check_input(path, columns)
-        for table, row_numbers, malformed in read_batches(path, columns):
-            add_read_batch(out, table, row_numbers, malformed, columns, path)
+        for batch in validated_batches(path, columns):
+            out.add(*batch)
     except (InputError, OSError, pa.ArrowInvalid) as err:
         out.rows_read += 1
         out.rejected.append(
@@ -41,18 +58,15 @@ def load_input(location: str, columns: InputColumns) -> LoadedInput:
     rejected = []
     rows_read = 0
     for path in list_inputs(location):
-        for table, row_numbers, malformed in read_batches(path, columns):
-            rows_read += table.num_rows + len(malformed)
-            accepted, bad = validate_read_batch(table, columns, path, row_numbers, malformed)
+        for count, accepted, bad in validated_batches(path, columns):
+            rows_read += count
             rejected.append(bad)
             for series_id, part in accepted:
                 parts[series_id].append(part)
     series = {}
     for series_id in sorted(parts):
-        rows = series_lib.combine_parts(parts[series_id])
-        unique, dropped = series_lib.deduplicate(rows)
-        for reason, positions in dropped.items():
-            if len(positions):
-                rejected.append(rejected_observations(series_id, rows, positions, reason))
-        series[series_id] = unique
+        series[series_id], dropped = deduplicated(
+            series_id, series_lib.combine_parts(parts[series_id])
+        )
+        rejected.extend(dropped)
     return LoadedInput(series, sorted_rejected(rejected), rows_read)

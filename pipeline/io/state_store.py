@@ -50,10 +50,7 @@ def load_state_files(state_dir: str, model: forecasting.ModelInfo) -> tuple[list
 def state_metadata(run_id: str, model: forecasting.ModelInfo, files: list[dict]) -> dict:
     """``metadata.json`` of a state directory (what :func:`load_state_files` checks)."""
     return {
-        "schema": schemas.load(schemas.STATE)["name"],
-        "schema_version": dict(schemas.CURRENT_VERSIONS),
-        "job": commit.STATE,
-        "run_id": run_id,
+        **commit.metadata_header(schemas.STATE, commit.STATE, run_id),
         "model_fingerprint": model.fingerprint,
         "state_size": list(model.state_size),
         "horizon": model.horizon,

@@ -651,9 +651,7 @@ def build_metadata(
 ) -> dict:
     summaries = sorted(summaries, key=lambda s: s["series_id"])
     freq = frequency.get("freq")
-    by_reason = {
-        reason: rejected["by_reason"].get(reason, 0) for reason in schemas.rejection_reasons()
-    }
+    by_reason = commit.rejected_counts(rejected)
     rows_rejected = int(sum(by_reason.values()))
     rows_accepted = int(sum(s["observed"] for s in summaries))
     fingerprint = hashlib.sha256()
@@ -685,10 +683,7 @@ def build_metadata(
             entry["batches_per_stream"] = plan["splits"][split]["num_batches"]
         splits[split] = entry
     return {
-        "schema": schemas.load(schemas.METADATA)["name"],
-        "schema_version": dict(schemas.CURRENT_VERSIONS),
-        "job": commit.DATASET,
-        "run_id": run_id,
+        **commit.metadata_header(schemas.METADATA, commit.DATASET, run_id),
         "status": "error" if "error" in frequency else "ok",
         "error": frequency.get("error"),
         "layout": config.layout,
@@ -716,13 +711,7 @@ def build_metadata(
             "rows_rejected": rows_rejected,
             "rejected_by_reason": by_reason,
         },
-        "rejected_files": [
-            {
-                "name": "rejected/" + rejected["path"].rsplit("/", 1)[-1],
-                "records": rejected["records"],
-                "sha256": rejected["sha256"],
-            }
-        ],
+        "rejected_files": [commit.rejected_entry(rejected)],
         "splits": splits,
         "padding_waste": splits["train"]["padding_waste"],
         "series": {

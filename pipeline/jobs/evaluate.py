@@ -21,6 +21,7 @@ import shutil
 import sys
 import time
 from collections.abc import Iterable, Iterator
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -28,6 +29,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 
 from rnncast import schemas
 from rnncast.errors import InputError, JobArgumentError, ModelError
+from rnncast.pipeline.beam.options import JobOptions, add_job_arguments, parse_job_options
 from rnncast.pipeline.beam.transforms import FrequencyVotes
 from rnncast.pipeline.core import backtest, forecasting, metrics
 from rnncast.pipeline.core import series as series_lib
@@ -36,6 +38,10 @@ from rnncast.pipeline.core.validation import InputColumns
 from rnncast.pipeline.io import commit, observations
 from rnncast.pipeline.io.locations import check_output_directory
 from rnncast.pipeline.io.model_loader import read_model_info
+
+if TYPE_CHECKING:  # types only: the model package imports TensorFlow
+    from rnncast.model.config import TrainConfig
+    from rnncast.pipeline.jobs.dataset import DatasetConfig
 
 DESCRIPTION = (
     "Rolling-origin backtest: for each origin, train (or reuse with --model) a model only on "
@@ -51,24 +57,20 @@ SUMMARY_FILE = "evaluation.json"
 
 def build_parser() -> argparse.ArgumentParser:
     from rnncast.model.train import add_training_arguments
+    from rnncast.pipeline.jobs.dataset import DatasetOptions
 
     parser = argparse.ArgumentParser(
         prog="rnncast evaluate",
         allow_abbrev=False,
         description=DESCRIPTION,
-        epilog="Other flags are Beam pipeline options for the dataset and forecast jobs "
-        "(e.g. --runner, --direct_running_mode).",
+        epilog="--output is the directory for metrics, summary and plots; --horizon "
+        "defaults to the --model export's horizon, else 24. Other flags are Beam pipeline "
+        "options for the dataset and forecast jobs (e.g. --runner, --direct_running_mode).",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        # --seed is both the dataset job's and training's: one flag seeds both.
+        conflict_handler="resolve",
     )
     g = parser.add_argument_group("backtest")
-    g.add_argument("--input", required=True, help="Input series: CSV/Parquet file, glob or dir.")
-    g.add_argument("--output", required=True, help="Directory for metrics, summary and plots.")
-    g.add_argument(
-        "--horizon",
-        type=int,
-        default=None,
-        help="H: steps ahead scored per origin (default: the --model export's horizon, else 24).",
-    )
     g.add_argument(
         "--origins",
         type=int,
@@ -125,27 +127,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument(
         "--plot-series", type=int, default=4, help="Series plotted (chosen by sorted id)."
     )
-    d = parser.add_argument_group("dataset (as in rnncast dataset)")
-    d.add_argument("--num-steps", type=int, default=64, help="T: time steps per chunk.")
-    d.add_argument("--batch-size", type=int, default=32, help="B: lanes per batch.")
-    d.add_argument("--freq", default=None, help="Frequency (pandas alias); inferred if omitted.")
-    d.add_argument("--covariates", nargs="+", default=[], help="Numeric covariate columns.")
-    d.add_argument("--fill", choices=series_lib.FILL_METHODS, default="ffill", help="Gap fill.")
-    d.add_argument(
-        "--scaling", choices=series_lib.SCALING_METHODS, default="standard", help="Scaling."
-    )
-    d.add_argument(
-        "--calendar-features", choices=("auto", "none"), default="auto", help="Calendar inputs."
-    )
-    d.add_argument(
-        "--validation-fraction",
-        type=float,
-        default=0.1,
-        help="Latest part of each origin's history used for early stopping.",
-    )
-    d.add_argument("--series-id-column", default="series_id", help="Column with the id.")
-    d.add_argument("--timestamp-column", default="timestamp", help="Column with the time.")
-    d.add_argument("--value-column", default="value", help="Column with the value.")
+    # The dataset job's own flags (and the input/output/horizon every job shares).
+    add_job_arguments(parser, DatasetOptions)
     t = parser.add_argument_group("model and training (as in rnncast train)")
     add_training_arguments(t)
     return parser
@@ -214,41 +197,42 @@ def _origin_label(index: int, origin: int) -> str:
 
 
 def _train_at(
-    args, history_path: str, work: str, beam_args: list[str], freq: str, init_from: str | None
+    config: EvaluateConfig,
+    history_path: str,
+    work: str,
+    pipeline_options: PipelineOptions,
+    freq: str,
+    init_from: str | None,
 ) -> str:
     """Dataset job, training (from ``init_from``'s weights when given) and export on one
     origin's history; returns the export dir."""
     from rnncast.model.export import export_model
-    from rnncast.model.train import config_from_args, train
+    from rnncast.model.train import train
     from rnncast.pipeline.jobs import dataset as dataset_job
 
     data = os.path.join(work, "dataset")
-    dataset_job.run_config(
-        dataset_job.DatasetConfig(
-            input=history_path,
-            output=data,
-            num_steps=args.num_steps,
-            batch_size=args.batch_size,
-            horizon=args.horizon,
-            freq=freq,
-            columns=InputColumns(
-                covariates=tuple(c for item in args.covariates for c in item.split(",") if c)
-            ),
-            fill=args.fill,
-            scaling=args.scaling,
-            calendar_features=args.calendar_features,
-            validation_fraction=args.validation_fraction,
-            seed=args.seed,
-        ),
-        PipelineOptions(beam_args),
+    dataset_job.run_config(origin_dataset(config, history_path, data, freq), pipeline_options)
+    model_dir = os.path.join(work, "model")
+    train(dataclasses.replace(config.training, data=data, model_dir=model_dir, init_from=init_from))
+    return export_model(model_dir, servable=False)
+
+
+def origin_dataset(config: EvaluateConfig, history_path: str, output: str, freq: str):
+    """The dataset job's config for one origin: the backtest's dataset settings on the
+    origin's history file (written with the standard column names)."""
+    covariates = config.dataset.columns.covariates
+    return dataclasses.replace(
+        config.dataset,
+        input=history_path,
+        output=output,
+        horizon=config.horizon,
+        freq=freq,
+        columns=InputColumns(covariates=covariates),
     )
-    config = config_from_args(args, data, os.path.join(work, "model"))
-    train(dataclasses.replace(config, init_from=init_from))
-    return export_model(config.model_dir, servable=False)
 
 
 def _forecast_at(
-    export: str, history_path: str, work: str, horizon: int, beam_args
+    export: str, history_path: str, work: str, horizon: int, pipeline_options: PipelineOptions
 ) -> pd.DataFrame:
     from rnncast.pipeline.jobs import forecast as forecast_job
 
@@ -257,7 +241,7 @@ def _forecast_at(
         forecast_job.ForecastConfig(
             model=export, input=history_path, output=output, horizon=horizon
         ),
-        PipelineOptions(beam_args),
+        pipeline_options,
     )
     return commit.read_committed_frame(output)
 
@@ -492,57 +476,114 @@ def _write_summary(output, table, settings, plot_paths, not_scored) -> None:
         handle.write(page)
 
 
-def run(argv: list[str]) -> dict:
-    """Run ``rnncast evaluate``; returns the summary written to ``evaluation.json``."""
-    parser = build_parser()
-    args, beam_args = parser.parse_known_args(argv)
-    if beam_args:
-        from rnncast.pipeline.beam.options import parse_job_options
-        from rnncast.pipeline.jobs.forecast import DESCRIPTION as FORECAST
-        from rnncast.pipeline.jobs.forecast import ForecastOptions
+@dataclasses.dataclass(frozen=True)
+class EvaluateConfig:
+    """Settings of one backtest. ``dataset`` and ``training`` are the dataset job's and
+    training's own configs, used at every origin with the origin's history as input (their
+    ``input``/``output`` and ``data``/``model_dir`` are set per origin)."""
 
-        parse_job_options(beam_args, ForecastOptions, "rnncast evaluate", FORECAST)
-    if args.init_from:
-        raise JobArgumentError(
-            "rnncast evaluate: --init-from could carry data from after the origins into the "
-            "backtest; use --warm-start (each refit starts from the previous origin's model) "
-            "or --model"
-        )
-    if args.refit_every < 1 or args.plot_series < 0:
-        raise JobArgumentError("rnncast evaluate: --refit-every >= 1 and --plot-series >= 0")
-    mstl_seasons = _mstl_seasons(args.mstl_seasons)
-    classical = _classical_models(args.classical, mstl_seasons)  # checked before reading input
-    check_output_directory(args.output, "--output")
-    columns = InputColumns(
-        args.series_id_column, args.timestamp_column, args.value_column, tuple(args.covariates)
+    input: str
+    output: str
+    dataset: DatasetConfig
+    training: TrainConfig
+    horizon: int | None = None
+    origins: int | None = None
+    origin_every: int | None = None
+    season: int | None = None
+    refit_every: int = 1
+    warm_start: bool = False
+    model: str | None = None
+    classical: str = "auto"
+    mstl_seasons: tuple[int, ...] = ()
+    plot_series: int = 4
+
+    def check(self) -> EvaluateConfig:
+        if not self.input or not self.output:
+            raise JobArgumentError("rnncast evaluate: --input and --output are required")
+        if self.training.init_from:
+            raise JobArgumentError(
+                "rnncast evaluate: --init-from could carry data from after the origins into "
+                "the backtest; use --warm-start (each refit starts from the previous origin's "
+                "model) or --model"
+            )
+        if self.refit_every < 1 or self.plot_series < 0:
+            raise JobArgumentError("rnncast evaluate: --refit-every >= 1 and --plot-series >= 0")
+        if self.mstl_seasons and min(self.mstl_seasons) < 1:
+            raise JobArgumentError("rnncast evaluate: --mstl-seasons must be positive")
+        return self
+
+
+def config_from_args(args) -> EvaluateConfig:
+    """The config of parsed ``rnncast evaluate`` flags (:func:`build_parser`)."""
+    from rnncast.model.train import config_from_args as training_config
+    from rnncast.pipeline.jobs.dataset import config_from_options as dataset_config
+
+    return EvaluateConfig(
+        input=args.input,
+        output=args.output,
+        dataset=dataset_config(args),
+        training=training_config(args, "", ""),
+        horizon=args.horizon,
+        origins=args.origins,
+        origin_every=args.origin_every,
+        season=args.season,
+        refit_every=args.refit_every,
+        warm_start=bool(args.warm_start),
+        model=args.model,
+        classical=args.classical,
+        mstl_seasons=_mstl_seasons(args.mstl_seasons),
+        plot_series=args.plot_series,
     )
+
+
+def run(argv: list[str]) -> dict:
+    """Run ``rnncast evaluate`` with command-line ``argv``; returns ``evaluation.json``."""
+    args, beam_args = build_parser().parse_known_args(argv)
+    if not args.input or not args.output:
+        raise JobArgumentError("rnncast evaluate: --input and --output are required")
+    # The rest must be Beam options (for the dataset and forecast jobs it runs).
+    _, pipeline_options = parse_job_options(beam_args, JobOptions, "rnncast evaluate", DESCRIPTION)
+    return run_config(config_from_args(args), pipeline_options)
+
+
+def run_config(config: EvaluateConfig, pipeline_options: PipelineOptions | None = None) -> dict:
+    """Run the backtest of ``config``; the dataset and forecast jobs it runs use the runner of
+    ``pipeline_options`` (default: the DirectRunner). Returns ``evaluation.json``."""
+    config = config.check()
+    pipeline_options = pipeline_options or PipelineOptions()
+    classical = _classical_models(config.classical, config.mstl_seasons)  # before reading input
+    check_output_directory(config.output, "--output")
+    columns = config.dataset.columns
     started = time.perf_counter()
-    reused = read_model_info(args.model) if args.model else None
-    if args.horizon is None:
-        args.horizon = reused.horizon if reused is not None else DEFAULT_HORIZON
-    loaded = observations.load_input(args.input, columns)
+    reused = read_model_info(config.model) if config.model else None
+    if config.horizon is None:
+        horizon = reused.horizon if reused is not None else DEFAULT_HORIZON
+        config = dataclasses.replace(config, horizon=horizon)
+    loaded = observations.load_input(config.input, columns)
     if not loaded.series:
         raise InputError(
-            f"{args.input}: no valid rows ({loaded.rows_read} read, all rejected or none); "
+            f"{config.input}: no valid rows ({loaded.rows_read} read, all rejected or none); "
             "check the file and the --*-column flags"
         )
-    freq = args.freq or _infer_frequency(loaded)
-    season = args.season or metrics.default_season(freq)
-    mstl_seasons = mstl_seasons or (season,)
-    classical = _classical_models(args.classical, mstl_seasons)
+    freq = config.dataset.freq or _infer_frequency(loaded)
+    season = config.season or metrics.default_season(freq)
+    mstl_seasons = config.mstl_seasons or (season,)
+    classical = _classical_models(config.classical, mstl_seasons)
     first = min(int(o.timestamp[0]) for o in loaded.series.values())
     end = max(int(o.timestamp[-1]) for o in loaded.series.values())
-    count = args.origins if args.origins is not None or args.origin_every else 3
+    count = config.origins if config.origins is not None or config.origin_every else 3
     try:
-        origins = backtest.choose_origins(end, freq, args.horizon, count, args.origin_every, first)
+        origins = backtest.choose_origins(
+            end, freq, config.horizon, count, config.origin_every, first
+        )
     except ValueError as err:
         raise JobArgumentError(f"rnncast evaluate: {err}") from err
-    if reused is not None and reused.horizon < args.horizon:
+    if reused is not None and reused.horizon < config.horizon:
         raise JobArgumentError(
-            f"rnncast evaluate: {args.model} forecasts {reused.horizon} steps; pass --horizon "
+            f"rnncast evaluate: {config.model} forecasts {reused.horizon} steps; pass --horizon "
             f"<= {reused.horizon}"
         )
-    output = args.output
+    output = config.output
     os.makedirs(os.path.join(output, "rejected"), exist_ok=True)
     with open(os.path.join(output, "rejected", "rejected-00000-of-00001.jsonl"), "wb") as sink:
         sink.write(rejected_payload([loaded.rejected])[0])
@@ -557,20 +598,20 @@ def run(argv: list[str]) -> dict:
     leaks = trained_through is not None and origins[0] < trained_through
     if reused is not None:
         print(
-            f"rnncast evaluate: reusing {args.model} at every origin; the results are "
+            f"rnncast evaluate: reusing {config.model} at every origin; the results are "
             f"leak-free only if it was trained on data before {pd.Timestamp(origins[0])}",
             file=sys.stderr,
         )
     if leaks:
         print(
-            f"rnncast evaluate: WARNING: {args.model} was trained on data through "
+            f"rnncast evaluate: WARNING: {config.model} was trained on data through "
             f"{pd.Timestamp(trained_through)}, after the first origin {pd.Timestamp(origins[0])}: "
             "its scores are not a backtest (the model has seen the answers). Pass origins "
             "after its training end or drop --model to train at each origin",
             file=sys.stderr,
         )
     records, forecast_frames, timings = [], [], []
-    export, model = args.model, reused
+    export, model = config.model, reused
     for index, origin in enumerate(origins):
         label = _origin_label(index, origin)
         work = os.path.join(output, "origins", label)
@@ -589,17 +630,17 @@ def run(argv: list[str]) -> dict:
         )
         clock = {"origin": str(pd.Timestamp(origin)), "train": 0.0}
         tick = time.perf_counter()
-        if reused is None and index % args.refit_every == 0:
-            init_from = os.path.dirname(export) if args.warm_start and export else None
-            export = _train_at(args, history_path, work, beam_args, freq, init_from)
+        if reused is None and index % config.refit_every == 0:
+            init_from = os.path.dirname(export) if config.warm_start and export else None
+            export = _train_at(config, history_path, work, pipeline_options, freq, init_from)
             model = read_model_info(export)
             clock["train"] = time.perf_counter() - tick
         tick = time.perf_counter()
-        rows = _forecast_at(export, history_path, work, args.horizon, beam_args)
+        rows = _forecast_at(export, history_path, work, config.horizon, pipeline_options)
         clock["forecast"] = time.perf_counter() - tick
         tick = time.perf_counter()
         got, frames = score_origin(
-            loaded, origin, rows, model, args.horizon, season, classical, label, mstl_seasons
+            loaded, origin, rows, model, config.horizon, season, classical, label, mstl_seasons
         )
         clock["baselines_and_scoring"] = time.perf_counter() - tick
         timings.append(clock)
@@ -622,23 +663,23 @@ def run(argv: list[str]) -> dict:
             forecasts,
             scores,
             model,
-            args.horizon,
+            config.horizon,
             season,
-            args.plot_series,
+            config.plot_series,
         )
-        if args.plot_series
+        if config.plot_series
         else []
     )
     levels = sorted(model.quantiles)
     settings = {
-        "input": args.input,
+        "input": config.input,
         "freq": freq,
         "season": season,
-        "horizon": args.horizon,
+        "horizon": config.horizon,
         "origins": [str(pd.Timestamp(o)) for o in origins],
-        "refit_every": args.refit_every,
-        "warm_start": bool(args.warm_start),
-        "model": args.model,
+        "refit_every": config.refit_every,
+        "warm_start": bool(config.warm_start),
+        "model": config.model,
         "model_trained_through": (
             None if trained_through is None else str(pd.Timestamp(trained_through))
         ),
@@ -685,7 +726,7 @@ def run(argv: list[str]) -> dict:
     }
     with open(os.path.join(output, SUMMARY_FILE), "w", encoding="utf-8") as handle:
         json.dump(summary, handle, indent=2, sort_keys=True)
-    print(f"\nrnncast evaluate: accuracy over {len(origins)} origins (h = {args.horizon})")
+    print(f"\nrnncast evaluate: accuracy over {len(origins)} origins (h = {config.horizon})")
     print(backtest.markdown_table(table, TABLE_COLUMNS))
     print(f"rnncast evaluate: {describe_not_scored(not_scored)}")
     print(

@@ -201,7 +201,7 @@ class _PrepareFn(beam.DoFn):
         unique = None
         if refs:
             # The same rows AssembleSeries kept (its isolated_by_gap rows are dead letters).
-            _, unique, _ = load_unique(refs, self._max_gap_steps)
+            unique, _ = load_unique(series_id, refs, self._max_gap_steps)
         outcome, off_grid, skipped = forecasting.prepare(
             series_id, unique, saved, self._model, self._as_of
         )
@@ -375,17 +375,14 @@ def _write_metadata(
     skipped,
     rejected,
 ):
-    by_reason = {r: rejected["by_reason"].get(r, 0) for r in schemas.rejection_reasons()}
+    by_reason = commit.rejected_counts(rejected)
     status_counts = {s: 0 for s in forecasting.STATUSES}
     for counts in statuses:
         for status, count in counts.items():
             status_counts[status] += count
     rows_rejected = int(sum(by_reason.values()))
     metadata = {
-        "schema": schemas.load(schemas.FORECAST)["name"],
-        "schema_version": dict(schemas.CURRENT_VERSIONS),
-        "job": commit.FORECAST,
-        "run_id": run_id,
+        **commit.metadata_header(schemas.FORECAST, commit.FORECAST, run_id),
         "model": {"path": model.path, "fingerprint": model.fingerprint},
         "horizon": config.horizon,
         "quantiles": list(model.quantiles),
@@ -400,13 +397,7 @@ def _write_metadata(
             "series_by_status": status_counts,
         },
         "files": list(forecast_files),
-        "rejected_files": [
-            {
-                "name": "rejected/" + rejected["path"].rsplit("/", 1)[-1],
-                "records": rejected["records"],
-                "sha256": rejected["sha256"],
-            }
-        ],
+        "rejected_files": [commit.rejected_entry(rejected)],
     }
     commit.write_json(FileSystems.join(staging, commit.METADATA), metadata)
     if state_staging:
