@@ -260,10 +260,74 @@ def make_strategy(distribution: str):
 
 
 def train(config: TrainConfig, log=print) -> dict:
-    """Train (or resume training) into ``config.model_dir``; return the training summary."""
+    """Train (or resume training) into ``config.model_dir``; return the training summary.
+
+    The phases: open the model directory (:func:`open_model_dir`), build the trainer,
+    restore or start the run (:func:`resume`), run the epochs (:func:`run_epoch`, each one
+    committed by its checkpoint), then calibrate the intervals (:func:`calibrate_intervals`).
+    """
     config.check()
     tf.config.experimental.enable_op_determinism()
     keras.utils.set_random_seed(config.seed)
+    metadata = open_model_dir(config)
+    trainer = Trainer(config, metadata, make_strategy(config.distribution))
+    model, passes = trainer.model, trainer.passes_per_epoch
+    season = f" (season {model.lags[0]})" if model.anchor == "seasonal" else ""
+    log(
+        f"rnncast train: inputs {model.inputs}, lags {list(model.lags) or 'none'}, anchor "
+        f"{model.anchor}{season}{', forecasts clipped at 0' if model.nonnegative else ''}; "
+        f"{passes} pass(es) over {trainer.steps_per_epoch // passes} batches per epoch"
+    )
+    state, history = resume(trainer, config, log)
+    checkpoints = os.path.join(config.model_dir, "checkpoints")
+    best_dir = os.path.join(config.model_dir, "best")
+    history_path = os.path.join(config.model_dir, HISTORY_FILE)
+    writer = tf.summary.create_file_writer(os.path.join(config.model_dir, "logs"))
+    has_validation = bool(metadata["splits"]["validation"]["files"])
+    train_split = StreamSplit(config.data, "train")
+    validation_split = StreamSplit(config.data, "validation") if has_validation else None
+
+    for epoch in range(state["epoch"] + 1, config.epochs + 1):
+        if state["stopped"]:
+            break
+        record, batches = run_epoch(trainer, config, epoch, train_split, validation_split)
+        improved = state["best_val_loss"] is None or record["val_loss"] < state["best_val_loss"]
+        if improved:
+            state.update(best_val_loss=record["val_loss"], best_epoch=epoch, bad_epochs=0)
+            checkpoint.save(best_dir, epoch, trainer.model.variables, {"epoch": epoch}, keep=1)
+        else:
+            state["bad_epochs"] += 1
+        state["epoch"] = epoch
+        state["stopped"] = state["bad_epochs"] >= config.patience
+        history.append(record)
+        # The checkpoint is the commit point of the epoch; history follows it.
+        checkpoint.save(checkpoints, epoch, trainer.variables, state)
+        commit.write_json(history_path, history)
+        with writer.as_default(step=epoch):
+            for key in ("train_loss", "val_loss", "timesteps_per_second", "learning_rate"):
+                tf.summary.scalar(key, record[key] or 0.0)
+        writer.flush()
+        log(
+            f"epoch {epoch}/{config.epochs}  train {record['train_loss']:.4f}  "
+            f"val {record['val_loss']:.4f}  {batches} batches  "
+            f"{record['timesteps_per_second']:,.0f} timesteps/s{'  *best*' if improved else ''}"
+        )
+        if state["stopped"]:
+            log(f"rnncast train: early stop, no improvement for {config.patience} epochs")
+    if has_validation and config.calibration == "conformal" and state["best_epoch"]:
+        checkpoint.restore(best_dir, trainer.model.variables)
+        result = calibrate_intervals(trainer, validation_split.batches())
+        commit.write_json(os.path.join(config.model_dir, CALIBRATION_FILE), result)
+        log(
+            f"rnncast train: 80 % interval calibrated on {result['targets']:,} validation "
+            f"targets: coverage {result['coverage_before']:.3f} -> {result['coverage_after']:.3f}"
+        )
+    return {"state": state, "history": history}
+
+
+def open_model_dir(config: TrainConfig) -> dict:
+    """Check the dataset and the model directory, and record the run's settings there (or
+    check them against those of the run being resumed); returns the dataset's metadata."""
     metadata = load_metadata(config.data)
     if metadata["layout"] != "stateful":
         raise TrainError(
@@ -290,17 +354,13 @@ def train(config: TrainConfig, log=print) -> dict:
         commit.write_json(config_path, settings)
         # The export needs the dataset's contract (features, horizon, scaling) without the data.
         commit.write_json(os.path.join(config.model_dir, DATASET_FILE), metadata)
+    return metadata
 
-    trainer = Trainer(config, metadata, make_strategy(config.distribution))
-    model, passes = trainer.model, trainer.passes_per_epoch
-    season = f" (season {model.lags[0]})" if model.anchor == "seasonal" else ""
-    log(
-        f"rnncast train: inputs {model.inputs}, lags {list(model.lags) or 'none'}, anchor "
-        f"{model.anchor}{season}{', forecasts clipped at 0' if model.nonnegative else ''}; "
-        f"{passes} pass(es) over {trainer.steps_per_epoch // passes} batches per epoch"
-    )
+
+def resume(trainer: Trainer, config: TrainConfig, log=print) -> tuple[dict, list[dict]]:
+    """The run's state and history: restored from the latest intact checkpoint, or a new
+    run's (initialised from ``config.init_from`` when given)."""
     checkpoints = os.path.join(config.model_dir, "checkpoints")
-    best_dir = os.path.join(config.model_dir, "best")
     try:
         state = checkpoint.restore(checkpoints, trainer.variables, warn=log)
     except checkpoint.CheckpointError as err:
@@ -327,76 +387,50 @@ def train(config: TrainConfig, log=print) -> dict:
             log(f"rnncast train: {history_path}: unreadable ({err}); starting a new history")
     if state["epoch"]:
         log(f"rnncast train: resuming after epoch {state['epoch']} from {checkpoints}")
-    writer = tf.summary.create_file_writer(os.path.join(config.model_dir, "logs"))
-    has_validation = bool(metadata["splits"]["validation"]["files"])
-    train_split = StreamSplit(config.data, "train")
-    validation_split = StreamSplit(config.data, "validation") if has_validation else None
+    return state, history
 
-    for epoch in range(state["epoch"] + 1, config.epochs + 1):
-        if state["stopped"]:
-            break
-        _reseed_dropout(trainer.model, config.seed, epoch)
-        started = time.perf_counter()
-        losses, batches, timesteps = [], 0, 0
-        for repeat in range(trainer.passes_per_epoch):
-            # Every pass visits the streams in its own seeded order (a resume replays it); the
-            # first pass keeps the key of one-pass epochs.
-            key = [config.seed, epoch] if repeat == 0 else [config.seed, epoch, repeat]
-            order = np.random.default_rng(key)
-            pass_loss, pass_batches, pass_steps = trainer.run_split(
-                train_split.batches(order.permutation(train_split.num_streams).tolist()),
-                train=True,
-            )
-            losses.append(pass_loss)
-            batches += pass_batches
-            timesteps += pass_steps
-        train_loss = float(np.mean(losses))
-        elapsed = time.perf_counter() - started
-        val_loss = (
-            trainer.run_split(validation_split.batches(), train=False)[0]
-            if has_validation
-            else train_loss
+
+def run_epoch(
+    trainer: Trainer,
+    config: TrainConfig,
+    epoch: int,
+    train_split: StreamSplit,
+    validation_split: StreamSplit | None,
+) -> tuple[dict, int]:
+    """One epoch: its passes over the training streams, then the validation loss (the
+    training loss when there is no validation split). Returns the epoch's history record
+    and the number of batches it trained on."""
+    _reseed_dropout(trainer.model, config.seed, epoch)
+    started = time.perf_counter()
+    losses, batches, timesteps = [], 0, 0
+    for repeat in range(trainer.passes_per_epoch):
+        # Every pass visits the streams in its own seeded order (a resume replays it); the
+        # first pass keeps the key of one-pass epochs.
+        key = [config.seed, epoch] if repeat == 0 else [config.seed, epoch, repeat]
+        order = np.random.default_rng(key)
+        pass_loss, pass_batches, pass_steps = trainer.run_split(
+            train_split.batches(order.permutation(train_split.num_streams).tolist()),
+            train=True,
         )
-        improved = state["best_val_loss"] is None or val_loss < state["best_val_loss"]
-        if improved:
-            state.update(best_val_loss=val_loss, best_epoch=epoch, bad_epochs=0)
-            checkpoint.save(best_dir, epoch, trainer.model.variables, {"epoch": epoch}, keep=1)
-        else:
-            state["bad_epochs"] += 1
-        state["epoch"] = epoch
-        state["stopped"] = state["bad_epochs"] >= config.patience
-        record = {
-            "epoch": epoch,
-            "train_loss": train_loss,
-            "val_loss": val_loss,
-            "seconds": elapsed,
-            "timesteps_per_second": timesteps / elapsed if elapsed else None,
-            "learning_rate": float(trainer.optimizer.learning_rate),
-        }
-        history.append(record)
-        # The checkpoint is the commit point of the epoch; history follows it.
-        checkpoint.save(checkpoints, epoch, trainer.variables, state)
-        commit.write_json(history_path, history)
-        with writer.as_default(step=epoch):
-            for key in ("train_loss", "val_loss", "timesteps_per_second", "learning_rate"):
-                tf.summary.scalar(key, record[key] or 0.0)
-        writer.flush()
-        log(
-            f"epoch {epoch}/{config.epochs}  train {train_loss:.4f}  val {val_loss:.4f}  "
-            f"{batches} batches  {record['timesteps_per_second']:,.0f} timesteps/s"
-            f"{'  *best*' if improved else ''}"
-        )
-        if state["stopped"]:
-            log(f"rnncast train: early stop, no improvement for {config.patience} epochs")
-    if has_validation and config.calibration == "conformal" and state["best_epoch"]:
-        checkpoint.restore(best_dir, trainer.model.variables)
-        result = calibrate_intervals(trainer, validation_split.batches())
-        commit.write_json(os.path.join(config.model_dir, CALIBRATION_FILE), result)
-        log(
-            f"rnncast train: 80 % interval calibrated on {result['targets']:,} validation "
-            f"targets: coverage {result['coverage_before']:.3f} -> {result['coverage_after']:.3f}"
-        )
-    return {"state": state, "history": history}
+        losses.append(pass_loss)
+        batches += pass_batches
+        timesteps += pass_steps
+    train_loss = float(np.mean(losses))
+    elapsed = time.perf_counter() - started
+    val_loss = (
+        trainer.run_split(validation_split.batches(), train=False)[0]
+        if validation_split is not None
+        else train_loss
+    )
+    record = {
+        "epoch": epoch,
+        "train_loss": train_loss,
+        "val_loss": val_loss,
+        "seconds": elapsed,
+        "timesteps_per_second": timesteps / elapsed if elapsed else None,
+        "learning_rate": float(trainer.optimizer.learning_rate),
+    }
+    return record, batches
 
 
 def calibrate_intervals(trainer: Trainer, dataset: tf.data.Dataset) -> dict:
