@@ -41,9 +41,8 @@ def test_import_rnncast_is_light_and_leaks_no_top_level_names(tmp_path):
 
 
 def test_version_flag(tmp_path):
-    for command in ([sys.executable, "-m", "rnncast", "--version"], ["rnncast", "--version"]):
-        if command[0] == "rnncast":
-            command[0] = os.path.join(os.path.dirname(sys.executable), "rnncast")
+    script = os.path.join(os.path.dirname(sys.executable), "rnncast")
+    for command in ([sys.executable, "-m", "rnncast", "--version"], [script, "--version"]):
         done = subprocess.run(command, cwd=tmp_path, env=ENV, capture_output=True, text=True)
         assert done.returncode == 0, done.stderr[-2000:]
         assert done.stdout.strip() == f"rnncast {rnncast.__version__}"
