@@ -126,7 +126,7 @@ def _synthetic(argv: list[str]) -> int:
 # were chosen on validation origins before the test origins (benchmarks/tune_defaults.py).
 DEMO_DATASET = {"num_steps": 32, "batch_size": 8, "horizon": 14}
 DEMO_MODEL = {"units": 32}
-DEMO_BACKTEST = {"horizon": 14, "origins": 6, "origin_every": 14, "refit_every": 2}
+DEMO_BACKTEST = {"horizon": 14, "origins": 6, "origin_every": 14, "refit_every": 3}
 
 
 def demo_backtest(data: str, output: str, epochs: int = 20, **backtest):
