@@ -7,6 +7,7 @@ import json
 
 import jsonschema
 import numpy as np
+import object_store
 import pandas as pd
 import pytest
 from conftest import write_csv
@@ -175,12 +176,12 @@ def test_a_classical_model_that_fails_on_a_tiny_history_gives_no_forecast():
 
 def test_auto_classical_adds_mstl_only_for_a_season_longer_than_24():
     pytest.importorskip("statsforecast")
-    assert evaluate_job._classical_models("auto", (24,)) == ("AutoETS", "AutoTheta")
-    assert evaluate_job._classical_models("auto", (24, 168)) == ("AutoETS", "AutoTheta", "MSTL")
-    assert evaluate_job._classical_models("MSTL", (7,)) == ("MSTL",)
-    assert evaluate_job._mstl_seasons("24,168") == (24, 168)
+    assert evaluate_job.classical_models("auto", (24,)) == ("AutoETS", "AutoTheta")
+    assert evaluate_job.classical_models("auto", (24, 168)) == ("AutoETS", "AutoTheta", "MSTL")
+    assert evaluate_job.classical_models("MSTL", (7,)) == ("MSTL",)
+    assert evaluate_job.parse_mstl_seasons("24,168") == (24, 168)
     with pytest.raises(JobArgumentError, match="mstl-seasons"):
-        evaluate_job._mstl_seasons("24,x")
+        evaluate_job.parse_mstl_seasons("24,x")
 
 
 def test_plotted_series_are_spread_over_the_sorted_ids():
@@ -385,6 +386,27 @@ def test_evaluate_writes_every_output_and_accounts_for_bad_rows(tmp_path):
     assert early["origins_precede_model_training_end"] is True
     assert early["model_trained_through"] > early["origins"][0]
     assert "Not a backtest" in (tmp_path / "early" / "summary.md").read_text()
+
+    # An object-store --output (gs://, s3://): the results go there through Beam's
+    # FileSystems, byte for byte the same as in a local folder; each origin's work stays in a
+    # temporary local folder that is removed.
+    object_store.ROOT["path"] = str(tmp_path / "bucket")
+    remote = evaluate_job.run(
+        ["--input", str(source), "--output", "rnncasttest://results/reuse", "--model", str(export)]
+        + ["--origins", "2", "--classical", "none"]
+    )
+    assert remote["files"] == reused["files"]
+    stored = tmp_path / "bucket" / "results" / "reuse"
+    local_files = {
+        str(p.relative_to(tmp_path / "reuse"))
+        for p in (tmp_path / "reuse").rglob("*")
+        if p.is_file() and "origins" not in p.parts
+    }
+    assert {str(p.relative_to(stored)) for p in stored.rglob("*") if p.is_file()} == local_files
+    for name in local_files - {"evaluation.json"}:  # its timings differ from run to run
+        assert (stored / name).read_bytes() == (tmp_path / "reuse" / name).read_bytes(), name
+    untimed = [{k: v for k, v in summary.items() if k != "timings"} for summary in (remote, reused)]
+    assert untimed[0] == untimed[1]
 
 
 def test_clear_errors(tmp_path):

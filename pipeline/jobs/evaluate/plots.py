@@ -1,8 +1,10 @@
 """PNG plots of a backtest (matplotlib, headless): forecasts of chosen series and the
-per-series MASE distribution of every method."""
+per-series MASE distribution of every method. Each returns the PNG's bytes, which the report
+writes through FileSystems (local folders and object stores alike)."""
 
 from __future__ import annotations
 
+import io
 from collections.abc import Sequence
 
 import numpy as np
@@ -22,14 +24,13 @@ def _pyplot():
 
 
 def forecast_plot(
-    path: str,
     title: str,
     history: pd.Series,
     actual: pd.Series,
     forecast: pd.DataFrame,
     band: tuple[str, str] | None,
     baselines: dict[str, pd.Series],
-) -> None:
+) -> bytes:
     """History tail, actuals, the model's forecast with its quantile band, and baselines.
 
     ``forecast`` is indexed by timestamp with a ``forecast`` column and the ``band`` columns."""
@@ -61,11 +62,10 @@ def forecast_plot(
     axis.grid(alpha=0.3)
     figure.autofmt_xdate()
     figure.tight_layout()
-    figure.savefig(path, format="png", metadata=_PNG_METADATA)
-    plt.close(figure)
+    return _png(plt, figure)
 
 
-def mase_distribution_plot(path: str, scores: pd.DataFrame, methods: Sequence[str]) -> None:
+def mase_distribution_plot(scores: pd.DataFrame, methods: Sequence[str]) -> bytes:
     """Box plot (with every point) of the MASE of each (series, origin), one box per method;
     the dashed line at 1 is the in-sample seasonal naive error."""
     plt = _pyplot()
@@ -81,5 +81,11 @@ def mase_distribution_plot(path: str, scores: pd.DataFrame, methods: Sequence[st
     axis.set_title("Per-series MASE (lower is better)", fontsize=10)
     axis.grid(axis="y", alpha=0.3)
     figure.tight_layout()
-    figure.savefig(path, format="png", metadata=_PNG_METADATA)
+    return _png(plt, figure)
+
+
+def _png(plt, figure) -> bytes:
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", metadata=_PNG_METADATA)
     plt.close(figure)
+    return buffer.getvalue()
