@@ -48,13 +48,19 @@ class StreamForecast(beam.PTransform):
             config, model, self._state_files
         )
         _ = advanced[FORECASTS] | "WriteForecasts" >> WriteForecasts(
-            FileSystems.join(config.output, FORECASTS), config.window_us, model, config.horizon
+            FileSystems.join(config.output, FORECASTS),
+            config.window_us,
+            model,
+            config.horizon,
+            pacing=config.output,
         )
         _ = (
             (read[REJECTED], advanced[REJECTED])
             | "AllRejected" >> beam.Flatten()
             | "WriteRejected"
-            >> WriteDeadLetters(FileSystems.join(config.output, REJECTED), config.window_us)
+            >> WriteDeadLetters(
+                FileSystems.join(config.output, REJECTED), config.window_us, pacing=config.output
+            )
         )
         return advanced[STATES] | "SnapshotState" >> SnapshotState(config, model, self._state_files)
 
@@ -101,7 +107,7 @@ def build(
             | "KafkaPayload" >> beam.Map(lambda kv: (f"kafka:{topic}", kv[1]))
         )
         messages = True
-    read = arrivals | "ReadPoints" >> ReadPoints(config.columns, messages)
+    read = arrivals | "ReadPoints" >> ReadPoints(config.columns, messages, pacing=config.output)
     return read | "Stream" >> StreamForecast(config, model, state_files)
 
 

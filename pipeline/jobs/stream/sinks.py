@@ -22,7 +22,7 @@ from rnncast.pipeline.io.commit import parquet_bytes, write_parquet
 from rnncast.pipeline.io.state_store import state_metadata
 from rnncast.pipeline.jobs.stream.coders import SeriesStateCoder
 from rnncast.pipeline.jobs.stream.options import NAMESPACE, STATE, StreamConfig
-from rnncast.pipeline.jobs.stream.sources import note_activity
+from rnncast.pipeline.jobs.stream.pacing import Pacing
 from rnncast.pipeline.jobs.stream.step import bootstrap_states, window_end
 
 
@@ -39,7 +39,8 @@ class _WriteWindowedFn(beam.DoFn):
     """Write each bundle's elements as one file per event-time window (content-named, written
     under a temporary name and renamed, so a retried bundle rewrites the same file)."""
 
-    def __init__(self, directory: str, window_us: int, write):
+    def __init__(self, directory: str, window_us: int, write, pacing: str):
+        self._pacing = pacing
         self._directory = directory
         self._window = window_us
         self._write = write
@@ -52,7 +53,7 @@ class _WriteWindowedFn(beam.DoFn):
 
     def finish_bundle(self):
         if self._buffer:
-            note_activity()
+            Pacing.of(self._pacing).note_activity()
         for start, items in sorted(self._buffer.items()):
             folder = FileSystems.join(self._directory, window_name(start, self._window))
             self._write(folder, items)
@@ -83,9 +84,10 @@ def _write_rejected(folder: str, frames) -> None:
 class WriteForecasts(beam.PTransform):
     """Forecasts → ``DIR/forecasts/<window>/forecasts-<hash>.parquet`` (forecast schema)."""
 
-    def __init__(self, directory, window_us, model, horizon):
+    def __init__(self, directory, window_us, model, horizon, pacing: str):
         super().__init__()
-        self._fn = _WriteWindowedFn(directory, window_us, _ForecastWriter(model, horizon))
+        writer = _ForecastWriter(model, horizon)
+        self._fn = _WriteWindowedFn(directory, window_us, writer, pacing)
 
     def expand(self, forecasts):
         return forecasts | "Write" >> beam.ParDo(self._fn)
@@ -94,9 +96,9 @@ class WriteForecasts(beam.PTransform):
 class WriteDeadLetters(beam.PTransform):
     """Dead-letter frames → ``DIR/rejected/<window>/rejected-<hash>.jsonl``."""
 
-    def __init__(self, directory, window_us):
+    def __init__(self, directory, window_us, pacing: str):
         super().__init__()
-        self._fn = _WriteWindowedFn(directory, window_us, _write_rejected)
+        self._fn = _WriteWindowedFn(directory, window_us, _write_rejected, pacing)
         self._rejected = Metrics.counter(NAMESPACE, "rows_rejected")
 
     def expand(self, frames):
@@ -156,7 +158,7 @@ class _SnapshotFn(beam.DoFn):
         next_fire=beam.DoFn.StateParam(NEXT),
         snapshot=beam.DoFn.TimerParam(SNAPSHOT),
     ):
-        note_activity()
+        Pacing.of(self._config.output).note_activity()
         updates.add(element[1])
         at = window_end(int(timestamp.micros), self._config.window_us)
         current = next_fire.read()

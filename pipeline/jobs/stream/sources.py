@@ -20,6 +20,7 @@ from rnncast.pipeline.core import streaming
 from rnncast.pipeline.core.validation import InputColumns
 from rnncast.pipeline.io import observations
 from rnncast.pipeline.jobs.stream.options import NAMESPACE, StreamConfig
+from rnncast.pipeline.jobs.stream.pacing import Pacing
 
 
 class _WatchFilesFn(beam.DoFn):
@@ -38,8 +39,9 @@ class _WatchFilesFn(beam.DoFn):
     STARTED = userstate.ReadModifyWriteStateSpec("started", VarIntCoder())
     POLL = userstate.TimerSpec("poll", TimeDomain.WATERMARK)
 
-    def __init__(self, pattern, poll_interval, stop_after_seconds, max_files):
+    def __init__(self, pattern, poll_interval, stop_after_seconds, max_files, pacing: str):
         self._pattern = pattern
+        self._pacing = pacing
         self._interval = poll_interval
         self._stop_after = stop_after_seconds
         self._max_files = max_files
@@ -61,20 +63,20 @@ class _WatchFilesFn(beam.DoFn):
         started=beam.DoFn.StateParam(STARTED),
         poll=beam.DoFn.TimerParam(POLL),
     ):
-        wait = _LAST_MATCH.get(self._pattern, 0.0) + self._interval - time.monotonic()
+        pacing = Pacing.of(self._pacing)
+        wait = pacing.wait_before_match(self._interval)
         if wait > 0:
-            busy = time.monotonic() - _ACTIVITY[0] < self.IDLE
-            time.sleep(self.TICK if busy else wait)
+            time.sleep(self.TICK if pacing.busy(self.IDLE) else wait)
             poll.set(Timestamp(0))
             return
-        _LAST_MATCH[self._pattern] = time.monotonic()
+        pacing.matched()
         known = set(seen.read())
         new = [p for p in match_files(self._pattern) if p not in known]
         if self._max_files is not None:
             new = new[: max(self._max_files - len(known), 0)]
         for path in new:
             seen.add(path)
-            note_activity()
+            pacing.note_activity()
             yield TimestampedValue(path, Timestamp.now())
         elapsed = time.time() - started.read()
         done = (self._stop_after is not None and elapsed >= self._stop_after) or (
@@ -88,17 +90,6 @@ class _WatchFilesFn(beam.DoFn):
             )
             return
         poll.set(Timestamp(0))
-
-
-# The DirectRunner file watcher's pacing, per process (the engine makes a DoFn instance per
-# bundle, so instance attributes do not last): when a step last did work, when a glob was
-# last matched.
-_ACTIVITY = [0.0]
-_LAST_MATCH: dict[str, float] = {}
-
-
-def note_activity() -> None:
-    _ACTIVITY[0] = time.monotonic()
 
 
 def match_files(pattern: str) -> list[str]:
@@ -127,7 +118,11 @@ class WatchFiles(beam.PTransform):
                 | "Poll"
                 >> beam.ParDo(
                     _WatchFilesFn(
-                        c.input_pattern, c.poll_interval, c.stop_after_seconds, c.max_files
+                        c.input_pattern,
+                        c.poll_interval,
+                        c.stop_after_seconds,
+                        c.max_files,
+                        pacing=c.output,
                     )
                 )
             )
@@ -152,14 +147,16 @@ class _ReadFn(beam.DoFn):
     """Validate one file (a path) or one message (``(source, payload)``) like the batch jobs;
     output ``(series_id, SeriesPart)`` and dead-letter frames."""
 
-    def __init__(self, columns: InputColumns, messages: bool):
+    def __init__(self, columns: InputColumns, messages: bool, pacing: str | None):
         self._columns = columns
         self._messages = messages
+        self._pacing = pacing
         self._rows = Metrics.counter(NAMESPACE, "rows_read")
         self._files = Metrics.counter(NAMESPACE, "files_read")
 
     def process(self, element):
-        note_activity()
+        if self._pacing is not None:
+            Pacing.of(self._pacing).note_activity()
         if self._messages:
             source, payload = element
             result = streaming.parse_message(payload, self._columns, source)
@@ -174,15 +171,17 @@ class _ReadFn(beam.DoFn):
 
 class ReadPoints(beam.PTransform):
     """Files (paths) or messages (``(source, payload bytes)``) → ``(series_id, SeriesPart)``
-    main output and ``rejected`` dead-letter frames."""
+    main output and ``rejected`` dead-letter frames. ``pacing``: the run whose file watcher
+    should know that this step is busy (see :mod:`.pacing`), if any."""
 
-    def __init__(self, columns: InputColumns, messages: bool):
+    def __init__(self, columns: InputColumns, messages: bool, pacing: str | None = None):
         super().__init__()
         self._columns = columns
         self._messages = messages
+        self._pacing = pacing
 
     def expand(self, arrivals):
         read = arrivals | "Validate" >> beam.ParDo(
-            _ReadFn(self._columns, self._messages)
+            _ReadFn(self._columns, self._messages, self._pacing)
         ).with_outputs(REJECTED, main="points")
         return {"points": read.points, REJECTED: read[REJECTED]}

@@ -21,7 +21,7 @@ from rnncast.pipeline.core.series import combine_parts
 from rnncast.pipeline.io import model_loader
 from rnncast.pipeline.jobs.stream.coders import PendingCoder, RecentCoder, SeriesStateCoder
 from rnncast.pipeline.jobs.stream.options import FORECASTS, NAMESPACE, STATES, StreamConfig
-from rnncast.pipeline.jobs.stream.sources import note_activity
+from rnncast.pipeline.jobs.stream.pacing import Pacing
 
 
 class _Bootstrap:
@@ -92,6 +92,7 @@ class _AdvanceSeriesFn(beam.DoFn):
             ("model", model.path, model.fingerprint), lambda: model_loader.worker_model(model)
         )
         self._bootstrap = bootstrap_states(self._state_files, self._model)
+        self._pacing = Pacing.of(self._config.output)
 
     def _saved(self, series_id, saved, started):
         if not started.read():
@@ -113,7 +114,7 @@ class _AdvanceSeriesFn(beam.DoFn):
         next_fire=beam.DoFn.StateParam(NEXT),
         flush=beam.DoFn.TimerParam(FLUSH),
     ):
-        note_activity()
+        self._pacing.note_activity()
         series_id, part = element
         state = self._saved(series_id, saved, started)
         reasons = streaming.classify(part, state, recent.read() or streaming.Recent.empty())
@@ -152,11 +153,31 @@ class _AdvanceSeriesFn(beam.DoFn):
         flush=beam.DoFn.TimerParam(FLUSH),
         emit=beam.DoFn.TimerParam(EMIT),
     ):
-        note_activity()
-        series_id = key
-        config = self._config
+        """The watermark passed pending points: take those due, advance, publish. (Beam hands
+        each state cell and timer over as a parameter of its own; the steps take only theirs.)"""
+        self._pacing.note_activity()
+        take = self._take_due(pending, next_fire, flush, int(fire.micros))
+        if not take:
+            return
+        result, new_state = yield from self._advance(key, take, saved, started, recent, waiting)
+        if result.status is not None:
+            yield from self._publish(
+                key,
+                result.status,
+                new_state,
+                int(fire.micros),
+                latest,
+                latest_status,
+                emit_at,
+                emit,
+            )
+
+    def _take_due(self, pending, next_fire, flush, fire: int) -> list[streaming.Pending]:
+        """The pending points due at ``fire`` (the rest stay pending; the timer moves to the
+        next of them)."""
+        lateness = self._config.lateness_us
         items = list(pending.read())
-        until = streaming.cutoff(items, int(fire.micros), config.lateness_us)
+        until = streaming.cutoff(items, fire, lateness)
         if until is None:
             take, keep = [], items
         else:
@@ -164,14 +185,18 @@ class _AdvanceSeriesFn(beam.DoFn):
         pending.clear()
         for item in keep:
             pending.add(item)
-        upcoming = streaming.next_fire(keep, config.lateness_us)
+        upcoming = streaming.next_fire(keep, lateness)
         if upcoming is None:
             next_fire.clear()
         else:
             flush.set(Timestamp(micros=upcoming))
             next_fire.write(upcoming)
-        if not take:
-            return
+        return take
+
+    def _advance(self, series_id, take, saved, started, recent, waiting):
+        """Consume ``take`` in timestamp order: advance the saved RNN state, remember the
+        consumed points for de-duplication, yield dead letters and the state for snapshots.
+        Returns the :func:`streaming.advance` result and the new state (None: not advanced)."""
         state = self._saved(series_id, saved, started)
         held = [item.part for item in waiting.read()]
         result = streaming.advance(series_id, take, held, state, self._model)
@@ -180,28 +205,31 @@ class _AdvanceSeriesFn(beam.DoFn):
         waiting.clear()
         for part in result.waiting:
             waiting.add(streaming.Pending(0, part))
-        new_state = None
-        if result.work is not None:
-            new_state = forecasting.run_lanes([result.work], self._loaded.step, self._model)[0]
-            self._model_calls.inc(-(-len(result.work.features) // self._model.num_steps))
-            self._consumed.inc(len(result.consumed))
-            saved.write(new_state)
-            recent.write(
-                streaming.remember(
-                    recent.read() or streaming.Recent.empty(),
-                    result.consumed,
-                    new_state.last_timestamp,
-                    config.dedupe_horizon_ns,
-                )
+        if result.work is None:
+            return result, None
+        new_state = forecasting.run_lanes([result.work], self._loaded.step, self._model)[0]
+        self._model_calls.inc(-(-len(result.work.features) // self._model.num_steps))
+        self._consumed.inc(len(result.consumed))
+        saved.write(new_state)
+        recent.write(
+            streaming.remember(
+                recent.read() or streaming.Recent.empty(),
+                result.consumed,
+                new_state.last_timestamp,
+                self._config.dedupe_horizon_ns,
             )
-            yield beam.pvalue.TaggedOutput(STATES, ("all", new_state))
-        if result.status is None:
-            return
+        )
+        yield beam.pvalue.TaggedOutput(STATES, ("all", new_state))
+        return result, new_state
+
+    def _publish(self, series_id, status, new_state, fire, latest, latest_status, emit_at, emit):
+        """Emit the forecast now (``--emit every``) or hold it for the end of its window."""
+        config = self._config
         if config.emit == "every":
             self._forecasts.inc()
-            yield series_id, result.status, new_state
+            yield series_id, status, new_state
             return
-        end = window_end(int(fire.micros), config.window_us)
+        end = window_end(fire, config.window_us)
         pending_end = emit_at.read()
         if pending_end is not None and pending_end < end:
             # An earlier window's emission has not fired yet (timers of one key may fire out of
@@ -209,7 +237,7 @@ class _AdvanceSeriesFn(beam.DoFn):
             yield from self._emit_latest(series_id, latest, latest_status, emit_at)
         if new_state is not None:
             latest.write(new_state)
-        latest_status.write(result.status)
+        latest_status.write(status)
         emit_at.write(end)
         emit.set(Timestamp(micros=end))
 
