@@ -24,6 +24,7 @@ from conftest import write_csv
 from rnncast.model.config import TrainConfig
 from rnncast.model.export import export_model
 from rnncast.model.train import train
+from rnncast.pipeline.beam.engine import batch_runner
 from rnncast.pipeline.core import synthetic
 from rnncast.pipeline.core.validation import InputColumns
 from rnncast.pipeline.jobs import dataset as dataset_job
@@ -166,3 +167,25 @@ def test_forecast_job_on_the_portable_runner_equals_the_local_engine(portable, s
         outputs[name] = {part: _files(folder / f"{part}-{name}") for part in ("forecasts", "state")}
     assert outputs["portable"] == outputs["local"]
     assert outputs["local"]["forecasts"] and outputs["local"]["state"]
+
+
+@pytest.mark.parametrize(
+    "args, engine",
+    [
+        ([], "FnApiRunner"),
+        (["--runner", "DirectRunner"], "FnApiRunner"),
+        (["--direct_running_mode", "multi_processing"], "FnApiRunner"),
+        (["--runner", "PrismRunner"], None),
+        (["--runner", "PortableRunner"], None),
+        (["--runner", "DirectRunner", "--streaming"], None),
+    ],
+)
+def test_the_local_engine_is_chosen_not_left_to_a_download(args, engine):
+    # Beam's DirectRunner would try Prism first (a download) and fall back; the batch jobs
+    # name the FnApiRunner themselves and leave every other runner to Beam.
+    runner = batch_runner(PipelineOptions(args))
+    assert (type(runner).__name__ if runner else None) == engine
+    if runner is not None:
+        # The options reach its workers, as with the DirectRunner.
+        encoded = runner._provision_info.provision_info.pipeline_options  # noqa: SLF001
+        assert ('string_value: "multi_processing"' in str(encoded)) == ("multi_processing" in args)

@@ -23,6 +23,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 
 from rnncast import schemas
 from rnncast.errors import InputError, JobArgumentError, RejectedRowsError
+from rnncast.pipeline.beam.engine import batch_runner
 from rnncast.pipeline.beam.options import JobOptions, add_max_gap_steps, parse_job_options
 from rnncast.pipeline.beam.transforms import (
     REJECTED,
@@ -775,7 +776,8 @@ def run_config(config: DatasetConfig, pipeline_options: PipelineOptions | None =
     run_id = run_id_for(config, paths)
     with commit.staged_run(config.output, run_id, commit.DATASET) as staging:
         print(f"rnncast dataset: {len(paths)} input file(s), run {run_id}", file=sys.stderr)
-        with beam.Pipeline(options=pipeline_options) as pipeline:
+        runner = batch_runner(pipeline_options)
+        with beam.Pipeline(runner=runner, options=pipeline_options) as pipeline:
             _ = pipeline | "BuildDataset" >> BuildDataset(config, paths, staging, run_id)
         commit.remove_spill(staging)
         staged = commit.read_json(FileSystems.join(staging, commit.METADATA))

@@ -29,6 +29,7 @@ from apache_beam.utils import shared
 
 from rnncast import schemas
 from rnncast.errors import JobArgumentError
+from rnncast.pipeline.beam.engine import batch_runner
 from rnncast.pipeline.beam.options import JobOptions, add_max_gap_steps, parse_job_options
 from rnncast.pipeline.beam.transforms import (
     REJECTED,
@@ -459,7 +460,8 @@ def run_config(config: ForecastConfig, pipeline_options: PipelineOptions | None 
             else None
         )
         print(f"rnncast forecast: {len(paths)} input file(s), run {run_id}", file=sys.stderr)
-        with beam.Pipeline(options=pipeline_options) as pipeline:
+        runner = batch_runner(pipeline_options)
+        with beam.Pipeline(runner=runner, options=pipeline_options) as pipeline:
             _ = pipeline | "Forecast" >> Forecast(
                 config, model, paths, state_files, staging, state_staging, run_id
             )
