@@ -21,6 +21,7 @@ import pytest
 from apache_beam.options.pipeline_options import PipelineOptions
 from conftest import write_csv
 
+from rnncast.errors import JobArgumentError
 from rnncast.model.config import TrainConfig
 from rnncast.model.export import export_model
 from rnncast.model.train import train
@@ -189,3 +190,56 @@ def test_the_local_engine_is_chosen_not_left_to_a_download(args, engine):
         # The options reach its workers, as with the DirectRunner.
         encoded = runner._provision_info.provision_info.pipeline_options  # noqa: SLF001
         assert ('string_value: "multi_processing"' in str(encoded)) == ("multi_processing" in args)
+
+
+RUNNER_MODULE = '''
+from apache_beam.options.pipeline_options import PipelineOptions
+from apache_beam.runners.portability.fn_api_runner.fn_runner import FnApiRunner
+
+
+class ClusterOptions(PipelineOptions):
+    """Declared in the runner's module, as Beam's Dask runner declares --dask_client_address."""
+
+    @classmethod
+    def _add_argparse_args(cls, parser):
+        parser.add_argument("--cluster_address", default=None)
+
+
+class ClusterRunner(FnApiRunner):
+    """A runner of its own module: runs locally, but only with its option set."""
+
+    def run_pipeline(self, pipeline, options):
+        assert options.view_as(ClusterOptions).cluster_address == "tcp://scheduler:8786"
+        return super().run_pipeline(pipeline, options)
+'''
+
+
+def test_a_runner_named_by_module_brings_its_own_options(series, tmp_path, monkeypatch):
+    # A runner's options are registered when its module is imported, which Beam does only
+    # when it builds the runner: rnncast's strict flag check must not refuse them before.
+    (tmp_path / "cluster_runner.py").write_text(RUNNER_MODULE)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    source, folder = series
+    base = ["--input", source, "--num-steps", "16", "--batch-size", "4", "--horizon", "4"]
+    base += ["--covariates", "covariate_0"]
+    local = dataset_job.run([*base, "--output", str(tmp_path / "local")])
+    on_runner = dataset_job.run(
+        [*base, "--output", str(tmp_path / "cluster")]
+        + ["--runner", "cluster_runner.ClusterRunner", "--cluster_address", "tcp://scheduler:8786"]
+    )
+    assert on_runner == local
+    # Without the runner the option is unknown, as before.
+    with pytest.raises(JobArgumentError, match="unknown argument"):
+        dataset_job.run([*base, "--output", str(tmp_path / "x"), "--cluster_addres", "y"])
+
+
+def test_runners_the_jobs_cannot_run_on_are_refused_with_the_reason(series, tmp_path):
+    source, _ = series
+    argv = ["--input", source, "--output", str(tmp_path / "o"), "--runner"]
+    with pytest.raises(JobArgumentError, match="Dask runner mixes the extra named outputs"):
+        dataset_job.run([*argv, "apache_beam.runners.dask.dask_runner.DaskRunner"])
+    with pytest.raises(JobArgumentError, match="Dask runner"):
+        forecast_job.run([*argv, "DaskRunner", "--model", str(tmp_path)])
+    with pytest.raises(JobArgumentError, match="cannot import no_such_module"):
+        dataset_job.run([*argv, "no_such_module.Runner"])
+    assert not (tmp_path / "o").exists()

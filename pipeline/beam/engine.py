@@ -7,12 +7,19 @@ ran on would then depend on the network. rnncast's batch jobs run on the FnApiRu
 the DirectRunner builds it (the pipeline options go to its workers), in-process or with
 ``--direct_running_mode=multi_processing --direct_num_workers=N``. ``--runner PrismRunner``
 asks for Prism explicitly (it needs the binary: a download, or ``--prism_location``).
+
+Other runners' options must pass rnncast's strict flag check: :func:`load_runner_options`
+registers them first.
 """
 
 from __future__ import annotations
 
+import importlib
+
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 from apache_beam.runners.runner import PipelineRunner
+
+from rnncast.errors import JobArgumentError
 
 # Runner names that mean "the local engine".
 LOCAL = (None, "DirectRunner", "SwitchingDirectRunner")
@@ -33,3 +40,48 @@ def batch_runner(pipeline_options: PipelineOptions) -> PipelineRunner | None:
         beam_provision_api_pb2.ProvisionInfo(pipeline_options=encoded)
     )
     return fn_runner.FnApiRunner(provision_info=provision)
+
+
+# Runners Beam ships that rnncast's jobs do not run on, and why (README, "Runners").
+UNSUPPORTED_RUNNERS = {
+    "DaskRunner": (
+        "Beam's Dask runner mixes the extra named outputs of a step (dead letters) into its "
+        "main output, drops BatchElements' last batch and has no stateful DoFns, so rows "
+        "would be lost or misrouted; use the local engine (no --runner), PortableRunner, "
+        "FlinkRunner, SparkRunner or DataflowRunner"
+    ),
+}
+
+
+def runner_name(argv: list[str]) -> str | None:
+    """The value of ``--runner`` in ``argv`` (the last one, as argparse takes it)."""
+    name = None
+    for k, arg in enumerate(argv):
+        if arg == "--runner" and k + 1 < len(argv):
+            name = argv[k + 1]
+        elif arg.startswith("--runner="):
+            name = arg.split("=", 1)[1]
+    return name
+
+
+def load_runner_options(argv: list[str], prog: str) -> None:
+    """Register the pipeline options of the runner ``--runner`` names before flags are
+    checked: a runner given by its full name (``package.module.Runner``) declares its options
+    in its own module, which Beam imports only when it builds the runner, i.e. after the
+    check. Refuse runners rnncast's jobs cannot run on, with the reason."""
+    name = runner_name(argv)
+    if not name:
+        return
+    short = name.rsplit(".", 1)[-1]
+    if short in UNSUPPORTED_RUNNERS:
+        raise JobArgumentError(f"{prog}: --runner {name}: {UNSUPPORTED_RUNNERS[short]}")
+    if "." not in name:
+        return  # Beam's own runners: their options are registered with Beam's
+    module = name.rsplit(".", 1)[0]
+    try:
+        importlib.import_module(module)
+    except ImportError as err:
+        raise JobArgumentError(
+            f"{prog}: --runner {name}: cannot import {module} ({err}); install the package "
+            "that provides this runner"
+        ) from err

@@ -7,6 +7,7 @@ import argparse
 from apache_beam.options.pipeline_options import PipelineOptions, _BeamArgumentParser
 
 from rnncast.errors import JobArgumentError
+from rnncast.pipeline.beam.engine import load_runner_options
 
 
 class JobOptions(PipelineOptions):
@@ -99,6 +100,7 @@ def parse_job_options(
     if any(a in ("-h", "--help") for a in argv):
         help_parser(options_class, prog, description).print_help()
         raise SystemExit(0)
+    load_runner_options(argv, prog)  # a runner's own options must be known to the check
     parser = _BeamArgumentParser(allow_abbrev=False)
     add_job_arguments(parser, options_class)
     for cls in all_option_classes():
