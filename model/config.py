@@ -7,7 +7,9 @@ a model directory through this module; neither imports the other.
 
 from __future__ import annotations
 
+import json
 import math
+import os
 from dataclasses import asdict, dataclass, field
 
 from rnncast.errors import TrainError
@@ -110,6 +112,14 @@ class TrainConfig:
             raise TrainError("rnncast train: " + "; ".join(problems))
         return self
 
+    @property
+    def is_chief(self) -> bool:
+        """Whether this process writes the model directory: always, except in a multi-worker
+        run, where only the chief does (:func:`chief_in_tf_config`)."""
+        if self.distribution != "multi-worker":
+            return True
+        return chief_in_tf_config(os.environ.get("TF_CONFIG"))
+
     def model_settings(self) -> dict:
         """What defines the model and its training (not where data and outputs live)."""
         settings = asdict(self)
@@ -191,3 +201,20 @@ def build_model(
     )
     model.build((metadata["batch_size"], metadata["num_steps"], len(metadata["feature_names"]) + 1))
     return model
+
+
+def chief_in_tf_config(tf_config: str | None) -> bool:
+    """Whether the task ``TF_CONFIG`` describes is the chief of its cluster: the ``chief``
+    task, or worker 0 when the cluster names no chief (TensorFlow's rule); a process without
+    ``TF_CONFIG`` is a cluster of one."""
+    if not tf_config:
+        return True
+    try:
+        parsed = json.loads(tf_config)
+        task = parsed.get("task") or {}
+        kind, index = task.get("type"), int(task.get("index", 0))
+    except (ValueError, TypeError, AttributeError) as err:
+        raise TrainError(f"TF_CONFIG: not valid JSON with a task ({err}); see README") from err
+    if kind == "chief":
+        return True
+    return kind == "worker" and index == 0 and "chief" not in (parsed.get("cluster") or {})

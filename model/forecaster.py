@@ -229,6 +229,7 @@ class RNNForecaster(keras.Model):
         initial_state: Sequence[Any] | None = None,
         sequence_length: Any | None = None,
         training: bool | None = None,
+        lanes: tuple[Any, Any] | None = None,
     ) -> tuple[Any, Any, list[Any]]:
         inputs = ops.convert_to_tensor(inputs, dtype=self.compute_dtype)
         batch, steps = ops.shape(inputs)[0], ops.shape(inputs)[1]
@@ -252,7 +253,9 @@ class RNNForecaster(keras.Model):
             values, flags, memory_state = self.memory(value, observed, memory_state, lengths)
             if self.change_lags:
                 network_inputs = self._change_inputs(inputs, value, values, flags, steps)
-        hidden, rnn_state = self.rnn(network_inputs, rnn_state, sequence_length, training=training)
+        hidden, rnn_state = self.rnn(
+            network_inputs, rnn_state, sequence_length, training=training, lanes=lanes
+        )
         point, quantiles = self.head(hidden)
         if self.anchor == "last":
             baseline = level[..., None]

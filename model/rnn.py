@@ -59,6 +59,21 @@ def _make_recurrent_layer(cell_type: str, units: int, name: str) -> keras.layers
     raise ValueError(f"cell_type must be one of {sorted(CELL_TYPES)}, got {cell_type!r}")
 
 
+def _dropout(layer: keras.layers.Dropout, x: Any, training: Any, lanes) -> Any:
+    """``layer`` applied to ``x``; with ``lanes = (first, total)`` the mask is rows ``first ..
+    first + B - 1`` of the mask drawn for ``total`` rows with the layer's next seed, i.e. of
+    what one device draws for the whole batch. (Keras draws ``stateless_dropout`` over the
+    input's own shape: replicas holding half the lanes would each draw a different mask.)"""
+    if lanes is None or not training:
+        return layer(x, training=training)
+    first, total = lanes
+    shape = ops.shape(x)
+    whole = ops.ones((total, shape[1], shape[2]), dtype=x.dtype)
+    # ones * scale * keep: the same values stateless_dropout multiplies x by.
+    scaled = keras.random.dropout(whole, layer.rate, seed=layer.seed_generator)
+    return x * ops.slice(scaled, (first, 0, 0), shape)
+
+
 @keras.saving.register_keras_serializable(package="rnncast")
 class MaskedStackedRNN(keras.layers.Layer):
     """Stack of ``num_layers`` recurrent layers with TF1 ``dynamic_rnn`` length semantics.
@@ -79,6 +94,10 @@ class MaskedStackedRNN(keras.layers.Layer):
         sequence_length: ``[B]`` integer tensor with values in ``[0, T]``. ``None`` means
             every row has length ``T``.
         training: Enables dropout.
+        lanes: ``(first, total)`` when these ``B`` rows are rows ``first .. first + B - 1`` of
+            a batch of ``total`` rows split across replicas: each dropout mask is then the
+            matching rows of the mask a single device draws for the whole batch (same seed),
+            so N replicas train exactly as one device. ``None``: the rows are the whole batch.
 
     Returns:
         ``(outputs, final_state)``: ``outputs`` is ``[B, T, units]`` (exactly zero for
@@ -168,6 +187,7 @@ class MaskedStackedRNN(keras.layers.Layer):
         initial_state: Sequence[Any] | None = None,
         sequence_length: Any | None = None,
         training: bool | None = None,
+        lanes: tuple[Any, Any] | None = None,
     ) -> tuple[Any, list[Any]]:
         """Runs the stack; see the class docstring for argument semantics."""
         inputs = ops.convert_to_tensor(inputs, dtype=self.compute_dtype)
@@ -202,7 +222,7 @@ class MaskedStackedRNN(keras.layers.Layer):
             final_state: list[Any] = []
             for i, layer in enumerate(self.rnn_layers):
                 if self.input_dropouts:
-                    x = self.input_dropouts[i](x, training=training)
+                    x = _dropout(self.input_dropouts[i], x, training, lanes)
                 level_state = initial_state[i * k : (i + 1) * k]
                 mask = layer_mask if masked else None
                 result = layer(x, initial_state=level_state, mask=mask, training=training)
@@ -219,7 +239,7 @@ class MaskedStackedRNN(keras.layers.Layer):
                     ]
                 final_state.extend(new_state)
             if self.output_dropout is not None:
-                x = self.output_dropout(x, training=training)
+                x = _dropout(self.output_dropout, x, training, lanes)
                 if masked:
                     x = ops.where(valid_3d, x, ops.zeros_like(x))
             return x, final_state

@@ -109,11 +109,11 @@ class Trainer:
         """Everything a checkpoint must hold, in a fixed order."""
         return list(self.model.variables) + list(self.optimizer.variables)
 
-    def _forward(self, batch, state, training):
+    def _forward(self, batch, state, training, lanes=None):
         state = reset_state(state, batch["reset"])
         x = model_inputs(batch["inputs"], batch["observed"])
         point, quantiles, new_state = self.model(
-            x, state, batch["sequence_length"], training=training
+            x, state, batch["sequence_length"], training=training, lanes=lanes
         )
         total, count = masked_loss_sums(
             point,
@@ -139,8 +139,12 @@ class Trainer:
 
     def _replica_train(self, batch, state):
         context = tf.distribute.get_replica_context()
+        # This replica's lanes within the whole batch (see _lanes): dropout masks are drawn
+        # for the whole batch and sliced, so N replicas train exactly as one device.
+        share = tf.shape(batch["sequence_length"])[0]
+        lanes = (context.replica_id_in_sync_group * share, context.num_replicas_in_sync * share)
         with tf.GradientTape() as tape:
-            total, count, new_state = self._forward(batch, state, training=True)
+            total, count, new_state = self._forward(batch, state, training=True, lanes=lanes)
             everywhere = context.all_reduce(tf.distribute.ReduceOp.SUM, count)
             loss = total / tf.maximum(everywhere, 1.0)
         gradients = tape.gradient(loss, self.model.trainable_variables)
@@ -265,11 +269,16 @@ def train(config: TrainConfig, log=print) -> dict:
     The phases: open the model directory (:func:`open_model_dir`), build the trainer,
     restore or start the run (:func:`resume`), run the epochs (:func:`run_epoch`, each one
     committed by its checkpoint), then calibrate the intervals (:func:`calibrate_intervals`).
+
+    In a multi-worker run every worker trains (the steps are collective), and only the chief
+    (:attr:`TrainConfig.is_chief`) writes the model directory; the others write nothing.
+    ``chief`` in the summary says which this process was.
     """
     config.check()
+    chief = config.is_chief
     tf.config.experimental.enable_op_determinism()
     keras.utils.set_random_seed(config.seed)
-    metadata = open_model_dir(config)
+    metadata = open_model_dir(config, write=chief)
     trainer = Trainer(config, metadata, make_strategy(config.distribution))
     model, passes = trainer.model, trainer.passes_per_epoch
     season = f" (season {model.lags[0]})" if model.anchor == "seasonal" else ""
@@ -282,7 +291,8 @@ def train(config: TrainConfig, log=print) -> dict:
     checkpoints = os.path.join(config.model_dir, "checkpoints")
     best_dir = os.path.join(config.model_dir, "best")
     history_path = os.path.join(config.model_dir, HISTORY_FILE)
-    writer = tf.summary.create_file_writer(os.path.join(config.model_dir, "logs"))
+    logs = os.path.join(config.model_dir, "logs")
+    writer = tf.summary.create_file_writer(logs) if chief else None
     has_validation = bool(metadata["splits"]["validation"]["files"])
     train_split = StreamSplit(config.data, "train")
     validation_split = StreamSplit(config.data, "validation") if has_validation else None
@@ -294,19 +304,21 @@ def train(config: TrainConfig, log=print) -> dict:
         improved = state["best_val_loss"] is None or record["val_loss"] < state["best_val_loss"]
         if improved:
             state.update(best_val_loss=record["val_loss"], best_epoch=epoch, bad_epochs=0)
-            checkpoint.save(best_dir, epoch, trainer.model.variables, {"epoch": epoch}, keep=1)
+            if chief:
+                checkpoint.save(best_dir, epoch, trainer.model.variables, {"epoch": epoch}, keep=1)
         else:
             state["bad_epochs"] += 1
         state["epoch"] = epoch
         state["stopped"] = state["bad_epochs"] >= config.patience
         history.append(record)
-        # The checkpoint is the commit point of the epoch; history follows it.
-        checkpoint.save(checkpoints, epoch, trainer.variables, state)
-        commit.write_json(history_path, history)
-        with writer.as_default(step=epoch):
-            for key in ("train_loss", "val_loss", "timesteps_per_second", "learning_rate"):
-                tf.summary.scalar(key, record[key] or 0.0)
-        writer.flush()
+        if chief:
+            # The checkpoint is the commit point of the epoch; history follows it.
+            checkpoint.save(checkpoints, epoch, trainer.variables, state)
+            commit.write_json(history_path, history)
+            with writer.as_default(step=epoch):
+                for key in ("train_loss", "val_loss", "timesteps_per_second", "learning_rate"):
+                    tf.summary.scalar(key, record[key] or 0.0)
+            writer.flush()
         log(
             f"epoch {epoch}/{config.epochs}  train {record['train_loss']:.4f}  "
             f"val {record['val_loss']:.4f}  {batches} batches  "
@@ -314,7 +326,7 @@ def train(config: TrainConfig, log=print) -> dict:
         )
         if state["stopped"]:
             log(f"rnncast train: early stop, no improvement for {config.patience} epochs")
-    if has_validation and config.calibration == "conformal" and state["best_epoch"]:
+    if chief and has_validation and config.calibration == "conformal" and state["best_epoch"]:
         checkpoint.restore(best_dir, trainer.model.variables)
         result = calibrate_intervals(trainer, validation_split.batches())
         commit.write_json(os.path.join(config.model_dir, CALIBRATION_FILE), result)
@@ -322,20 +334,22 @@ def train(config: TrainConfig, log=print) -> dict:
             f"rnncast train: 80 % interval calibrated on {result['targets']:,} validation "
             f"targets: coverage {result['coverage_before']:.3f} -> {result['coverage_after']:.3f}"
         )
-    return {"state": state, "history": history}
+    return {"state": state, "history": history, "chief": chief}
 
 
-def open_model_dir(config: TrainConfig) -> dict:
+def open_model_dir(config: TrainConfig, write: bool = True) -> dict:
     """Check the dataset and the model directory, and record the run's settings there (or
-    check them against those of the run being resumed); returns the dataset's metadata."""
+    check them against those of the run being resumed); returns the dataset's metadata.
+    ``write=False`` (a multi-worker run's other workers): check only, write nothing."""
     metadata = load_metadata(config.data)
     if metadata["layout"] != "stateful":
         raise TrainError(
             f"{config.data}: rnncast train needs the stateful layout; rerun 'rnncast dataset' "
             "without --layout windows"
         )
-    check_output_directory(config.model_dir, "--model-dir")
-    os.makedirs(config.model_dir, exist_ok=True)
+    if write:
+        check_output_directory(config.model_dir, "--model-dir")
+        os.makedirs(config.model_dir, exist_ok=True)
     settings = {
         "train": config.model_settings(),
         "dataset": {"run_id": metadata["run_id"], "fingerprint": metadata["input"]["fingerprint"]},
@@ -350,7 +364,7 @@ def open_model_dir(config: TrainConfig) -> dict:
                 f"{config.model_dir}: holds a run with other settings or data ({config_path}); "
                 "use a new --model-dir or the same flags and dataset to resume"
             )
-    else:
+    elif write:
         commit.write_json(config_path, settings)
         # The export needs the dataset's contract (features, horizon, scaling) without the data.
         commit.write_json(os.path.join(config.model_dir, DATASET_FILE), metadata)
@@ -652,6 +666,9 @@ def main(argv: list[str]) -> int:
     config = config_from_args(args, args.data, args.model_dir)
     summary = train(config)
     state = summary["state"]
+    if not summary["chief"]:
+        print(f"rnncast train: done; the chief writes {config.model_dir}", file=sys.stdout)
+        return 0
     print(
         f"rnncast train: best val loss {state['best_val_loss']:.4f} at epoch "
         f"{state['best_epoch']}; model dir {config.model_dir}",

@@ -62,9 +62,10 @@ def _train(argv: list[str]) -> int:
     from rnncast.model import export, train
 
     code = train.main(argv)
-    if code == 0:
-        model_dir = train.build_parser().parse_args(argv).model_dir
-        print(f"rnncast train: exported {export.export_model(model_dir)}")
+    args = train.build_parser().parse_args(argv)
+    # In a multi-worker run only the chief exports (the others write nothing).
+    if code == 0 and train.config_from_args(args, args.data, args.model_dir).is_chief:
+        print(f"rnncast train: exported {export.export_model(args.model_dir)}")
     return code
 
 
