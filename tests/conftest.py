@@ -30,12 +30,17 @@ def write_csv(frame: pd.DataFrame, path) -> str:
     return str(path)
 
 
-def run_job(input_path, output_dir, *flags: str) -> dict:
+def run_job(input_path, output_dir, pipeline_args=(), **fields) -> dict:
+    """The dataset job as a library call: ``DatasetConfig(input, output, **fields)`` run by
+    ``run_config`` (which checks the config, as ``rnncast dataset`` does) with the Beam options
+    in ``pipeline_args``; returns the committed metadata. Tests of the command line itself call
+    ``dataset_job.run(argv)`` or ``cli.main``."""
+    from apache_beam.options.pipeline_options import PipelineOptions
+
     from rnncast.pipeline.jobs import dataset as dataset_job
 
-    return dataset_job.run(
-        ["--input", str(input_path), "--output", str(output_dir), *map(str, flags)]
-    )
+    config = dataset_job.DatasetConfig(input=str(input_path), output=str(output_dir), **fields)
+    return dataset_job.run_config(config, PipelineOptions(list(pipeline_args)))
 
 
 def read_split(data_dir, split: str) -> dict[str, np.ndarray]:

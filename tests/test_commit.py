@@ -15,8 +15,10 @@ from rnncast.pipeline.core import synthetic
 from rnncast.pipeline.io import commit
 from rnncast.pipeline.io.reader import load_metadata, make_dataset
 
-SMALL = ("--num-steps", 8, "--batch-size", 4, "--horizon", 3, "--freq", "h")
-OTHER = ("--num-steps", 16, "--batch-size", 2, "--horizon", 2, "--freq", "h")
+SMALL = dict(num_steps=8, batch_size=4, horizon=3, freq="h")
+OTHER = dict(num_steps=16, batch_size=2, horizon=2, freq="h")
+# SMALL as flags, for the tests of the command line itself.
+SMALL_FLAGS = ("--num-steps", "8", "--batch-size", "4", "--horizon", "3", "--freq", "h")
 
 
 @pytest.fixture(scope="module")
@@ -45,12 +47,12 @@ def test_user_files_survive_reruns_and_only_listed_stale_files_go(tmp_path, sour
     out = tmp_path / "out"
     (out).mkdir()
     (out / "README.md").write_text("my notes\n")  # unrelated file at the top: fine
-    first = run_job(source, out, *SMALL, "--max-batches-per-stream", 2)
+    first = run_job(source, out, **SMALL, max_batches_per_stream=2)
     (out / "train" / "notes.txt").write_text("mine\n")
     (out / "validation" / "keep").mkdir()
     (out / "validation" / "keep" / "x.bin").write_bytes(b"x")
-    second = run_job(source, out, *OTHER)
-    third = run_job(source, out, *SMALL)
+    second = run_job(source, out, **OTHER)
+    third = run_job(source, out, **SMALL)
     assert (out / "README.md").read_text() == "my notes\n"
     assert (out / "train" / "notes.txt").read_text() == "mine\n"
     assert (out / "validation" / "keep" / "x.bin").read_bytes() == b"x"
@@ -68,17 +70,17 @@ def test_directory_with_foreign_files_or_metadata_is_refused(tmp_path, source):
     (used / "rejected").mkdir(parents=True)
     (used / "rejected" / "old.jsonl").write_text("{}\n")
     with pytest.raises(OutputError, match=f"{used}: holds files in rejected/"):
-        run_job(source, used, *SMALL)
+        run_job(source, used, **SMALL)
     assert tree(used) == {"rejected/old.jsonl": b"{}\n"} and not (used / "_staging").exists()
 
     foreign = tmp_path / "foreign"
     foreign.mkdir()
     (foreign / "metadata.json").write_text('{"name": "some other tool"}\n')
     with pytest.raises(OutputError, match=f"{foreign}: its metadata.json was not written"):
-        run_job(source, foreign, *SMALL)
+        run_job(source, foreign, **SMALL)
     (foreign / "metadata.json").write_text("not json")
     with pytest.raises(OutputError, match=f"{foreign}: its metadata.json is not readable"):
-        run_job(source, foreign, *SMALL)
+        run_job(source, foreign, **SMALL)
     assert tree(foreign) == {"metadata.json": b"not json"}
 
 
@@ -88,7 +90,8 @@ def test_forecast_directory_is_refused_by_the_dataset_job_through_the_cli(tmp_pa
     # A committed forecast output (as written before the "job" field: its schema names it).
     (out / "metadata.json").write_text(json.dumps({"schema": "rnncast.forecast", "files": []}))
     before = tree(out)
-    argv = ["dataset", "--input", source, "--output", str(out), *map(str, SMALL)]
+    # Through the command line on purpose: its exit code and message are what is tested.
+    argv = ["dataset", "--input", source, "--output", str(out), *SMALL_FLAGS]
     assert cli.main(argv) == 2
     err = capsys.readouterr().err
     assert f"{out}: holds forecasts written by 'rnncast forecast --output'" in err
@@ -111,12 +114,12 @@ def test_crash_at_every_commit_step_leaves_the_old_or_the_new_run(
     tmp_path, source, monkeypatch, point
 ):
     old_dir, new_dir, out = tmp_path / "old", tmp_path / "new", tmp_path / "out"
-    old = run_job(source, old_dir, *SMALL)
-    new = run_job(source, new_dir, *OTHER)
+    old = run_job(source, old_dir, **SMALL)
+    new = run_job(source, new_dir, **OTHER)
     shutil.copytree(old_dir, out)
     _crash_at(monkeypatch, point, out)
     with pytest.raises(KeyboardInterrupt):
-        run_job(source, out, *OTHER)
+        run_job(source, out, **OTHER)
     monkeypatch.undo()
     committed = load_metadata(str(out))
     if commit.STEPS.index(point) < commit.STEPS.index("metadata"):
@@ -125,7 +128,7 @@ def test_crash_at_every_commit_step_leaves_the_old_or_the_new_run(
     else:
         assert committed == new and first_batch_shape(out) == (2, 16)
     # The same command again finishes the run and leaves exactly what a clean run leaves.
-    assert run_job(source, out, *OTHER) == new
+    assert run_job(source, out, **OTHER) == new
     assert tree(out) == tree(new_dir)
 
 
@@ -133,7 +136,7 @@ def test_first_run_crashed_while_moving_files_in_can_be_rerun(tmp_path, source, 
     out = tmp_path / "out"
     _crash_at(monkeypatch, "move", out)
     with pytest.raises(KeyboardInterrupt):
-        run_job(source, out, *SMALL)
+        run_job(source, out, **SMALL)
     monkeypatch.undo()
     moved = [p for d in ("train", "validation", "rejected") for p in (out / d).iterdir()]
     assert not (out / "metadata.json").exists() and len(moved) == 1
@@ -141,14 +144,14 @@ def test_first_run_crashed_while_moving_files_in_can_be_rerun(tmp_path, source, 
     # Its files are its own: the rerun adopts them; another job is still refused.
     with pytest.raises(OutputError, match="an uncommitted run of another job"):
         commit.check_owner(str(out), commit.FORECAST, ("forecasts", "rejected"))
-    clean = run_job(source, tmp_path / "clean", *SMALL)
-    assert run_job(source, out, *SMALL) == clean
+    clean = run_job(source, tmp_path / "clean", **SMALL)
+    assert run_job(source, out, **SMALL) == clean
     assert tree(out) == tree(tmp_path / "clean")
 
 
 def test_schedule_run_refuses_a_root_that_is_a_job_output(tmp_path, source, capsys):
     data = tmp_path / "data"
-    run_job(source, data, *SMALL)
+    run_job(source, data, **SMALL)
     before = tree(data)
     argv = ["schedule-run", "--model", str(tmp_path / "m"), "--input", source, "--root", str(data)]
     assert cli.main([*argv, "--run-date", "2026-01-01"]) == 2

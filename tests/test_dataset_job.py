@@ -20,7 +20,9 @@ from rnncast.pipeline.io.reader import StreamSplit, make_dataset
 from rnncast.pipeline.jobs import dataset as dataset_job
 from rnncast.pipeline.jobs.dataset import DatasetConfig
 
-SMALL = ("--num-steps", 8, "--batch-size", 4, "--horizon", 3, "--freq", "h")
+SMALL = dict(num_steps=8, batch_size=4, horizon=3, freq="h")
+# SMALL as flags, for the tests of the command line itself.
+SMALL_FLAGS = ("--num-steps", "8", "--batch-size", "4", "--horizon", "3", "--freq", "h")
 
 
 def clean_frame(num_series=3, length=50):
@@ -41,7 +43,7 @@ def file_bytes(data_dir) -> dict[str, bytes]:
 
 def test_metadata_follows_contract_and_counts_add_up(tmp_path):
     source = write_csv(clean_frame(), tmp_path / "in.csv")
-    metadata = run_job(source, tmp_path / "out", *SMALL)
+    metadata = run_job(source, tmp_path / "out", **SMALL)
     jsonschema.validate(metadata, schemas.load(schemas.METADATA)["json_schema"])
     on_disk = json.loads((tmp_path / "out" / "metadata.json").read_text())
     assert on_disk == metadata
@@ -82,7 +84,7 @@ def test_each_rejection_reason_goes_to_dead_letter_with_source_and_row(tmp_path)
         "s2,2020-01-01T02:00:00,2.0",
     ]
     (tmp_path / "b.csv").write_text("\n".join(bad_lines) + "\n")
-    metadata = run_job(tmp_path, tmp_path / "out", *SMALL, "--max-rejected-fraction", 1.0)
+    metadata = run_job(tmp_path, tmp_path / "out", **SMALL, max_rejected_fraction=1.0)
     counts = metadata["counts"]
     expected = {
         "empty_series_id": 1,
@@ -126,7 +128,7 @@ def test_rejected_fraction_over_threshold_fails_and_commits_nothing(tmp_path):
     frame.loc[:9, "value"] = np.nan
     source = write_csv(frame, tmp_path / "in.csv")
     with pytest.raises(InputError, match=r"10 of 50 rows .*max-rejected-fraction"):
-        run_job(source, tmp_path / "out", *SMALL)
+        run_job(source, tmp_path / "out", **SMALL)
     assert not (tmp_path / "out" / "metadata.json").exists()
     staged = list((tmp_path / "out" / "_staging").glob("*/rejected/*.jsonl"))
     assert len(staged) == 1 and len(staged[0].read_text().splitlines()) == 10
@@ -134,8 +136,8 @@ def test_rejected_fraction_over_threshold_fails_and_commits_nothing(tmp_path):
 
 def test_same_input_and_options_give_identical_bytes(tmp_path):
     source = write_csv(clean_frame(4, 120), tmp_path / "in.csv")
-    first = run_job(source, tmp_path / "one", *SMALL)
-    second = run_job(source, tmp_path / "two", *SMALL)
+    first = run_job(source, tmp_path / "one", **SMALL)
+    second = run_job(source, tmp_path / "two", **SMALL)
     assert first == second
     assert file_bytes(tmp_path / "one") == file_bytes(tmp_path / "two")
     for name in ("metadata.json", "_SUCCESS"):
@@ -144,9 +146,9 @@ def test_same_input_and_options_give_identical_bytes(tmp_path):
 
 def test_rerun_with_other_options_leaves_only_new_files(tmp_path):
     source = write_csv(clean_frame(3, 200), tmp_path / "in.csv")
-    old = run_job(source, tmp_path / "out", *SMALL, "--max-batches-per-stream", 2)
+    old = run_job(source, tmp_path / "out", **SMALL, max_batches_per_stream=2)
     assert len(old["splits"]["train"]["files"]) > 1
-    new = run_job(source, tmp_path / "out", "--num-steps", 16, "--batch-size", 2, "--horizon", 2)
+    new = run_job(source, tmp_path / "out", num_steps=16, batch_size=2, horizon=2)
     listed = {e["name"] for s in new["splits"].values() for e in s["files"]}
     listed |= {e["name"] for e in new["rejected_files"]}
     on_disk = {
@@ -162,7 +164,7 @@ def test_rerun_with_other_options_leaves_only_new_files(tmp_path):
 @pytest.mark.parametrize("cache_bytes", [0, 2**30], ids=["from_files", "in_memory"])
 def test_stream_split_reads_make_datasets_batches_in_any_order(tmp_path, cache_bytes):
     source = write_csv(clean_frame(5, 120), tmp_path / "in.csv")
-    metadata = run_job(source, tmp_path / "out", *SMALL, "--max-batches-per-stream", 3)
+    metadata = run_job(source, tmp_path / "out", **SMALL, max_batches_per_stream=3)
     data, streams = str(tmp_path / "out"), metadata["splits"]["train"]["num_streams"]
     total = sum(entry["batches"] for entry in metadata["splits"]["train"]["files"])
     assert streams >= 3
@@ -182,7 +184,10 @@ def test_stream_split_reads_make_datasets_batches_in_any_order(tmp_path, cache_b
 
 def test_run_config_is_what_the_command_line_runs(tmp_path):
     source = write_csv(clean_frame(3, 200), tmp_path / "in.csv")
-    by_flags = run_job(source, tmp_path / "flags", *SMALL)
+    # The command-line side stays argv: this test checks that both entry points agree.
+    by_flags = dataset_job.run(
+        ["--input", source, "--output", str(tmp_path / "flags"), *SMALL_FLAGS]
+    )
     config = DatasetConfig(
         input=source,
         output=str(tmp_path / "config") + "/",
@@ -206,8 +211,8 @@ def test_input_given_as_file_glob_or_directory_and_parquet(tmp_path):
     (tmp_path / "dir").mkdir()
     write_csv(frame.iloc[:30], tmp_path / "dir" / "a.csv")
     frame.iloc[30:].to_parquet(tmp_path / "dir" / "b.parquet", index=False)
-    by_dir = run_job(tmp_path / "dir", tmp_path / "o1", *SMALL)
-    by_glob = run_job(str(tmp_path / "dir" / "*"), tmp_path / "o2", *SMALL)
+    by_dir = run_job(tmp_path / "dir", tmp_path / "o1", **SMALL)
+    by_glob = run_job(str(tmp_path / "dir" / "*"), tmp_path / "o2", **SMALL)
     assert by_dir["counts"]["rows_accepted"] == by_glob["counts"]["rows_accepted"] == 60
     assert by_dir["input"]["fingerprint"] == by_glob["input"]["fingerprint"]
     assert file_bytes(tmp_path / "o1") == file_bytes(tmp_path / "o2")
@@ -216,7 +221,7 @@ def test_input_given_as_file_glob_or_directory_and_parquet(tmp_path):
 @pytest.mark.parametrize("damage", ["truncate", "corrupt"])
 def test_damaged_tfrecord_fails_naming_the_file(tmp_path, damage):
     source = write_csv(clean_frame(2, 100), tmp_path / "in.csv")
-    metadata = run_job(source, tmp_path / "out", *SMALL)
+    metadata = run_job(source, tmp_path / "out", **SMALL)
     path = tmp_path / "out" / metadata["splits"]["train"]["files"][0]["name"]
     data = bytearray(path.read_bytes())
     if damage == "truncate":
@@ -230,7 +235,7 @@ def test_damaged_tfrecord_fails_naming_the_file(tmp_path, damage):
 
 def test_metadata_json_is_the_commit_point(tmp_path):
     source = write_csv(clean_frame(1, 40), tmp_path / "in.csv")
-    run_job(source, tmp_path / "out", *SMALL)
+    run_job(source, tmp_path / "out", **SMALL)
     (tmp_path / "out" / "_SUCCESS").unlink()  # a marker for other tools, written after
     assert next(iter(make_dataset(str(tmp_path / "out"))))["inputs"].shape[0] == 4
     (tmp_path / "out" / "metadata.json").unlink()
@@ -240,39 +245,35 @@ def test_metadata_json_is_the_commit_point(tmp_path):
 
 def test_clear_errors_for_bad_inputs_and_flags(tmp_path):
     with pytest.raises(InputError, match="no input files found"):
-        run_job(tmp_path / "missing.csv", tmp_path / "out", *SMALL)
+        run_job(tmp_path / "missing.csv", tmp_path / "out", **SMALL)
     (tmp_path / "empty.csv").write_text("series_id,timestamp,value\n")
     with pytest.raises(InputError, match="no data rows"):
-        run_job(tmp_path / "empty.csv", tmp_path / "out", *SMALL)
+        run_job(tmp_path / "empty.csv", tmp_path / "out", **SMALL)
     (tmp_path / "wrong.csv").write_text("id,time,y\na,2020-01-01,1\n")
     with pytest.raises(InputError, match=r"wrong.csv: missing column\(s\)"):
-        run_job(tmp_path / "wrong.csv", tmp_path / "out", *SMALL)
+        run_job(tmp_path / "wrong.csv", tmp_path / "out", **SMALL)
     (tmp_path / "broken.parquet").write_bytes(b"PAR1 this is not parquet")
     with pytest.raises(InputError, match="broken.parquet: not a readable Parquet"):
-        run_job(tmp_path / "broken.parquet", tmp_path / "out", *SMALL)
+        run_job(tmp_path / "broken.parquet", tmp_path / "out", **SMALL)
     write_csv(clean_frame(1, 10), tmp_path / "ok.csv")
+    # Flag parsing itself (a misspelled flag, a bad value given as a flag): the command line.
+    argv = ["--input", str(tmp_path / "ok.csv"), "--output", str(tmp_path / "out")]
     with pytest.raises(JobArgumentError, match="unknown argument"):
-        run_job(tmp_path / "ok.csv", tmp_path / "out", "--num-step", 4)
+        dataset_job.run([*argv, "--num-step", "4"])
     with pytest.raises(JobArgumentError, match="--batch-size must be >= 1"):
-        run_job(tmp_path / "ok.csv", tmp_path / "out", "--batch-size", 0)
+        dataset_job.run([*argv, "--batch-size", "0"])
 
 
 def test_column_names_and_covariates_from_flags(tmp_path):
     frame = synthetic.generate(2, 30, 30, seed=3, gap_fraction=0.0, num_covariates=2)
     frame = frame.rename(columns={"series_id": "id", "timestamp": "ts", "value": "y"})
     source = write_csv(frame.rename(columns={}), tmp_path / "in.csv")
-    metadata = run_job(
-        source,
-        tmp_path / "out",
-        *SMALL,
-        "--series-id-column",
-        "id",
-        "--timestamp-column",
-        "ts",
-        "--value-column",
-        "y",
-        "--covariates",
-        "covariate_0,covariate_1",
+    # The command line on purpose: the column flags and a comma-separated --covariates are
+    # parsed into the config's InputColumns here and nowhere else in the tests.
+    metadata = dataset_job.run(
+        ["--input", source, "--output", str(tmp_path / "out"), *SMALL_FLAGS]
+        + ["--series-id-column", "id", "--timestamp-column", "ts", "--value-column", "y"]
+        + ["--covariates", "covariate_0,covariate_1"]
     )
     assert metadata["feature_names"][:3] == ["value", "covariate_0", "covariate_1"]
     rows = read_split(tmp_path / "out", "train")
@@ -284,15 +285,12 @@ def test_column_names_and_covariates_from_flags(tmp_path):
 
 def test_multi_processing_runner_gives_the_same_files(tmp_path):
     source = write_csv(clean_frame(5, 90), tmp_path / "in.csv")
-    run_job(source, tmp_path / "inproc", *SMALL, "--direct_running_mode", "in_memory")
+    run_job(source, tmp_path / "inproc", ["--direct_running_mode", "in_memory"], **SMALL)
     run_job(
         source,
         tmp_path / "multi",
-        *SMALL,
-        "--direct_running_mode",
-        "multi_processing",
-        "--direct_num_workers",
-        2,
+        ["--direct_running_mode", "multi_processing", "--direct_num_workers", "2"],
+        **SMALL,
     )
     assert file_bytes(tmp_path / "inproc") == file_bytes(tmp_path / "multi")
 
@@ -300,11 +298,11 @@ def test_multi_processing_runner_gives_the_same_files(tmp_path):
 def test_padding_waste_bound_on_synthetic_and_single_long_series(tmp_path):
     frame = synthetic.generate(60, 300, 3000, seed=7)
     source = write_csv(frame, tmp_path / "syn.csv")
-    metadata = run_job(source, tmp_path / "syn", "--num-steps", 32, "--batch-size", 16)
+    metadata = run_job(source, tmp_path / "syn", num_steps=32, batch_size=16)
     assert metadata["splits"]["train"]["padding_waste"] <= 0.05
     long = synthetic.generate(1, 20000, 20000, seed=2)
     source = write_csv(long, tmp_path / "long.csv")
-    metadata = run_job(source, tmp_path / "long", "--num-steps", 64, "--batch-size", 32)
+    metadata = run_job(source, tmp_path / "long", num_steps=64, batch_size=32)
     train = metadata["splits"]["train"]
     assert train["padding_waste"] <= 0.05
     rows = read_split(tmp_path / "long", "train")
@@ -325,15 +323,7 @@ def test_embedded_dataset_meets_padding_target(tmp_path, embedded_csv):
 def test_windows_layout_is_independent_shuffled_rows(tmp_path):
     source = write_csv(clean_frame(3, 100), tmp_path / "in.csv")
     metadata = run_job(
-        source,
-        tmp_path / "out",
-        *SMALL,
-        "--layout",
-        "windows",
-        "--window-stride",
-        4,
-        "--num-shards",
-        2,
+        source, tmp_path / "out", **SMALL, layout="windows", window_stride=4, num_shards=2
     )
     assert len(metadata["splits"]["train"]["files"]) == 2
     rows = read_split(tmp_path / "out", "train")
@@ -348,7 +338,7 @@ def test_damaged_gzip_written_by_other_tools_is_not_skipped(tmp_path):
     import tensorflow as tf
 
     source = write_csv(clean_frame(1, 60), tmp_path / "in.csv")
-    metadata = run_job(source, tmp_path / "out", *SMALL)
+    metadata = run_job(source, tmp_path / "out", **SMALL)
     path = tmp_path / "out" / metadata["splits"]["train"]["files"][0]["name"]
     raw = bytearray(gzip.decompress(path.read_bytes()))
     raw[20] ^= 0xFF
@@ -361,7 +351,7 @@ def test_validation_start_splits_every_series_at_that_time(tmp_path):
     frame = synthetic.generate(3, 120, 200, seed=5, gap_fraction=0.0)
     source = write_csv(frame, tmp_path / "in.csv")
     split_at = pd.Timestamp(frame["timestamp"].median()).floor("h")
-    metadata = run_job(source, tmp_path / "out", *SMALL, "--validation-start", split_at.isoformat())
+    metadata = run_job(source, tmp_path / "out", **SMALL, validation_start=split_at.isoformat())
     for sid, info in metadata["series"].items():
         stamps = pd.DatetimeIndex(frame[frame["series_id"] == sid]["timestamp"])
         assert info["train_length"] == int((stamps < split_at).sum())
@@ -398,7 +388,7 @@ def test_naive_series_after_an_offset_series_stays_utc(tmp_path, capsys):
             str(tmp_path / "in.csv"),
             "--output",
             str(tmp_path / "out"),
-            *map(str, SMALL),
+            *SMALL_FLAGS,
         ]
     )
     assert code == 0, capsys.readouterr().err
@@ -423,7 +413,7 @@ def test_typo_years_after_a_series_goes_to_dead_letters_with_its_reason(tmp_path
         {"series_id": ["a"], "timestamp": [hours[-1].replace(year=2030)], "value": [1.0]}
     )
     source = write_csv(pd.concat([frame.iloc[:300], typo, frame.iloc[300:]]), tmp_path / "in.csv")
-    metadata = run_job(source, tmp_path / "out", *SMALL)
+    metadata = run_job(source, tmp_path / "out", **SMALL)
     counts = metadata["counts"]
     assert counts["rows_read"] == 601 == counts["rows_accepted"] + counts["rows_rejected"]
     assert counts["rejected_by_reason"]["isolated_by_gap"] == counts["rows_rejected"] == 1
@@ -436,7 +426,7 @@ def test_typo_years_after_a_series_goes_to_dead_letters_with_its_reason(tmp_path
     assert record["reason"] == "isolated_by_gap" and record["row_number"] == 302
     assert record["row"]["series_id"] == "a" and record["row"]["timestamp"].startswith("2030-")
     # The check can be turned off: then the typo stretches the series over ten years.
-    off = run_job(source, tmp_path / "off", *SMALL, "--max-gap-steps", 0)
+    off = run_job(source, tmp_path / "off", **SMALL, max_gap_steps=0.0)
     assert off["counts"]["rows_rejected"] == 0 and off["series"]["a"]["length"] > 87_000
     assert off["series_mostly_filled"] == [
         {"series_id": "a", "filled_fraction": off["series"]["a"]["filled_fraction"]}
@@ -460,9 +450,7 @@ def mixed_frequency_csv(path) -> str:
 
 def test_weekly_and_monthly_series_in_a_daily_file_are_named(tmp_path, capsys):
     source = mixed_frequency_csv(tmp_path / "in.csv")
-    metadata = run_job(
-        source, tmp_path / "out", "--num-steps", 8, "--batch-size", 4, "--horizon", 3
-    )
+    metadata = run_job(source, tmp_path / "out", num_steps=8, batch_size=4, horizon=3)
     assert metadata["freq"] == "D"
     assert metadata["series_mostly_filled"] == [
         {"series_id": "monthly", "filled_fraction": round(1 - 6 / 153, 6)},
@@ -526,7 +514,7 @@ def test_metadata_says_whether_any_training_value_is_negative(
     frame.loc[5, "value"], frame.loc[38, "value"] = train_value, validation_value
     other = frame.assign(series_id="b", value=np.linspace(2.0, 4.0, 40))
     source = write_csv(pd.concat([frame, other]), tmp_path / "in.csv")
-    run_job(source, tmp_path / "out", "--num-steps", 8, "--batch-size", 2, "--horizon", 2)
+    run_job(source, tmp_path / "out", num_steps=8, batch_size=2, horizon=2)
     metadata = json.loads((tmp_path / "out" / "metadata.json").read_text())
     assert metadata["nonnegative"] is expected
 
@@ -538,7 +526,7 @@ def test_metadata_measures_naive_and_seasonal_naive_in_sample(tmp_path):
     cycle = np.sin(2 * np.pi * np.arange(len(stamps)) / 24)
     frame = pd.DataFrame({"series_id": "a", "timestamp": stamps, "value": cycle})
     source = write_csv(frame, tmp_path / "in.csv")
-    run_job(source, tmp_path / "out", "--num-steps", 24, "--batch-size", 2, "--horizon", 2)
+    run_job(source, tmp_path / "out", num_steps=24, batch_size=2, horizon=2)
     metadata = json.loads((tmp_path / "out" / "metadata.json").read_text())
     mae = metadata["baseline_mae"]
     assert set(mae) == {"1", "24", "168"}

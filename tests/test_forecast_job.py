@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import tensorflow as tf
+from apache_beam.options.pipeline_options import PipelineOptions
 from conftest import run_job, write_csv
 
 from rnncast.errors import InputError, ModelError
@@ -23,6 +24,7 @@ from rnncast.model.train import train
 from rnncast.pipeline.core import series as series_lib
 from rnncast.pipeline.core import synthetic
 from rnncast.pipeline.core.series import model_features
+from rnncast.pipeline.core.validation import InputColumns
 from rnncast.pipeline.io.model_loader import read_model_info
 from rnncast.pipeline.io.state_store import load_state_files
 from rnncast.pipeline.jobs import forecast as forecast_job
@@ -38,14 +40,10 @@ def exported(tmp_path_factory):
     run_job(
         source,
         tmp / "data",
-        "--num-steps",
-        16,
-        "--batch-size",
-        4,
-        "--horizon",
-        5,
-        "--covariates",
-        "covariate_0",
+        num_steps=16,
+        batch_size=4,
+        horizon=5,
+        columns=InputColumns(covariates=("covariate_0",)),
     )
     config = TrainConfig(
         str(tmp / "data"), str(tmp / "model"), cell="lstm", layers=2, units=8, epochs=1, dropout=0.0
@@ -54,10 +52,14 @@ def exported(tmp_path_factory):
     return export_model(config.model_dir), frame
 
 
-def forecast(model, data, output, *flags):
-    return forecast_job.run(
-        ["--model", model, "--input", str(data), "--output", str(output), *map(str, flags)]
+def forecast(model, data, output, pipeline_args=(), **fields):
+    """The forecast job as a library call: ``ForecastConfig(model, input, output, **fields)``
+    run by ``run_config`` (which checks the config against the model, as ``rnncast forecast``
+    does) with the Beam options in ``pipeline_args``; returns the committed metadata."""
+    config = forecast_job.ForecastConfig(
+        model=str(model), input=str(data), output=str(output), **fields
     )
+    return forecast_job.run_config(config, PipelineOptions(list(pipeline_args)))
 
 
 def read_forecasts(output) -> pd.DataFrame:
@@ -147,10 +149,13 @@ def test_incremental_runs_equal_full_recompute(exported, tmp_path):
     for k, (incremental_input, full_input, state_in) in enumerate(runs, start=1):
         inc = write_csv(incremental_input, tmp_path / f"inc{k}.csv")
         full = write_csv(full_input, tmp_path / f"full{k}.csv")
-        flags = ["--state-out", tmp_path / f"s{k}"]
-        if state_in:
-            flags += ["--state-in", tmp_path / state_in]
-        meta = forecast(model_path, inc, tmp_path / f"inc-out{k}", *flags)
+        meta = forecast(
+            model_path,
+            inc,
+            tmp_path / f"inc-out{k}",
+            state_out=str(tmp_path / f"s{k}"),
+            state_in=str(tmp_path / state_in) if state_in else None,
+        )
         forecast(model_path, full, tmp_path / f"full-out{k}")
         a = read_forecasts(tmp_path / f"inc-out{k}").sort_values(["series_id", "step"])
         b = read_forecasts(tmp_path / f"full-out{k}").sort_values(["series_id", "step"])
@@ -175,11 +180,11 @@ def test_incremental_runs_equal_full_recompute(exported, tmp_path):
 def test_rewritten_history_is_recomputed_and_reported(exported, tmp_path):
     model_path, frame = exported
     source = write_csv(frame, tmp_path / "a.csv")
-    forecast(model_path, source, tmp_path / "o1", "--state-out", tmp_path / "s1")
+    forecast(model_path, source, tmp_path / "o1", state_out=str(tmp_path / "s1"))
     changed = frame.copy()
     changed.loc[changed.index[5], "value"] += 10.0  # series-000000, long consumed
     source = write_csv(changed, tmp_path / "b.csv")
-    meta = forecast(model_path, source, tmp_path / "o2", "--state-in", tmp_path / "s1")
+    meta = forecast(model_path, source, tmp_path / "o2", state_in=str(tmp_path / "s1"))
     assert meta["counts"]["series_by_status"]["recomputed"] == 1
     forecast(model_path, source, tmp_path / "o3")
     a, b = read_forecasts(tmp_path / "o2"), read_forecasts(tmp_path / "o3")
@@ -221,42 +226,37 @@ def test_clear_errors(exported, tmp_path):
     (tmp_path / "empty.csv").write_text("series_id,timestamp,value,covariate_0\n")
     with pytest.raises(InputError, match="no data rows"):
         forecast(model_path, tmp_path / "empty.csv", tmp_path / "o")
-    forecast(model_path, source, tmp_path / "o1", "--state-out", tmp_path / "s")
+    forecast(model_path, source, tmp_path / "o1", state_out=str(tmp_path / "s"))
     state_file = next((tmp_path / "s" / "state").glob("*.parquet"))
     meta_path = tmp_path / "s" / "metadata.json"
     original = meta_path.read_text()
     meta_path.write_text(original.replace('"model_fingerprint": "', '"model_fingerprint": "x'))
     with pytest.raises(ModelError, match="state was written by model"):
-        forecast(model_path, source, tmp_path / "o2", "--state-in", tmp_path / "s")
+        forecast(model_path, source, tmp_path / "o2", state_in=str(tmp_path / "s"))
     meta_path.write_text(original)
     state_file.write_bytes(state_file.read_bytes()[:-10] + b"0123456789")
     with pytest.raises(ModelError, match=f"{state_file}: corrupt"):
-        forecast(model_path, source, tmp_path / "o2", "--state-in", tmp_path / "s")
+        forecast(model_path, source, tmp_path / "o2", state_in=str(tmp_path / "s"))
 
 
 def test_multi_processing_gives_the_same_output(exported, tmp_path):
     model_path, frame = exported
     source = write_csv(frame, tmp_path / "in.csv")
-    forecast(model_path, source, tmp_path / "a", "--state-out", tmp_path / "sa")
+    forecast(model_path, source, tmp_path / "a", state_out=str(tmp_path / "sa"))
     forecast(
         model_path,
         source,
         tmp_path / "b",
-        "--state-out",
-        tmp_path / "sb",
-        "--direct_running_mode",
-        "multi_processing",
-        "--direct_num_workers",
-        2,
-        "--lanes",
-        2,
+        ["--direct_running_mode", "multi_processing", "--direct_num_workers", "2"],
+        state_out=str(tmp_path / "sb"),
+        lanes=2,
     )
     pd.testing.assert_frame_equal(
         read_forecasts(tmp_path / "a"), read_forecasts(tmp_path / "b"), rtol=1e-6
     )
     # Rerunning the same job into the same output gives the same files.
     before = (tmp_path / "a" / "metadata.json").read_bytes()
-    forecast(model_path, source, tmp_path / "a", "--state-out", tmp_path / "sa")
+    forecast(model_path, source, tmp_path / "a", state_out=str(tmp_path / "sa"))
     assert (tmp_path / "a" / "metadata.json").read_bytes() == before
 
 
@@ -332,7 +332,7 @@ def test_output_directories_of_other_jobs_are_refused_untouched(exported, tmp_pa
     model_path, frame = exported
     source = write_csv(frame, tmp_path / "in.csv")
     data = tmp_path / "data"
-    run_job(source, data, "--num-steps", 16, "--batch-size", 4, "--horizon", 5)
+    run_job(source, data, num_steps=16, batch_size=4, horizon=5)
     dataset = tree(data)
 
     def cli_error(*argv):
@@ -354,7 +354,7 @@ def test_output_directories_of_other_jobs_are_refused_untouched(exported, tmp_pa
     err = cli_error(*base, "--output", both, "--state-out", f"{both}/")
     assert f"--output and --state-out are both {both}" in err and not both.exists()
 
-    forecast(model_path, source, tmp_path / "f", "--state-out", tmp_path / "s")
+    forecast(model_path, source, tmp_path / "f", state_out=str(tmp_path / "s"))
     forecasts = tree(tmp_path / "f")
     assert json.loads(forecasts["metadata.json"])["job"] == "forecast"
     err = cli_error("dataset", "--input", source, "--output", tmp_path / "f", "--horizon", 5)
@@ -362,9 +362,9 @@ def test_output_directories_of_other_jobs_are_refused_untouched(exported, tmp_pa
     with pytest.raises(OutputError, match=f"{tmp_path / 's'}: holds a state directory"):
         forecast(model_path, source, tmp_path / "s")
     with pytest.raises(OutputError, match=f"{tmp_path / 'f'}: holds forecasts"):
-        forecast(model_path, source, tmp_path / "o", "--state-out", tmp_path / "f")
+        forecast(model_path, source, tmp_path / "o", state_out=str(tmp_path / "f"))
     with pytest.raises(ModelError, match=f"{data}: not a state directory"):
-        forecast(model_path, source, tmp_path / "o", "--state-in", data)
+        forecast(model_path, source, tmp_path / "o", state_in=str(data))
     assert tree(tmp_path / "f") == forecasts and not (tmp_path / "o").exists()
 
 
@@ -383,8 +383,8 @@ def test_crash_while_committing_state_leaves_the_old_or_the_new_state(
     end = frame.groupby("series_id")["timestamp"].transform("max")
     early = write_csv(frame[frame.timestamp <= end - 10 * HOUR], tmp_path / "early.csv")
     full = write_csv(frame, tmp_path / "full.csv")
-    forecast(model_path, early, tmp_path / "o1", "--state-out", tmp_path / "old")
-    forecast(model_path, full, tmp_path / "o2", "--state-out", tmp_path / "new")
+    forecast(model_path, early, tmp_path / "o1", state_out=str(tmp_path / "old"))
+    forecast(model_path, full, tmp_path / "o2", state_out=str(tmp_path / "new"))
     state = tmp_path / "state"
     shutil.copytree(tmp_path / "old", state)
 
@@ -394,7 +394,7 @@ def test_crash_while_committing_state_leaves_the_old_or_the_new_state(
 
     monkeypatch.setattr(commit, "_step", step)
     with pytest.raises(KeyboardInterrupt):
-        forecast(model_path, full, tmp_path / "o3", "--state-out", state)
+        forecast(model_path, full, tmp_path / "o3", state_out=str(state))
     monkeypatch.undo()
     files, _ = load_state_files(str(state), model)
     switched = commit.STEPS.index(point) >= commit.STEPS.index("metadata")
@@ -404,8 +404,8 @@ def test_crash_while_committing_state_leaves_the_old_or_the_new_state(
         for n in (e["name"] for e in json.loads((expected / "metadata.json").read_text())["files"])
     ]
     # Continuing from it works, and the retry leaves what a clean run leaves.
-    forecast(model_path, full, tmp_path / "o4", "--state-in", state)
-    forecast(model_path, full, tmp_path / "o3", "--state-out", state)
+    forecast(model_path, full, tmp_path / "o4", state_in=str(state))
+    forecast(model_path, full, tmp_path / "o3", state_out=str(state))
     assert tree(state) == tree(tmp_path / "new")
 
 
@@ -447,7 +447,7 @@ def test_written_files_match_their_contracts(exported, tmp_path):
     with open(source, "a", encoding="utf-8") as sink:
         sink.write("series_000,2020-01-01T00:00:00,not-a-number,1.0\n")
     data = tmp_path / "data"
-    metadata = run_job(source, data, "--num-steps", 16, "--batch-size", 4, "--horizon", 5)
+    metadata = run_job(source, data, num_steps=16, batch_size=4, horizon=5)
     jsonschema.validate(
         json.loads((data / "metadata.json").read_text()),
         schemas.load(schemas.METADATA)["json_schema"],
@@ -455,7 +455,7 @@ def test_written_files_match_their_contracts(exported, tmp_path):
     assert [_check_rejected(data / e["name"]) for e in metadata["rejected_files"]] == [1]
 
     out, state = tmp_path / "f", tmp_path / "s"
-    forecast(model_path, source, out, "--state-out", state)
+    forecast(model_path, source, out, state_out=str(state))
     contract = schemas.load(schemas.FORECAST)
     meta = json.loads((out / "metadata.json").read_text())
     jsonschema.validate(meta, contract["metadata_json_schema"])
@@ -486,8 +486,8 @@ def test_written_files_match_their_contracts(exported, tmp_path):
         data_bytes = (old / entry["name"]).read_bytes()
         entry.update(bytes=len(data_bytes), sha256=hashlib.sha256(data_bytes).hexdigest())
     (old / "metadata.json").write_text(json.dumps(state_meta))
-    again = forecast(model_path, source, tmp_path / "g1", "--state-in", state)
-    legacy = forecast(model_path, source, tmp_path / "g2", "--state-in", old)
+    again = forecast(model_path, source, tmp_path / "g1", state_in=str(state))
+    legacy = forecast(model_path, source, tmp_path / "g2", state_in=str(old))
     assert legacy["counts"]["series_by_status"] == again["counts"]["series_by_status"]
     pd.testing.assert_frame_equal(
         read_forecasts(tmp_path / "g1"), read_forecasts(tmp_path / "g2"), rtol=1e-6
@@ -689,7 +689,7 @@ def test_a_typo_timestamp_years_ahead_is_a_dead_letter_not_a_forecast_origin(exp
     typo = frame[frame["series_id"] == frame["series_id"].iloc[0]].tail(1).copy()
     typo["timestamp"] = typo["timestamp"] + pd.Timedelta(days=3650)
     source = write_csv(pd.concat([frame, typo], ignore_index=True), tmp_path / "in.csv")
-    metadata = forecast(model_path, source, tmp_path / "o", "--max-rejected-fraction", 1)
+    metadata = forecast(model_path, source, tmp_path / "o", max_rejected_fraction=1.0)
     counts = metadata["counts"]
     assert counts["rejected_by_reason"]["isolated_by_gap"] == 1
     assert counts["rows_read"] == counts["rows_accepted"] + counts["rows_rejected"]

@@ -37,16 +37,11 @@ def dataset_dir(tmp_path_factory):
     run_job(
         source,
         tmp / "data",
-        "--num-steps",
-        24,
-        "--batch-size",
-        8,
-        "--horizon",
-        6,
-        "--validation-fraction",
-        0.2,
-        "--validation-warmup-steps",
-        48,
+        num_steps=24,
+        batch_size=8,
+        horizon=6,
+        validation_fraction=0.2,
+        validation_warmup_steps=48,
     )
     return str(tmp / "data")
 

@@ -42,7 +42,7 @@ def exported(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("smodel")
     frame = synthetic.generate(4, 120, 160, seed=11)
     source = write_csv(frame, tmp / "train.csv")
-    run_job(source, tmp / "data", "--num-steps", 16, "--batch-size", 4, "--horizon", 4)
+    run_job(source, tmp / "data", num_steps=16, batch_size=4, horizon=4)
     config = TrainConfig(
         str(tmp / "data"), str(tmp / "model"), cell="gru", layers=1, units=8, epochs=1
     )
@@ -229,11 +229,14 @@ def dead_letters(output) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["source", "row_number", "reason", "detail", "row"])
 
 
-def batch(model_path, rows, tmp_path, name, *flags):
+def batch(model_path, rows, tmp_path, name, **fields):
+    """The batch forecast job on ``rows`` (a library call: ``ForecastConfig`` and
+    ``run_config``, which checks the config against the model as ``rnncast forecast`` does)."""
     source = write_csv(rows, tmp_path / f"{name}.csv")
-    forecast_job.run(
-        ["--model", model_path, "--input", source, "--output", str(tmp_path / name), *flags]
+    config = forecast_job.ForecastConfig(
+        model=model_path, input=source, output=str(tmp_path / name), **fields
     )
+    forecast_job.run_config(config, PipelineOptions([]))
     meta = json.loads((tmp_path / name / "metadata.json").read_text())
     frame = pd.concat(pd.read_parquet(tmp_path / name / f["name"]) for f in meta["files"])
     return frame.sort_values(["series_id", "step"]).reset_index(drop=True)
@@ -309,7 +312,7 @@ def test_bootstrap_from_batch_state_and_hand_back_to_batch(exported, tmp_path):
     model_path, frame = exported
     cut, cut2 = END - 20 * HOUR, END - 8 * HOUR
     first = frame[frame.timestamp <= cut]
-    batch(model_path, first, tmp_path, "b1", "--state-out", str(tmp_path / "s1"))
+    batch(model_path, first, tmp_path, "b1", state_out=str(tmp_path / "s1"))
     middle = frame[(frame.timestamp > cut) & (frame.timestamp <= cut2)]
     deliveries = [(middle[middle.timestamp == t], t) for t in sorted(middle.timestamp.unique())]
     output = tmp_path / "stream"
@@ -332,7 +335,7 @@ def test_bootstrap_from_batch_state_and_hand_back_to_batch(exported, tmp_path):
     assert_same_forecasts(latest(forecasts), reference, snapshot_scale(output))
     # The snapshot is a --state-in for the batch job, which continues where the stream ended.
     rest = frame[frame.timestamp > cut2]
-    continued = batch(model_path, rest, tmp_path, "b3", "--state-in", str(output / "state"))
+    continued = batch(model_path, rest, tmp_path, "b3", state_in=str(output / "state"))
     assert set(continued.status) == {"incremental"}
     full = batch(model_path, frame, tmp_path, "b4")
     assert_same_forecasts(continued, full, snapshot_scale(output))
