@@ -359,13 +359,15 @@ def configure_logging(verbose: bool) -> None:
         # C++: no INFO, WARNING ("Type inference failed"), ERROR (missing CUDA drivers).
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
         loaded = any(name in sys.modules for name in _QuietTensorFlowImport.NAMES)
-        if os.environ["TF_CPP_MIN_LOG_LEVEL"] != "0" and not loaded:
+        hooked = any(isinstance(f, _QuietTensorFlowImport) for f in sys.meta_path)
+        if os.environ["TF_CPP_MIN_LOG_LEVEL"] != "0" and not loaded and not hooked:
             sys.meta_path.insert(0, _QuietTensorFlowImport())
     level = logging.INFO if verbose else logging.WARNING
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
     root = logging.getLogger()
     root.setLevel(level)
-    root.addFilter(_DropNoise())
+    if not any(isinstance(f, _DropNoise) for f in root.filters):  # main() may run again
+        root.addFilter(_DropNoise())
     # absl's Python logger (Keras and TensorFlow use it) follows the root level.
     logging.getLogger("absl").setLevel(level)
     # Beam warns about every rnncast flag it does not know each time options are viewed;
