@@ -16,7 +16,7 @@ from collections.abc import Iterator
 
 from rnncast import __version__
 from rnncast.errors import JobArgumentError, RnncastError
-from rnncast.usage import HelpFormatter, mark_required, parse_strictly
+from rnncast.usage import HelpFormatter, flags_of, mark_required, parse_strictly
 
 COMMANDS = {
     "dataset": "Beam job: series (CSV/Parquet) -> stateful TFRecord batches + metadata.json.",
@@ -192,8 +192,14 @@ def _demo_parser() -> argparse.ArgumentParser:
 
 
 def _demo(argv: list[str]) -> int:
-    args, beam_args = _demo_parser().parse_known_args(argv)
+    parser = _demo_parser()
+    args, beam_args = parser.parse_known_args(argv)
     from apache_beam.options.pipeline_options import PipelineOptions
+
+    from rnncast.pipeline.beam.options import JobOptions, parse_job_options
+
+    # The rest must be Beam options (a misspelled demo flag is named with the right one).
+    parse_job_options(beam_args, JobOptions, "rnncast demo", parser.description, flags_of(parser))
 
     from rnncast.model import export, train
     from rnncast.model.config import TrainConfig

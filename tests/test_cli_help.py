@@ -150,6 +150,16 @@ def test_misspelled_commands_and_flags_get_a_suggestion(tmp_path):
     assert done.returncode == 2
     assert "--num_series: unknown argument; did you mean --num-series?" in done.stderr
     assert not (tmp_path / "s.csv").exists()
+    # Commands whose other flags are Beam options name their own flags too.
+    schedule = ["schedule-run", "--model", "m", "--input", "i", "--root", "r"]
+    for command, wrong, right in [
+        (schedule, "--run_date", "--run-date"),
+        (["demo", "--output", str(tmp_path / "demo")], "--epoch", "--epochs"),
+    ]:
+        done = rnncast(*command, wrong, "3")
+        assert done.returncode == 2, done.stderr[-2000:]
+        assert f"{wrong}: unknown argument; did you mean {right}?" in done.stderr
+    assert not (tmp_path / "demo").exists()
 
 
 def test_suggestions():

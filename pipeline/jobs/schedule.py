@@ -27,7 +27,7 @@ from rnncast.errors import ModelError, OutputError
 from rnncast.pipeline.beam.options import parse_job_options
 from rnncast.pipeline.io import commit
 from rnncast.pipeline.jobs import forecast as forecast_job
-from rnncast.usage import HelpFormatter, mark_required
+from rnncast.usage import HelpFormatter, flags_of, mark_required
 
 LATEST = "LATEST"
 
@@ -119,6 +119,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str]) -> int:
-    args, beam_args = build_parser().parse_known_args(argv)
+    parser = build_parser()
+    args, beam_args = parser.parse_known_args(argv)
+    # The rest are the forecast job's flags and Beam options; a misspelled one is named here
+    # with the closest of all of them, schedule-run's own included.
+    parse_job_options(
+        beam_args,
+        forecast_job.ForecastOptions,
+        "rnncast schedule-run",
+        forecast_job.DESCRIPTION,
+        flags_of(parser),
+    )
     schedule_run(args.model, args.input, args.root, args.run_date, beam_args)
     return 0
