@@ -11,11 +11,28 @@ import json
 import math
 import os
 from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING
 
 from rnncast.errors import TrainError
-from rnncast.model.forecaster import ANCHORS, INPUTS, POINT_LOSSES, RNNForecaster
-from rnncast.model.rnn import CELL_TYPES
-from rnncast.pipeline.core.series import best_baseline_lag, seasonal_lags, usable_lags
+
+if TYPE_CHECKING:  # types only: no Keras here, so `rnncast train --help` is quick
+    from rnncast.model.forecaster import RNNForecaster
+
+#: Supported cell types and the state tensors each carries per layer (model.rnn).
+CELL_TYPES: dict[str, tuple[str, ...]] = {
+    "rnn": ("h",),
+    "lstm": ("h", "c"),
+    "gru": ("h",),
+}
+POINT_LOSSES = ("mse", "mae")
+# What the head's outputs are added to: nothing, the value at the step (channel 0 of the
+# inputs, scaled), so that an untrained network forecasts "same as now" (naive) and learns
+# the change (as LSTNet's linear highway and ES-RNN's level do), or the seasonal-naive
+# forecast of the first seasonal lag (the value one season before the target step).
+ANCHORS = ("none", "last", "seasonal")
+# What the network sees of the value: the scaled value itself, or its changes (see
+# model.forecaster.LagMemory), which do not depend on the level.
+INPUTS = ("level", "change")
 
 CONFIG_FILE = "train_config.json"
 
@@ -137,6 +154,8 @@ class TrainConfig:
 def model_lags(config: TrainConfig, metadata: dict) -> tuple[int, ...]:
     """The lags the model uses: the configured ones, or those of the dataset's frequency
     that its series are long enough for."""
+    from rnncast.pipeline.core.series import seasonal_lags, usable_lags
+
     if config.lags is not None:
         return tuple(config.lags)
     if not metadata.get("freq"):
@@ -166,6 +185,8 @@ def model_anchor(
     chosen its (absent) weekly cycle (BENCHMARKS.md, issue 12). Datasets written before the
     measurement anchor on the last value. ``seasonal`` without lags falls back to ``last``.
     """
+    from rnncast.pipeline.core.series import best_baseline_lag
+
     if anchor == "auto":
         errors = {
             int(lag): error
@@ -182,6 +203,8 @@ def model_anchor(
 def build_model(
     config: TrainConfig, metadata: dict, interval_scale: list[float] | None = None
 ) -> RNNForecaster:
+    from rnncast.model.forecaster import RNNForecaster
+
     anchor, lags = model_anchor(
         config.anchor, model_lags(config, metadata), metadata.get("baseline_mae")
     )

@@ -25,17 +25,8 @@ import keras
 import tensorflow as tf
 from keras import ops
 
+from rnncast.model.config import ANCHORS, INPUTS, POINT_LOSSES
 from rnncast.model.rnn import MaskedStackedRNN
-
-POINT_LOSSES = ("mse", "mae")
-# What the head's outputs are added to: nothing, the value at the step (channel 0 of the
-# inputs, scaled), so that an untrained network forecasts "same as now" (naive) and learns
-# the change (as LSTNet's linear highway and ES-RNN's level do), or the seasonal-naive
-# forecast of the first seasonal lag (the value one season before the target step).
-ANCHORS = ("none", "last", "seasonal")
-# What the network sees of the value: the scaled value itself, or its changes (see
-# LagMemory), which do not depend on the level.
-INPUTS = ("level", "change")
 
 
 @keras.saving.register_keras_serializable(package="rnncast")

@@ -27,14 +27,9 @@ from typing import Any
 import keras
 from keras import ops
 
-__all__ = ["CELL_TYPES", "MaskedStackedRNN"]
+from rnncast.model.config import CELL_TYPES
 
-#: Supported cell types and the number of state tensors each carries per layer.
-CELL_TYPES: dict[str, tuple[str, ...]] = {
-    "rnn": ("h",),
-    "lstm": ("h", "c"),
-    "gru": ("h",),
-}
+__all__ = ["CELL_TYPES", "MaskedStackedRNN"]
 
 
 def _make_recurrent_layer(cell_type: str, units: int, name: str) -> keras.layers.Layer:

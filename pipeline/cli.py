@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import difflib
+import importlib.abc
+import importlib.util
+import json
 import logging
 import os
 import re
 import sys
+from collections.abc import Iterator
 
 from rnncast import __version__
 from rnncast.errors import JobArgumentError, RnncastError
+from rnncast.usage import HelpFormatter, flags_of, mark_required, parse_strictly
 
 COMMANDS = {
     "dataset": "Beam job: series (CSV/Parquet) -> stateful TFRecord batches + metadata.json.",
@@ -59,12 +66,15 @@ def _schedule_run(argv: list[str]) -> int:
 
 
 def _train(argv: list[str]) -> int:
+    from rnncast.model.flags import build_parser, config_from_args
+
+    # Flags first (--help and mistakes answer at once), TensorFlow after.
+    args = parse_strictly(build_parser(), argv)
     from rnncast.model import export, train
 
     code = train.main(argv)
-    args = train.build_parser().parse_args(argv)
     # In a multi-worker run only the chief exports (the others write nothing).
-    if code == 0 and train.config_from_args(args, args.data, args.model_dir).is_chief:
+    if code == 0 and config_from_args(args, args.data, args.model_dir).is_chief:
         print(f"rnncast train: exported {export.export_model(args.model_dir)}")
     return code
 
@@ -76,15 +86,17 @@ def _export_parser() -> argparse.ArgumentParser:
         description="Write MODEL_DIR/export: a SavedModel with 'step' and 'forecast' "
         "signatures, rnncast_model.json, weights.npz (what the rnncast jobs load) and "
         "model.keras, from the best checkpoint.",
+        formatter_class=HelpFormatter,
     )
-    parser.add_argument("--model-dir", required=True, help="Model directory of rnncast train.")
+    parser.add_argument("--model-dir", help="Model directory of rnncast train.")
+    mark_required(parser, ["--model-dir"])
     return parser
 
 
 def _export(argv: list[str]) -> int:
+    args = parse_strictly(_export_parser(), argv)
     from rnncast.model import export
 
-    args = _export_parser().parse_args(argv)
     print(f"rnncast export: wrote {export.export_model(args.model_dir)}")
     return 0
 
@@ -94,27 +106,42 @@ def _synthetic_parser() -> argparse.ArgumentParser:
         prog="rnncast synthetic",
         allow_abbrev=False,
         description="Write the deterministic synthetic series set used by tests and benchmarks.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
     )
-    parser.add_argument("--output", required=True, help="File to write (.csv or .parquet).")
+    parser.add_argument("--output", help="File to write (.csv or .parquet).")
+    mark_required(parser, ["--output"])
     parser.add_argument("--num-series", type=int, default=100, help="Number of series.")
     parser.add_argument("--min-length", type=int, default=500, help="Shortest series (points).")
     parser.add_argument("--max-length", type=int, default=5000, help="Longest series (points).")
-    parser.add_argument("--covariates", type=int, default=0, help="Numeric covariate columns.")
+    parser.add_argument(
+        "--num-covariates",
+        type=int,
+        default=0,
+        help="Number of numeric covariate columns to add (named cov0, cov1, ...).",
+    )
+    # The old name of --num-covariates (elsewhere --covariates names columns); kept for one
+    # release, not listed.
+    parser.add_argument("--covariates", type=int, dest="num_covariates", help=argparse.SUPPRESS)
     parser.add_argument("--seed", type=int, default=0, help="Seed; same seed, same bytes.")
     return parser
 
 
 def _synthetic(argv: list[str]) -> int:
+    args = parse_strictly(_synthetic_parser(), argv)
+    if any(a.split("=", 1)[0] == "--covariates" for a in argv):
+        print(
+            "rnncast synthetic: --covariates is deprecated (it will be removed in the next "
+            "release); use --num-covariates",
+            file=sys.stderr,
+        )
     from rnncast.pipeline.core import synthetic
 
-    args = _synthetic_parser().parse_args(argv)
     frame = synthetic.generate(
         args.num_series,
         args.min_length,
         args.max_length,
         args.seed,
-        num_covariates=args.covariates,
+        num_covariates=args.num_covariates,
     )
     synthetic.write(frame, args.output)
     print(
@@ -156,7 +183,8 @@ def _demo_parser() -> argparse.ArgumentParser:
         "the dataset job, training, export, the forecast job (with state) and a rolling-origin "
         "evaluation against baselines, writing everything under --output and printing the "
         "accuracy table.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        epilog="Other flags are Beam pipeline options for its jobs (e.g. --direct_num_workers).",
+        formatter_class=HelpFormatter,
     )
     parser.add_argument("--output", default="rnncast-demo", help="Directory for all outputs.")
     parser.add_argument("--epochs", type=int, default=20, help="Training epochs.")
@@ -165,7 +193,14 @@ def _demo_parser() -> argparse.ArgumentParser:
 
 
 def _demo(argv: list[str]) -> int:
+    parser = _demo_parser()
+    args, beam_args = parser.parse_known_args(argv)
     from apache_beam.options.pipeline_options import PipelineOptions
+
+    from rnncast.pipeline.beam.options import JobOptions, parse_job_options
+
+    # The rest must be Beam options (a misspelled demo flag is named with the right one).
+    parse_job_options(beam_args, JobOptions, "rnncast demo", parser.description, flags_of(parser))
 
     from rnncast.model import export, train
     from rnncast.model.config import TrainConfig
@@ -174,7 +209,6 @@ def _demo(argv: list[str]) -> int:
     from rnncast.pipeline.jobs import evaluate as evaluate_job
     from rnncast.pipeline.jobs import forecast as forecast_job
 
-    args, beam_args = _demo_parser().parse_known_args(argv)
     data = embedded_data_path()
     dataset = os.path.join(args.output, "dataset")
     print("rnncast demo: 1/4 dataset job", file=sys.stderr)
@@ -227,7 +261,7 @@ HANDLERS = {
 def check_arguments(argv: list[str]) -> None:
     """Parse an ``rnncast`` command line without running it; raise :class:`JobArgumentError`
     on an unknown command or flag (used to check the invocations written in docs)."""
-    from rnncast.model.train import build_parser as train_parser
+    from rnncast.model.flags import build_parser as train_parser
     from rnncast.pipeline.beam.options import parse_job_options
     from rnncast.pipeline.jobs.dataset import DESCRIPTION as DATASET
     from rnncast.pipeline.jobs.dataset import DatasetOptions
@@ -270,17 +304,118 @@ def check_arguments(argv: list[str]) -> None:
         parse_job_options(unknown, ForecastOptions, f"rnncast {command}", FORECAST)
 
 
+VERBOSE = ("-v", "--verbose")
+# Commands that run Beam pipelines (their workers get quiet logging flags, below).
+BEAM_COMMANDS = ("dataset", "forecast", "evaluate", "stream", "schedule-run", "demo")
+# Lines nobody acts on: Beam's note, at import, that the optional Google Cloud client
+# libraries are missing (rnncast needs them only for gs:// and Dataflow, 'rnncast[gcp]').
+NOISE = ("apitools not found",)
+
+
+class _DropNoise(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith(NOISE)
+
+
+@contextlib.contextmanager
+def _stderr_silenced() -> Iterator[None]:
+    """File descriptor 2 goes to /dev/null inside (C++ code writes there directly)."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
+class _QuietTensorFlowImport(importlib.abc.MetaPathFinder):
+    """Silences stderr while TensorFlow (or Keras, which loads it) is first imported: its C++
+    start-up lines (oneDNN, CUDA drivers, absl's "All log messages before
+    absl::InitializeLog()") are written before TF_CPP_MIN_LOG_LEVEL applies. An import that
+    fails still raises, after stderr is back."""
+
+    NAMES = ("tensorflow", "keras")
+
+    def find_spec(self, fullname, path=None, target=None):
+        if fullname not in self.NAMES:
+            return None
+        sys.meta_path.remove(self)
+        spec = importlib.util.find_spec(fullname)
+        if spec is None or spec.loader is None:
+            return spec
+        execute = spec.loader.exec_module
+
+        def exec_module(module):
+            with _stderr_silenced():
+                execute(module)
+
+        spec.loader.exec_module = exec_module
+        return spec
+
+
+def configure_logging(verbose: bool) -> None:
+    """Quiet by default: warnings and errors only, from Python and absl, nothing from
+    TensorFlow's C++ (set before TensorFlow loads; an environment variable the user set
+    wins); ``verbose``: INFO lines too. Call before importing TensorFlow or Beam."""
+    if not verbose:
+        # C++: no INFO, WARNING ("Type inference failed"), ERROR (missing CUDA drivers).
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+        loaded = any(name in sys.modules for name in _QuietTensorFlowImport.NAMES)
+        hooked = any(isinstance(f, _QuietTensorFlowImport) for f in sys.meta_path)
+        if os.environ["TF_CPP_MIN_LOG_LEVEL"] != "0" and not loaded and not hooked:
+            sys.meta_path.insert(0, _QuietTensorFlowImport())
+    level = logging.INFO if verbose else logging.WARNING
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    root = logging.getLogger()
+    root.setLevel(level)
+    if not any(isinstance(f, _DropNoise) for f in root.filters):  # main() may run again
+        root.addFilter(_DropNoise())
+    # absl's Python logger (Keras and TensorFlow use it) follows the root level.
+    logging.getLogger("absl").setLevel(level)
+    # Beam warns about every rnncast flag it does not know each time options are viewed;
+    # parse_job_options already refuses unknown flags, so those warnings carry no news.
+    logging.getLogger("apache_beam.options.pipeline_options").setLevel(logging.ERROR)
+    # Beam logs a DoFn's exception with its traceback before re-raising it; the re-raised
+    # error reaches the handler below (a user error: one line; anything else: the traceback).
+    logging.getLogger("apache_beam.runners.common").setLevel(logging.CRITICAL)
+
+
+def quiet_workers(argv: list[str]) -> list[str]:
+    """``argv`` plus the Beam options that keep worker processes
+    (``--direct_running_mode=multi_processing``, remote runners) at warnings, without their
+    start-up notes and the "Discarding unparseable args" list of rnncast's own flags; flags
+    the user gave win."""
+    given = {a.split("=", 1)[0] for a in argv}
+    extra = []
+    if "--default_sdk_harness_log_level" not in given:
+        extra.append("--default_sdk_harness_log_level=WARNING")
+    if "--sdk_harness_log_level_overrides" not in given:
+        # __main__: the worker's start-up module; pipeline_options: the discarded-args list.
+        levels = {"__main__": "ERROR", "apache_beam.options.pipeline_options": "ERROR"}
+        extra.append(f"--sdk_harness_log_level_overrides={json.dumps(levels)}")
+    return [*argv, *extra]
+
+
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
+    argv = list(sys.argv[1:] if argv is None else argv)
     parser = argparse.ArgumentParser(
         prog="rnncast",
         description="Forecasting pipeline for long time series (Apache Beam + Keras).",
-        epilog="Run 'rnncast COMMAND --help' for the flags of a command.",
+        epilog="Run 'rnncast COMMAND --help' for the flags of a command. -v/--verbose, "
+        "before or after COMMAND, shows INFO logs (TensorFlow's, Beam's and its workers').",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, text in COMMANDS.items():
         sub.add_parser(name, help=text, add_help=False)
     parser.add_argument("--version", action="version", version=f"rnncast {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="Show INFO logs.")
+    verbose = any(a in VERBOSE for a in argv)
+    argv = [a for a in argv if a not in VERBOSE]
     if not argv or argv[0] in ("-h", "--help"):
         parser.print_help()
         return 0
@@ -289,14 +424,13 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     command, rest = argv[0], argv[1:]
     if command not in HANDLERS:
-        parser.error(f"unknown command {command!r}; choose from {', '.join(COMMANDS)}")
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    # Beam warns about every rnncast flag it does not know each time options are viewed;
-    # parse_job_options already refuses unknown flags, so those warnings carry no news.
-    logging.getLogger("apache_beam.options.pipeline_options").setLevel(logging.ERROR)
-    # Beam logs a DoFn's exception with its traceback before re-raising it; the re-raised
-    # error reaches the handler below (a user error: one line; anything else: the traceback).
-    logging.getLogger("apache_beam.runners.common").setLevel(logging.CRITICAL)
+        close = difflib.get_close_matches(command, list(COMMANDS), n=1)
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        parser.error(f"unknown command {command!r}; {hint}choose from {', '.join(COMMANDS)}")
+    configure_logging(verbose)
+    helping = any(a in ("-h", "--help") for a in rest)
+    if command in BEAM_COMMANDS and not verbose and not helping:
+        rest = quiet_workers(rest)
     try:
         return HANDLERS[command](rest)
     except Exception as err:

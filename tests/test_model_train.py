@@ -537,7 +537,8 @@ def test_calibration_is_recorded_and_the_export_applies_it(trained):
 
 def test_default_lags_anchor_and_step_budget_follow_the_data():
     from rnncast.model.config import model_anchor
-    from rnncast.model.train import parse_lags, passes_per_epoch
+    from rnncast.model.flags import parse_lags
+    from rnncast.model.train import passes_per_epoch
 
     hourly = {"1": 0.33, "24": 0.31, "168": 0.23}  # counts with a weekly cycle
     assert model_anchor("auto", (168, 24), hourly) == ("seasonal", (168, 24))

@@ -3,18 +3,31 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Sequence
 
 from apache_beam.options.pipeline_options import PipelineOptions, _BeamArgumentParser
 
 from rnncast.errors import JobArgumentError
 from rnncast.pipeline.beam.engine import load_runner_options
+from rnncast.usage import HelpFormatter, flags_of, mark_required, unknown_flags_error
 
 
 class JobOptions(PipelineOptions):
     """Flags every rnncast Beam job shares; each job's options class extends it.
 
     (One shared base, because Beam registers every options class in one parser, where two
-    classes declaring the same flag would conflict.)"""
+    classes declaring the same flag would conflict.)
+
+    What a job's ``--help`` says of the shared flags is the job's own (Beam's parser, which
+    sees every job's classes at once, cannot require a flag or word it per job):
+    ``REQUIRED`` flags are listed as required (the job's config still checks them),
+    ``REFUSED`` flags are not listed and are refused with the reason given, and ``HELP``
+    replaces a flag's text.
+    """
+
+    REQUIRED: tuple[str, ...] = ("--input", "--output")
+    REFUSED: dict[str, str] = {}
+    HELP: dict[str, str] = {}
 
     @classmethod
     def _add_argparse_args(cls, parser):
@@ -25,8 +38,7 @@ class JobOptions(PipelineOptions):
             "--horizon",
             type=int,
             default=None,
-            help="H: steps ahead to forecast (dataset: default 24; forecast: at most the "
-            "model's horizon, default all of it).",
+            help="H: steps ahead (each job's --help says what it means there).",
         )
         g.add_argument("--series-id-column", default="series_id", help="Column with the id.")
         g.add_argument("--timestamp-column", default="timestamp", help="Column with the time.")
@@ -86,20 +98,52 @@ def help_parser(
             "Flink and Spark runner options (--project, --region, --temp_location, "
             "--flink_master, --spark_master_url, --setup_file, --sdk_container_image, ...)."
         ),
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
         allow_abbrev=False,
     )
     add_job_arguments(parser, options_class)
+    describe(parser, options_class)
     return parser
 
 
+def describe(parser: argparse.ArgumentParser, options_class: type[PipelineOptions]) -> None:
+    """Word ``parser``'s job flags as ``options_class`` says (its ``REQUIRED``, ``REFUSED``
+    and ``HELP``; see :class:`JobOptions`)."""
+    for flag, text in getattr(options_class, "HELP", {}).items():
+        parser._option_string_actions[flag].help = text
+    for flag in getattr(options_class, "REFUSED", {}):
+        parser._option_string_actions[flag].help = argparse.SUPPRESS
+    mark_required(parser, getattr(options_class, "REQUIRED", ()))
+
+
+def refused_flags_error(
+    argv: Sequence[str], refused: dict[str, str], prog: str
+) -> JobArgumentError | None:
+    """The error for the first flag of ``argv`` in ``refused`` (flag -> why and what to do
+    instead), or None."""
+    for arg in argv:
+        flag = arg.split("=", 1)[0]
+        if flag in refused:
+            return JobArgumentError(f"{prog}: {flag} {refused[flag]}")
+    return None
+
+
 def parse_job_options(
-    argv: list[str], options_class: type[PipelineOptions], prog: str, description: str
+    argv: list[str],
+    options_class: type[PipelineOptions],
+    prog: str,
+    description: str,
+    command_flags: Sequence[str] = (),
 ) -> tuple[PipelineOptions, PipelineOptions]:
-    """Parse ``argv`` into ``(job options, pipeline options)``; refuse unknown flags."""
+    """Parse ``argv`` into ``(job options, pipeline options)``; refuse unknown flags (with
+    the closest known one, ``command_flags`` included: the flags a command parsed before
+    handing the rest here) and the flags ``options_class`` refuses."""
     if any(a in ("-h", "--help") for a in argv):
         help_parser(options_class, prog, description).print_help()
         raise SystemExit(0)
+    refused = refused_flags_error(argv, getattr(options_class, "REFUSED", {}), prog)
+    if refused is not None:
+        raise refused
     load_runner_options(argv, prog)  # a runner's own options must be known to the check
     parser = _BeamArgumentParser(allow_abbrev=False)
     add_job_arguments(parser, options_class)
@@ -112,9 +156,11 @@ def parse_job_options(
             continue  # an options class re-declaring a flag another one declares
     _, unknown = parser.parse_known_args(argv)
     if unknown:
-        raise JobArgumentError(
-            f"{prog}: unknown argument(s) {unknown}; see '{prog} --help' for this job's flags "
-            "and the Beam documentation for pipeline options"
+        raise unknown_flags_error(
+            prog,
+            unknown,
+            [*flags_of(parser), *command_flags],
+            " and the Beam documentation for pipeline options",
         )
     pipeline_options = PipelineOptions(argv)
     job_options = pipeline_options.view_as(options_class)

@@ -60,6 +60,8 @@ DESCRIPTION = (
 class DatasetOptions(JobOptions):
     """Flags of ``rnncast dataset``."""
 
+    HELP = {"--horizon": "H: steps ahead the dataset's targets cover (default 24)."}
+
     @classmethod
     def _add_argparse_args(cls, parser):
         g = parser.add_argument_group("rnncast dataset")

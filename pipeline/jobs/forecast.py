@@ -62,6 +62,11 @@ STATE_DIRECTORIES = ("state",)
 class ForecastOptions(JobOptions):
     """Flags of ``rnncast forecast``."""
 
+    REQUIRED = ("--model", "--input", "--output")
+    HELP = {
+        "--horizon": "H: steps ahead to forecast, at most the model's horizon (default: all of it)."
+    }
+
     @classmethod
     def _add_argparse_args(cls, parser):
         g = parser.add_argument_group("rnncast forecast")

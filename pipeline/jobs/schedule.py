@@ -27,6 +27,7 @@ from rnncast.errors import ModelError, OutputError
 from rnncast.pipeline.beam.options import parse_job_options
 from rnncast.pipeline.io import commit
 from rnncast.pipeline.jobs import forecast as forecast_job
+from rnncast.usage import HelpFormatter, flags_of, mark_required
 
 LATEST = "LATEST"
 
@@ -98,12 +99,16 @@ def build_parser() -> argparse.ArgumentParser:
         allow_abbrev=False,
         description="One scheduled batch-forecast period: forecast from the latest committed "
         "state into dated state and forecast directories under --root, then advance the "
-        "LATEST pointer atomically. Safe to retry after a crash. Other flags are Beam options.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        "LATEST pointer atomically. Safe to retry after a crash.",
+        epilog="Other flags are the forecast job's (see 'rnncast forecast --help'), e.g. "
+        "--horizon H (steps ahead, at most the model's horizon; default all of it) and "
+        "--lanes, and Beam pipeline options.",
+        formatter_class=HelpFormatter,
     )
-    parser.add_argument("--model", required=True, help="Export directory of rnncast train.")
-    parser.add_argument("--input", required=True, help="New points (CSV/Parquet, glob, dir).")
-    parser.add_argument("--root", required=True, help="Root of the dated state and forecasts.")
+    parser.add_argument("--model", help="Export directory of rnncast train.")
+    parser.add_argument("--input", help="New points (CSV/Parquet, glob, dir).")
+    parser.add_argument("--root", help="Root of the dated state and forecasts.")
+    mark_required(parser, ["--model", "--input", "--root"])
     parser.add_argument(
         "--run-date",
         default=dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d"),
@@ -114,6 +119,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str]) -> int:
-    args, beam_args = build_parser().parse_known_args(argv)
+    parser = build_parser()
+    args, beam_args = parser.parse_known_args(argv)
+    # The rest are the forecast job's flags and Beam options; a misspelled one is named here
+    # with the closest of all of them, schedule-run's own included.
+    parse_job_options(
+        beam_args,
+        forecast_job.ForecastOptions,
+        "rnncast schedule-run",
+        forecast_job.DESCRIPTION,
+        flags_of(parser),
+    )
     schedule_run(args.model, args.input, args.root, args.run_date, beam_args)
     return 0

@@ -31,7 +31,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 
 from rnncast import schemas
 from rnncast.errors import InputError, JobArgumentError, ModelError
-from rnncast.pipeline.beam.options import JobOptions, parse_job_options
+from rnncast.pipeline.beam.options import JobOptions, parse_job_options, refused_flags_error
 from rnncast.pipeline.beam.transforms import FrequencyVotes
 from rnncast.pipeline.core import backtest, forecasting, metrics
 from rnncast.pipeline.core import series as series_lib
@@ -44,12 +44,14 @@ from rnncast.pipeline.jobs.evaluate import report
 from rnncast.pipeline.jobs.evaluate.options import (
     DEFAULT_HORIZON,
     DESCRIPTION,
+    REFUSED,
     EvaluateConfig,
     build_parser,
     classical_models,
     config_from_args,
 )
 from rnncast.pipeline.jobs.evaluate.report import METRIC_COLUMNS, NO_PAIR, TABLE_COLUMNS
+from rnncast.usage import flags_of
 
 
 def progress(items: Iterable, total: int, label: str) -> Iterator:
@@ -213,11 +215,15 @@ def trained_until(model: forecasting.ModelInfo | None) -> int | None:
 
 def run(argv: list[str]) -> dict:
     """Run ``rnncast evaluate`` with command-line ``argv``; returns ``evaluation.json``."""
-    args, beam_args = build_parser().parse_known_args(argv)
-    if not args.input or not args.output:
-        raise JobArgumentError("rnncast evaluate: --input and --output are required")
+    parser = build_parser()
+    args, beam_args = parser.parse_known_args(argv)
+    refused = refused_flags_error(beam_args, REFUSED, "rnncast evaluate")
+    if refused is not None:
+        raise refused
     # The rest must be Beam options (for the dataset and forecast jobs it runs).
-    _, pipeline_options = parse_job_options(beam_args, JobOptions, "rnncast evaluate", DESCRIPTION)
+    _, pipeline_options = parse_job_options(
+        beam_args, JobOptions, "rnncast evaluate", DESCRIPTION, flags_of(parser)
+    )
     return run_config(config_from_args(args), pipeline_options)
 
 

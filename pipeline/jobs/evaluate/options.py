@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 from rnncast.errors import JobArgumentError
 from rnncast.pipeline.beam.options import add_job_arguments
 from rnncast.pipeline.core import backtest
+from rnncast.usage import HelpFormatter, mark_required
 
 if TYPE_CHECKING:  # types only: the model package imports TensorFlow
     from rnncast.model.config import TrainConfig
@@ -24,18 +25,25 @@ DESCRIPTION = (
 )
 
 
+# Flags of rnncast train that evaluate refuses (not listed in its help): why, and what to do.
+REFUSED = {
+    "--init-from": "could carry data from after the origins into the backtest; use "
+    "--warm-start (each refit starts from the previous origin's model) or --model",
+}
+
+
 def build_parser() -> argparse.ArgumentParser:
-    from rnncast.model.train import add_training_arguments
+    """The parser of ``rnncast evaluate`` (what it does not know are Beam options)."""
+    from rnncast.model.flags import add_training_arguments
     from rnncast.pipeline.jobs.dataset import DatasetOptions
 
     parser = argparse.ArgumentParser(
         prog="rnncast evaluate",
         allow_abbrev=False,
         description=DESCRIPTION,
-        epilog="--output is the directory for metrics, summary and plots; --horizon "
-        "defaults to the --model export's horizon, else 24. Other flags are Beam pipeline "
-        "options for the dataset and forecast jobs (e.g. --runner, --direct_running_mode).",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        epilog="Other flags are Beam pipeline options for the dataset and forecast jobs "
+        "(e.g. --runner, --direct_running_mode).",
+        formatter_class=HelpFormatter,
         # --seed is both the dataset job's and training's: one flag seeds both.
         conflict_handler="resolve",
     )
@@ -98,8 +106,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     # The dataset job's own flags (and the input/output/horizon every job shares).
     add_job_arguments(parser, DatasetOptions)
+    actions = parser._option_string_actions
+    actions["--output"].help = "Directory for the metrics, forecasts, summary and plots."
+    actions["--horizon"].help = (
+        f"H: steps ahead forecast and scored at each origin (default: the --model export's "
+        f"horizon, else {DEFAULT_HORIZON})."
+    )
+    mark_required(parser, ["--input", "--output"])
     t = parser.add_argument_group("model and training (as in rnncast train)")
-    add_training_arguments(t)
+    # No --init-from: weights from after the origins would leak into the backtest.
+    add_training_arguments(t, fine_tuning=False)
     return parser
 
 
@@ -170,9 +186,9 @@ class EvaluateConfig:
             raise JobArgumentError("rnncast evaluate: --input and --output are required")
         if self.training.init_from:
             raise JobArgumentError(
-                "rnncast evaluate: --init-from could carry data from after the origins into "
-                "the backtest; use --warm-start (each refit starts from the previous origin's "
-                "model) or --model"
+                "rnncast evaluate: training.init_from could carry data from after the origins "
+                "into the backtest; use --warm-start (each refit starts from the previous "
+                "origin's model) or --model"
             )
         if self.refit_every < 1 or self.plot_series < 0:
             raise JobArgumentError("rnncast evaluate: --refit-every >= 1 and --plot-series >= 0")
@@ -183,7 +199,7 @@ class EvaluateConfig:
 
 def config_from_args(args) -> EvaluateConfig:
     """The config of parsed ``rnncast evaluate`` flags (:func:`build_parser`)."""
-    from rnncast.model.train import config_from_args as training_config
+    from rnncast.model.flags import config_from_args as training_config
     from rnncast.pipeline.jobs.dataset import config_from_options as dataset_config
 
     return EvaluateConfig(

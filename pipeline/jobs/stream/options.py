@@ -29,6 +29,18 @@ NAMESPACE = "rnncast.stream"
 class StreamOptions(JobOptions):
     """Flags of ``rnncast stream``."""
 
+    REQUIRED = ("--model", "--output")
+    REFUSED = {
+        "--input": "is for the batch jobs; watch files with --input-pattern GLOB",
+        "--max-rejected-fraction": "does not apply to a stream: it refuses no run, rejected "
+        "points go to the dead letters of their window; drop the flag",
+    }
+    HELP = {
+        "--horizon": "H: steps ahead in each forecast, at most the model's horizon (default: "
+        "all of it).",
+        "--output": "Output directory: forecasts and dead letters per window, state snapshots.",
+    }
+
     @classmethod
     def _add_argparse_args(cls, parser):
         g = parser.add_argument_group("rnncast stream")
@@ -177,10 +189,6 @@ class StreamConfig:
 def config_from_options(options: StreamOptions) -> StreamConfig:
     """The config the flags describe (checked against the model by :meth:`StreamConfig.check`)."""
     prog = "rnncast stream"
-    if options.input:
-        raise JobArgumentError(
-            f"{prog}: --input is for the batch jobs; watch files with --input-pattern GLOB"
-        )
     try:
         window = streaming.parse_duration(options.window, "--window")
         lateness = streaming.parse_duration(options.allowed_lateness, "--allowed-lateness")
