@@ -22,7 +22,6 @@ import shutil
 import sys
 import tempfile
 import time
-from collections.abc import Iterable, Iterator
 
 import numpy as np
 import pandas as pd
@@ -36,6 +35,7 @@ from rnncast.pipeline.beam.transforms import FrequencyVotes
 from rnncast.pipeline.core import backtest, forecasting, metrics
 from rnncast.pipeline.core import series as series_lib
 from rnncast.pipeline.core.deadletters import rejected_payload
+from rnncast.pipeline.core.progress import eta_note, progress
 from rnncast.pipeline.core.validation import InputColumns
 from rnncast.pipeline.io import commit, observations
 from rnncast.pipeline.io.locations import check_output_directory, is_local
@@ -50,27 +50,6 @@ from rnncast.pipeline.jobs.evaluate.options import (
     config_from_args,
 )
 from rnncast.pipeline.jobs.evaluate.report import METRIC_COLUMNS, NO_PAIR, TABLE_COLUMNS
-
-
-def progress(items: Iterable, total: int, label: str) -> Iterator:
-    """Yield ``items`` while drawing a progress bar on stderr (a few plain lines when stderr
-    is not a terminal, so logs stay readable)."""
-    tty = sys.stderr.isatty()
-    marks = {max(1, round(total * k / 4)) for k in range(1, 5)}
-    started = time.perf_counter()
-    for done, item in enumerate(items, start=1):
-        yield item
-        elapsed = time.perf_counter() - started
-        if tty:
-            filled = int(30 * done / max(total, 1))
-            print(
-                f"\r{label} [{'#' * filled}{'.' * (30 - filled)}] {done}/{total} {elapsed:.0f}s",
-                end="" if done < total else "\n",
-                file=sys.stderr,
-                flush=True,
-            )
-        elif done in marks:
-            print(f"{label}: {done}/{total} ({elapsed:.0f}s)", file=sys.stderr, flush=True)
 
 
 def _origin_label(index: int, origin: int) -> str:
@@ -350,6 +329,7 @@ def _run_origins(
     results = _Results(records=[], forecasts=[], timings=[], model=reused)
     export = config.model
     covariates = InputColumns(covariates=config.dataset.columns.covariates)
+    loop_started = time.perf_counter()
     for index, origin in enumerate(plan.origins):
         label = _origin_label(index, origin)
         work = os.path.join(work_root, label)
@@ -359,9 +339,11 @@ def _run_origins(
         history_path = os.path.join(work, "history.parquet")
         history = backtest.history_frame(loaded.series, origin, covariates)
         history.to_parquet(history_path, index=False)
+        # The ETA over all origins: the mean time per origin so far times those left.
+        eta = eta_note(index, len(plan.origins), time.perf_counter() - loop_started)
         print(
             f"rnncast evaluate: origin {index + 1}/{len(plan.origins)} {pd.Timestamp(origin)} "
-            f"({len(history)} history points)",
+            f"({len(history)} history points{'; ' + eta if eta else ''})",
             file=sys.stderr,
         )
         clock = {"origin": str(pd.Timestamp(origin)), "train": 0.0}
