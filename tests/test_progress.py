@@ -95,6 +95,11 @@ def test_rate_limiter_allows_one_event_per_interval():
     assert [k for k, ok in enumerate(seen) if ok] == [0, 10, 20]
     every = p.RateLimiter(0.0, clock)
     assert every.ready() and every.ready()
+    clock.now = 100.0
+    later = p.RateLimiter(10.0, clock, since=100.0)
+    assert not later.ready()
+    clock.now = 110.0
+    assert later.ready()
 
 
 def test_heartbeat_prints_running_counts_at_most_once_per_interval():
@@ -102,14 +107,16 @@ def test_heartbeat_prints_running_counts_at_most_once_per_interval():
     beat = p.Heartbeat(
         "rnncast dataset", (("rows", "rows read"), ("series", "series done")), 10.0, stream, clock
     )
-    beat.add("rows", 1500)
-    clock.now += 5
-    beat.add("rows", 500)  # within the interval: counted, not printed
+    beat.add("rows", 1500)  # within the first interval: counted, not printed
+    clock.now += 10
+    beat.add("rows", 500)
     clock.now += 6
-    beat.add("series", 2)
+    beat.add("series", 1)  # within the interval: counted, not printed
+    clock.now += 4
+    beat.add("series", 1)
     assert stream.getvalue().splitlines() == [
-        "rnncast dataset: 1,500 rows read, 0 series done (0s)",
-        "rnncast dataset: 2,000 rows read, 2 series done (11s)",
+        "rnncast dataset: 2,000 rows read, 0 series done (10s)",
+        "rnncast dataset: 2,000 rows read, 2 series done (20s)",
     ]
     off = p.Heartbeat("x", (("rows", "rows"),), -1.0, stream, clock)
     off.add("rows")

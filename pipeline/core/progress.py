@@ -139,13 +139,18 @@ def eta_note(done: int, total: int, elapsed: float) -> str:
 
 
 class RateLimiter:
-    """True at most once every ``interval`` seconds (the first call always; ``interval`` 0:
-    every call)."""
+    """True at most once every ``interval`` seconds (``interval`` 0: every call): the first
+    call always, or, given ``since``, the first call ``interval`` seconds after it."""
 
-    def __init__(self, interval: float, clock: Callable[[], float] = time.monotonic):
+    def __init__(
+        self,
+        interval: float,
+        clock: Callable[[], float] = time.monotonic,
+        since: float | None = None,
+    ):
         self.interval = interval
         self._clock = clock
-        self._last: float | None = None
+        self._last = since
 
     def ready(self) -> bool:
         now = self._clock()
@@ -166,7 +171,8 @@ def heartbeat_interval() -> float:
 
 class Heartbeat:
     """Counts of one job run in this process, printed as one line when the rate limiter
-    allows: ``rnncast dataset: 1,234 rows read, 56 series done (35s)``. ``order`` names the
+    allows (first ``interval`` seconds after the start, so short runs stay quiet):
+    ``rnncast dataset: 1,234 rows read, 56 series done (35s)``. ``order`` names the
     counters, in the order they are shown, with their wording."""
 
     def __init__(
@@ -183,7 +189,7 @@ class Heartbeat:
         self.stream = stream
         self._clock = clock
         self._started = clock()
-        self._limiter = RateLimiter(interval, clock) if interval >= 0 else None
+        self._limiter = RateLimiter(interval, clock, self._started) if interval >= 0 else None
         self._lock = threading.Lock()
 
     def line(self) -> str:
