@@ -124,9 +124,32 @@ def score_origin(
     by_series = {sid: rows for sid, rows in model_rows.groupby("series_id", sort=False)}
     records, forecasts = [], []
     ids = sorted(loaded.series)
+    regulars = {
+        sid: backtest.regular_history(sid, loaded.series[sid], origin, model.freq, model.fill)
+        for sid in ids
+    }
+    scored_ids = [
+        sid
+        for sid in ids
+        if regulars[sid] is not None and loaded.series[sid].timestamp[-1] > origin
+    ]
+    if classical:
+        print(
+            f"rnncast evaluate: origin {label}: {', '.join(classical)} on {len(scored_ids)} series",
+            file=sys.stderr,
+        )
+    # Every series' classical baselines in one statsforecast call (parallel for many series).
+    classical_by_id = backtest.classical_forecasts(
+        {sid: regulars[sid].value for sid in scored_ids},
+        horizon,
+        season,
+        levels,
+        classical,
+        mstl_seasons,
+    )
     for series_id in progress(ids, len(ids), f"origin {label}: scoring"):
         obs = loaded.series[series_id]
-        regular = backtest.regular_history(series_id, obs, origin, model.freq, model.fill)
+        regular = regulars[series_id]
         if regular is None or obs.timestamp[-1] <= origin:
             # Nothing to score, but said so (not_scored in the summary), never silently.
             reason = "starts_after_origin" if regular is None else "ends_at_or_before_origin"
@@ -155,9 +178,8 @@ def score_origin(
             status = "missing" if rows is None else str(rows["status"].iloc[0])
             methods[backtest.MODEL] = (np.full(horizon, np.nan), None, status)
         history = regular.value
-        for name, (point, bands) in backtest.baseline_forecasts(
-            history, horizon, season, levels, classical, mstl_seasons
-        ).items():
+        baselines = backtest.naive_forecasts(history, horizon, season)
+        for name, (point, bands) in (baselines | classical_by_id[series_id]).items():
             methods[name] = (point, bands, "failed" if np.isnan(point).all() else "ok")
         for method, (point, bands, status) in methods.items():
             scored = backtest.score(actual, point, bands, levels, history, season)
