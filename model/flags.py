@@ -19,6 +19,7 @@ from rnncast.model.config import (
     POINT_LOSSES,
     TrainConfig,
 )
+from rnncast.pipeline.core.progress import MODES as PROGRESS_MODES
 from rnncast.usage import HelpFormatter, mark_required
 
 
@@ -34,6 +35,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--data", help="Dataset directory (rnncast dataset).")
     parser.add_argument("--model-dir", help="Checkpoints, logs and export.")
+    parser.add_argument(
+        "--progress",
+        choices=PROGRESS_MODES,
+        default="auto",
+        help="A per-batch bar on stderr (ETA, running training loss): auto = when stderr is "
+        "a terminal. The per-epoch lines are printed either way.",
+    )
     mark_required(parser, ["--data", "--model-dir"])
     add_training_arguments(parser)
     return parser

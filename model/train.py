@@ -17,6 +17,8 @@ import math
 import os
 import sys
 import time
+from collections.abc import Callable
+from typing import TextIO
 
 import keras
 import numpy as np
@@ -39,6 +41,7 @@ from rnncast.model.forecaster import (
     model_inputs,
     reset_state,
 )
+from rnncast.pipeline.core.progress import Bar, bar_enabled
 from rnncast.pipeline.io import commit
 from rnncast.pipeline.io.locations import check_output_directory
 from rnncast.pipeline.io.reader import StreamSplit, load_metadata
@@ -172,8 +175,14 @@ class Trainer:
 
         return self.strategy.experimental_distribute_values_from_function(local)
 
-    def run_split(self, dataset: tf.data.Dataset, train: bool) -> tuple[float, int, int]:
-        """One pass over ``dataset``: mean loss over valid targets, batches, time steps."""
+    def run_split(
+        self,
+        dataset: tf.data.Dataset,
+        train: bool,
+        on_batch: Callable[[float, float], None] | None = None,
+    ) -> tuple[float, int, int]:
+        """One pass over ``dataset``: mean loss over valid targets, batches, time steps.
+        ``on_batch(loss_sum, targets)`` is called after every batch (progress only)."""
         step = self._train_step if train else self._eval_step
         total, count, batches, timesteps = 0.0, 0.0, 0, 0
         state, state_size = None, None
@@ -187,10 +196,13 @@ class Trainer:
             if self.strategy is not None:
                 batch = self._lanes(batch, size)
             batch_total, batch_count, state = step(batch, state)
-            total += float(batch_total)
-            count += float(batch_count)
+            batch_total, batch_count = float(batch_total), float(batch_count)
+            total += batch_total
+            count += batch_count
             batches += 1
             timesteps += size * self.metadata["num_steps"]
+            if on_batch is not None:
+                on_batch(batch_total, batch_count)
         return (total / count if count else math.nan), batches, timesteps
 
 
@@ -258,7 +270,9 @@ def make_strategy(distribution: str):
     return None
 
 
-def train(config: TrainConfig, log=print) -> dict:
+def train(
+    config: TrainConfig, log=print, progress: str = "auto", stream: TextIO | None = None
+) -> dict:
     """Train (or resume training) into ``config.model_dir``; return the training summary.
 
     The phases: open the model directory (:func:`open_model_dir`), build the trainer,
@@ -268,9 +282,15 @@ def train(config: TrainConfig, log=print) -> dict:
     In a multi-worker run every worker trains (the steps are collective), and only the chief
     (:attr:`TrainConfig.is_chief`) writes the model directory; the others write nothing.
     ``chief`` in the summary says which this process was.
+
+    Progress goes to ``stream`` (default stderr), never to ``log``: with ``progress``
+    ``auto`` (a terminal only) or ``always``, a per-batch bar with ETA and running loss;
+    unless ``never``, one line before the first batch. It does not touch the numerics.
     """
     config.check()
     chief = config.is_chief
+    stream = stream if stream is not None else sys.stderr
+    bar_stream = stream if bar_enabled(progress, stream) else None
     tf.config.experimental.enable_op_determinism()
     keras.utils.set_random_seed(config.seed)
     metadata = open_model_dir(config, write=chief)
@@ -292,10 +312,21 @@ def train(config: TrainConfig, log=print) -> dict:
     train_split = StreamSplit(config.data, "train")
     validation_split = StreamSplit(config.data, "validation") if has_validation else None
 
+    if progress != "never" and state["epoch"] < config.epochs and not state["stopped"]:
+        # The first epoch line can be a minute away (graph tracing, then a whole epoch).
+        print(
+            f"rnncast train: training from epoch {state['epoch'] + 1}, "
+            f"{trainer.steps_per_epoch} batches per epoch (the first batch also builds the "
+            "training step)",
+            file=stream,
+            flush=True,
+        )
     for epoch in range(state["epoch"] + 1, config.epochs + 1):
         if state["stopped"]:
             break
-        record, batches = run_epoch(trainer, config, epoch, train_split, validation_split)
+        record, batches = run_epoch(
+            trainer, config, epoch, train_split, validation_split, bar_stream
+        )
         improved = state["best_val_loss"] is None or record["val_loss"] < state["best_val_loss"]
         if improved:
             state.update(best_val_loss=record["val_loss"], best_epoch=epoch, bad_epochs=0)
@@ -405,13 +436,27 @@ def run_epoch(
     epoch: int,
     train_split: StreamSplit,
     validation_split: StreamSplit | None,
+    bar_stream: TextIO | None = None,
 ) -> tuple[dict, int]:
     """One epoch: its passes over the training streams, then the validation loss (the
     training loss when there is no validation split). Returns the epoch's history record
-    and the number of batches it trained on."""
+    and the number of batches it trained on. With ``bar_stream``, a bar there: batches
+    done, ETA and the mean training loss so far."""
     _reseed_dropout(trainer.model, config.seed, epoch)
     started = time.perf_counter()
     losses, batches, timesteps = [], 0, 0
+    bar, on_batch = None, None
+    if bar_stream is not None:
+        bar = Bar(trainer.steps_per_epoch, f"epoch {epoch}/{config.epochs}", bar_stream, True)
+        running = {"batches": 0, "total": 0.0, "count": 0.0}
+
+        def on_batch(batch_total: float, batch_count: float) -> None:
+            running["batches"] += 1
+            running["total"] += batch_total
+            running["count"] += batch_count
+            loss = running["total"] / running["count"] if running["count"] else math.nan
+            bar.update(running["batches"], f"loss {loss:.4f}")
+
     for repeat in range(trainer.passes_per_epoch):
         # Every pass visits the streams in its own seeded order (a resume replays it); the
         # first pass keeps the key of one-pass epochs.
@@ -420,17 +465,22 @@ def run_epoch(
         pass_loss, pass_batches, pass_steps = trainer.run_split(
             train_split.batches(order.permutation(train_split.num_streams).tolist()),
             train=True,
+            on_batch=on_batch,
         )
         losses.append(pass_loss)
         batches += pass_batches
         timesteps += pass_steps
     train_loss = float(np.mean(losses))
     elapsed = time.perf_counter() - started
+    if bar is not None and validation_split is not None:
+        bar.update(batches, f"loss {train_loss:.4f}, validating")
     val_loss = (
         trainer.run_split(validation_split.batches(), train=False)[0]
         if validation_split is not None
         else train_loss
     )
+    if bar is not None:
+        bar.close()
     record = {
         "epoch": epoch,
         "train_loss": train_loss,
@@ -492,7 +542,7 @@ def _initialise_from(trainer: Trainer, model_dir: str) -> None:
 def main(argv: list[str]) -> int:
     args = parse_strictly(build_parser(), argv)
     config = config_from_args(args, args.data, args.model_dir)
-    summary = train(config)
+    summary = train(config, progress=args.progress)
     state = summary["state"]
     if not summary["chief"]:
         print(f"rnncast train: done; the chief writes {config.model_dir}", file=sys.stdout)

@@ -5,6 +5,10 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
+import re
+import subprocess
+import sys
 from dataclasses import replace
 
 import jsonschema
@@ -533,3 +537,63 @@ def test_metadata_measures_naive_and_seasonal_naive_in_sample(tmp_path):
     assert mae["24"] == pytest.approx(0.0, abs=1e-6) and mae["168"] == pytest.approx(0.0, abs=1e-6)
     scale = np.std(cycle[: int(round(0.9 * len(cycle)))])
     assert mae["1"] == pytest.approx(np.mean(np.abs(np.diff(cycle[:216]))) / scale, rel=1e-3)
+
+
+def test_heartbeat_counts_rows_series_and_files_without_changing_a_byte(tmp_path):
+    # A real command in a real process: the heartbeat at every event, and off.
+    source = write_csv(clean_frame(4, 120), tmp_path / "in.csv")
+    runs = {}
+    for name, seconds in (("beat", "0"), ("quiet", "-1")):
+        done = subprocess.run(
+            [sys.executable, "-m", "rnncast", "dataset", "--input", str(source)]
+            + ["--output", str(tmp_path / name), *map(str, SMALL)],
+            env=dict(os.environ, RNNCAST_HEARTBEAT_SECONDS=seconds, TF_CPP_MIN_LOG_LEVEL="3"),
+            capture_output=True,
+            text=True,
+        )
+        assert done.returncode == 0, done.stderr[-3000:]
+        runs[name] = [
+            line
+            for line in done.stderr.splitlines()
+            if re.match(r"rnncast dataset: [\d,]+ rows", line)
+        ]
+    assert runs["quiet"] == []
+    assert len(runs["beat"]) >= 3
+    metadata = json.loads((tmp_path / "beat" / "metadata.json").read_text())
+    files = sum(len(split["files"]) for split in metadata["splits"].values())
+    last = re.match(
+        r"rnncast dataset: ([\d,]+) rows read, ([\d,]+) series cut, ([\d,]+) files written \(",
+        runs["beat"][-1],
+    )
+    assert last, runs["beat"][-1]
+    counts = [int(g.replace(",", "")) for g in last.groups()]
+    assert counts == [metadata["counts"]["rows_read"], len(metadata["series"]), files]
+    assert file_bytes(tmp_path / "beat") == file_bytes(tmp_path / "quiet")
+    for name in ("metadata.json", "_SUCCESS"):
+        assert (tmp_path / "beat" / name).read_bytes() == (tmp_path / "quiet" / name).read_bytes()
+
+
+def test_beam_metrics_count_rows_series_and_files(tmp_path):
+    import apache_beam as beam
+    from apache_beam.metrics.metric import MetricsFilter
+
+    source = write_csv(clean_frame(3, 80), tmp_path / "in.csv")
+    options = dataset_job.DatasetOptions(
+        ["--input", str(source), "--output", str(tmp_path / "out"), *map(str, SMALL)]
+    )
+    config = dataset_job.config_from_options(options).check()
+    staging = tmp_path / "staging"
+    staging.mkdir()
+    pipeline = beam.Pipeline()
+    _ = pipeline | dataset_job.BuildDataset(config, [str(source)], str(staging), "run")
+    result = pipeline.run()
+    result.wait_until_finish()
+    counters = {
+        c.key.metric.name: c.committed
+        for c in result.metrics().query(MetricsFilter().with_namespace("rnncast"))["counters"]
+    }
+    metadata = json.loads((staging / "metadata.json").read_text())
+    files = sum(len(split["files"]) for split in metadata["splits"].values())
+    assert counters["rows_read"] == metadata["counts"]["rows_read"] == 240
+    assert counters["series_done"] == len(metadata["series"]) == 3
+    assert counters["files_written"] == files

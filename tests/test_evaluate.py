@@ -174,6 +174,40 @@ def test_a_classical_model_that_fails_on_a_tiny_history_gives_no_forecast():
     assert got[backtest.SEASONAL_NAIVE][0].tolist() == [1032.1] * 3
 
 
+@pytest.mark.parametrize("n_jobs", [1, 2])
+def test_classical_baselines_of_all_series_at_once_equal_one_series_at_a_time(n_jobs):
+    # One StatsForecast call (in worker processes with n_jobs=2) fits every model to every
+    # series on its own: the numbers are exactly those of one series at a time, and a model
+    # that fails on one (too short) series gives it NaN without touching the others.
+    pytest.importorskip("statsforecast")
+    rng = np.random.default_rng(3)
+    histories = {
+        f"s{k}": 10 + np.sin(np.arange(n) * 2 * np.pi / 7) + rng.normal(0, 0.3, n)
+        for k, n in enumerate((40, 63, 90))
+    }
+    histories["tiny"] = np.array([1010.5, 1021.9, 1073.0, 1050.3, 1032.1])
+    levels = [0.1, 0.5, 0.9]
+    got = backtest.classical_forecasts(
+        histories, 5, 7, levels, backtest.CLASSICAL_MODELS, (7,), n_jobs=n_jobs
+    )
+    assert set(got) == set(histories)
+    for series_id, history in histories.items():
+        one = backtest.baseline_forecasts(history, 5, 7, levels, backtest.CLASSICAL_MODELS, (7,))
+        assert list(got[series_id]) == list(backtest.CLASSICAL_MODELS)
+        for name in backtest.CLASSICAL_MODELS:
+            np.testing.assert_array_equal(got[series_id][name][0], one[name][0])
+            np.testing.assert_array_equal(got[series_id][name][1], one[name][1])
+    assert np.isnan(got["tiny"]["AutoETS"][0]).all()
+    assert not np.isnan(got["s0"]["AutoETS"][0]).any()
+    assert backtest.classical_forecasts(histories, 5, 7, levels, ()) == {k: {} for k in histories}
+
+
+def test_classical_baselines_use_worker_processes_only_for_many_series_on_many_cores():
+    assert backtest.classical_jobs(1000, 16) == -1
+    assert backtest.classical_jobs(4, 16) == 1
+    assert backtest.classical_jobs(1000, 2) == 1
+
+
 def test_auto_classical_adds_mstl_only_for_a_season_longer_than_24():
     pytest.importorskip("statsforecast")
     assert evaluate_job.classical_models("auto", (24,)) == ("AutoETS", "AutoTheta")

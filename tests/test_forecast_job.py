@@ -696,3 +696,31 @@ def test_a_typo_timestamp_years_ahead_is_a_dead_letter_not_a_forecast_origin(exp
     clean = forecast(model_path, write_csv(frame, tmp_path / "clean.csv"), tmp_path / "c")
     pd.testing.assert_frame_equal(read_forecasts(tmp_path / "o"), read_forecasts(tmp_path / "c"))
     assert clean["counts"]["rejected_by_reason"]["isolated_by_gap"] == 0
+
+
+def test_heartbeat_counts_rows_and_series_without_changing_the_output(
+    exported, tmp_path, monkeypatch, capfd
+):
+    model_path, frame = exported
+    source = write_csv(frame, tmp_path / "in.csv")
+    lines = {}
+    for name, seconds in (("beat", "0"), ("quiet", "-1")):
+        monkeypatch.setenv("RNNCAST_HEARTBEAT_SECONDS", seconds)
+        capfd.readouterr()
+        forecast(model_path, source, tmp_path / name)
+        lines[name] = re.findall(
+            r"^rnncast forecast: ([\d,]+) rows read, ([\d,]+) series through the model",
+            capfd.readouterr().err,
+            re.MULTILINE,
+        )
+    assert lines["quiet"] == []
+    metadata = json.loads((tmp_path / "beat" / "metadata.json").read_text())
+    rows, series = (int(v.replace(",", "")) for v in lines["beat"][-1])
+    assert rows == metadata["counts"]["rows_read"] == len(frame)
+    assert series == frame["series_id"].nunique()
+    assert (tmp_path / "beat" / "metadata.json").read_bytes() == (
+        tmp_path / "quiet" / "metadata.json"
+    ).read_bytes()
+    pd.testing.assert_frame_equal(
+        read_forecasts(tmp_path / "beat"), read_forecasts(tmp_path / "quiet"), check_exact=True
+    )

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import random
+import re
 import shutil
 import signal
 import subprocess
@@ -599,3 +601,43 @@ def test_step_budget_repeats_passes_within_an_epoch(dataset_dir, tmp_path):
     restored = Trainer(config, metadata)
     checkpoint.restore(str(tmp_path / "m" / "checkpoints"), restored.variables)
     assert int(restored.optimizer.iterations) == 2 * 3 * per_pass
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_progress_bar_shows_batches_eta_and_loss_and_leaves_the_weights_alone(
+    dataset_dir, tmp_path
+):
+    streams = {"always": _Terminal(), "never": _Terminal(), "auto": io.StringIO()}
+    logs = {}
+    for mode, stream in streams.items():
+        lines = []
+        train(
+            TrainConfig(dataset_dir, str(tmp_path / mode), epochs=2, **SMALL_MODEL),
+            log=lines.append,
+            progress=mode,
+            stream=stream,
+        )
+        logs[mode] = lines
+        export_model(str(tmp_path / mode), servable=False)
+    bar = streams["always"].getvalue()
+    steps = Trainer(
+        TrainConfig(dataset_dir, str(tmp_path / "x"), **SMALL_MODEL), load_metadata(dataset_dir)
+    ).steps_per_epoch
+    for epoch in (1, 2):
+        assert f"\repoch {epoch}/2 [" in bar
+        assert f" 1/{steps} ETA " in bar and f" {steps}/{steps} ETA 0s" in bar
+    assert re.search(r"ETA \d+s \(\d+s\) loss \d+\.\d{4}", bar)
+    assert "validating" in bar
+    # Never: nothing at all; auto on a pipe: only the line before the first batch.
+    assert streams["never"].getvalue() == ""
+    assert streams["auto"].getvalue().splitlines() == [
+        f"rnncast train: training from epoch 1, {steps} batches per epoch (the first batch "
+        "also builds the training step)"
+    ]
+    assert "\r" not in "".join(logs["always"]) and len(logs["always"]) == len(logs["never"])
+    weights = {mode: (tmp_path / mode / "export" / "weights.npz").read_bytes() for mode in streams}
+    assert weights["always"] == weights["never"] == weights["auto"]

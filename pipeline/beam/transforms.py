@@ -12,6 +12,7 @@ import apache_beam as beam
 import numpy as np
 import pandas as pd
 from apache_beam.io.filesystems import FileSystems
+from apache_beam.metrics import Metrics
 
 from rnncast.pipeline.core import series as series_lib
 from rnncast.pipeline.core.deadletters import (
@@ -20,24 +21,39 @@ from rnncast.pipeline.core.deadletters import (
     rejected_observations,
     rejected_payload,
 )
+from rnncast.pipeline.core.progress import JobProgress
 from rnncast.pipeline.core.validation import InputColumns
 from rnncast.pipeline.io import commit, observations, spill
 
 REJECTED = "rejected"
 ROWS_READ = "rows_read"
 FREQUENCY_VOTE = "frequency_vote"
+# Beam metrics of the batch jobs (rows_read, rows_invalid, series_done, files_written, ...).
+METRICS_NAMESPACE = "rnncast"
+
+
+def count_progress(progress: JobProgress | None, key: str, amount: int = 1) -> None:
+    """Count ``amount`` ``key`` events: a Beam counter (every runner reports it) and, with
+    ``progress``, this process's rate-limited heartbeat line on stderr (the local view)."""
+    if amount:
+        Metrics.counter(METRICS_NAMESPACE, key).inc(int(amount))
+    if progress is not None:
+        progress.add(key, int(amount))
 
 
 class _ReadFileFn(beam.DoFn):
-    def __init__(self, columns: InputColumns, spill_dir: str):
+    def __init__(self, columns: InputColumns, spill_dir: str, progress: JobProgress | None):
         self._columns = columns
         self._spill_dir = spill_dir
+        self._progress = progress
 
     def process(self, path: str):
         name = hashlib.sha256(path.encode("utf-8")).hexdigest()[:24]
         batches = observations.validated_batches(path, self._columns)
         for index, (rows_read, parts, rejected) in enumerate(batches):
             yield beam.pvalue.TaggedOutput(ROWS_READ, rows_read)
+            count_progress(self._progress, "rows_read", rows_read)
+            count_progress(None, "rows_invalid", len(rejected))
             if len(rejected):
                 yield beam.pvalue.TaggedOutput(REJECTED, rejected)
             if parts:
@@ -52,14 +68,22 @@ class ReadInputs(beam.PTransform):
 
     Accepted rows are spilled, per input batch and series, under ``spill_dir``. Outputs: main
     ``(series_id, PartRef)``; ``rejected`` dead-letter frames; ``rows_read`` counts. Files are
-    spread over workers; within a file, rows are read in batches.
+    spread over workers; within a file, rows are read in batches. Counts ``rows_read`` (and
+    ``rows_invalid``) as Beam metrics and, with ``progress``, on its heartbeat.
     """
 
-    def __init__(self, paths: list[str], columns: InputColumns, spill_dir: str):
+    def __init__(
+        self,
+        paths: list[str],
+        columns: InputColumns,
+        spill_dir: str,
+        progress: JobProgress | None = None,
+    ):
         super().__init__()
         self._paths = list(paths)
         self._columns = columns
         self._spill_dir = spill_dir
+        self._progress = progress
 
     def expand(self, pbegin):
         return (
@@ -67,7 +91,7 @@ class ReadInputs(beam.PTransform):
             | "ListFiles" >> beam.Create(self._paths)
             | "SpreadFiles" >> beam.Reshuffle()
             | "ReadAndValidate"
-            >> beam.ParDo(_ReadFileFn(self._columns, self._spill_dir)).with_outputs(
+            >> beam.ParDo(_ReadFileFn(self._columns, self._spill_dir, self._progress)).with_outputs(
                 REJECTED, ROWS_READ, main="accepted"
             )
         )

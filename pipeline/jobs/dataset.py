@@ -13,6 +13,7 @@ import hashlib
 import logging
 import math
 import sys
+import uuid
 from dataclasses import asdict, dataclass, field, replace
 
 import apache_beam as beam
@@ -34,8 +35,10 @@ from rnncast.pipeline.beam.transforms import (
     ReadInputs,
     WriteRejected,
     assemble,
+    count_progress,
 )
 from rnncast.pipeline.core import chunking
+from rnncast.pipeline.core import progress as progress_lib
 from rnncast.pipeline.core import series as series_lib
 from rnncast.pipeline.core.validation import InputColumns
 from rnncast.pipeline.io import commit, spill
@@ -49,6 +52,12 @@ SPLITS = ("train", "validation")
 # Series with more filled than observed grid points are named in the summary and metadata.
 MOSTLY_FILLED = 0.5
 MOSTLY_FILLED_SHOWN = 10  # at most this many named on the console
+# The heartbeat's counters (also Beam metrics in the "rnncast" namespace), in console order.
+PROGRESS_COUNTS = (
+    ("rows_read", "rows read"),
+    ("series_done", "series cut"),
+    ("files_written", "files written"),
+)
 DESCRIPTION = (
     "Read long-format series (CSV/Parquet), validate them, cut them into chunks of --num-steps, "
     "pack the chunks into stateful batches of --batch-size lanes (or independent windows), and "
@@ -414,9 +423,15 @@ class _CutRowsFn(beam.DoFn):
     the TFRecord file they belong to, references to them; also the row counts (padding waste,
     targets) of what was cut."""
 
-    def __init__(self, config: DatasetConfig, spill_dir: str):
+    def __init__(
+        self,
+        config: DatasetConfig,
+        spill_dir: str,
+        progress: progress_lib.JobProgress | None = None,
+    ):
         self._config = config
         self._spill_dir = spill_dir
+        self._progress = progress
 
     def process(self, element, plan, frequency):
         # Without a frequency the run fails with FrequencyVotes' message: nothing to cut.
@@ -479,6 +494,7 @@ class _CutRowsFn(beam.DoFn):
             path = FileSystems.join(self._spill_dir, f"rows-{name}.tfrecords")
             for (file_key, position), ref in zip(keys, spill.write_blobs(path, blobs)):
                 yield file_key, (position, ref)
+        count_progress(self._progress, "series_done")
         yield beam.pvalue.TaggedOutput(ROW_STATS, dict(stats))
 
 
@@ -486,9 +502,15 @@ class _WriteFileFn(beam.DoFn):
     """Write one stream (lanes x batches, empty lanes filled) or one shard of windows from the
     spilled rows of its series."""
 
-    def __init__(self, config: DatasetConfig, staging: str):
+    def __init__(
+        self,
+        config: DatasetConfig,
+        staging: str,
+        progress: progress_lib.JobProgress | None = None,
+    ):
         self._config = config
         self._staging = staging
+        self._progress = progress
 
     def process(self, element, plan, num_features):
         (split, index), items = element
@@ -509,6 +531,7 @@ class _WriteFileFn(beam.DoFn):
         info.update(split=split, index=index, name=f"{split}/{name}")
         if config.layout == "stateful":
             info["batches"] = split_plan["num_batches"]
+        count_progress(self._progress, "files_written")
         yield info
 
     def _stream_records(self, segments, num_batches, num_features):
@@ -571,19 +594,30 @@ def count_targets(rows: chunking.Rows, T: int, H: int) -> int:
 
 class BuildDataset(beam.PTransform):
     """The whole dataset job as one transform: inputs -> staged TFRecords, rejected rows and
-    a staged ``metadata.json`` under ``staging``."""
+    a staged ``metadata.json`` under ``staging``. With ``progress``, a heartbeat of rows
+    read, series cut and files written (Beam metrics count them either way)."""
 
-    def __init__(self, config: DatasetConfig, paths: list[str], staging: str, run_id: str):
+    def __init__(
+        self,
+        config: DatasetConfig,
+        paths: list[str],
+        staging: str,
+        run_id: str,
+        progress: progress_lib.JobProgress | None = None,
+    ):
         super().__init__()
         self._config = config
         self._paths = paths
         self._staging = staging
         self._run_id = run_id
+        self._progress = progress
 
     def expand(self, pbegin):
         config = self._config
         spill_dir = FileSystems.join(self._staging, commit.SPILL)
-        read = pbegin | "ReadInputs" >> ReadInputs(self._paths, config.columns, spill_dir)
+        read = pbegin | "ReadInputs" >> ReadInputs(
+            self._paths, config.columns, spill_dir, self._progress
+        )
         assembled = read.accepted | "AssembleSeries" >> AssembleSeries(
             AssembleConfig(config.freq, config.fill, config.max_gap_steps),
             summarise=functools.partial(series_summary, config=config),
@@ -599,14 +633,16 @@ class BuildDataset(beam.PTransform):
             lambda f: len(feature_names(config, f["freq"])) if "freq" in f else 0
         )
         cut = assembled["series"] | "CutRows" >> beam.ParDo(
-            _CutRowsFn(config, spill_dir), plan=beam.pvalue.AsSingleton(plan), frequency=frequency
+            _CutRowsFn(config, spill_dir, self._progress),
+            plan=beam.pvalue.AsSingleton(plan),
+            frequency=frequency,
         ).with_outputs(ROW_STATS, main="rows")
         files = (
             cut.rows
             | "GroupByFile" >> beam.GroupByKey()
             | "WriteFiles"
             >> beam.ParDo(
-                _WriteFileFn(config, self._staging),
+                _WriteFileFn(config, self._staging, self._progress),
                 plan=beam.pvalue.AsSingleton(plan),
                 num_features=beam.pvalue.AsSingleton(num_features),
             )
@@ -778,9 +814,18 @@ def run_config(config: DatasetConfig, pipeline_options: PipelineOptions | None =
     run_id = run_id_for(config, paths)
     with commit.staged_run(config.output, run_id, commit.DATASET) as staging:
         print(f"rnncast dataset: {len(paths)} input file(s), run {run_id}", file=sys.stderr)
+        # Counts per run and process (a rerun in the same process starts from zero).
+        progress = progress_lib.JobProgress(
+            "rnncast dataset", f"{run_id}-{uuid.uuid4().hex[:8]}", PROGRESS_COUNTS
+        )
         runner = batch_runner(pipeline_options)
-        with beam.Pipeline(runner=runner, options=pipeline_options) as pipeline:
-            _ = pipeline | "BuildDataset" >> BuildDataset(config, paths, staging, run_id)
+        try:
+            with beam.Pipeline(runner=runner, options=pipeline_options) as pipeline:
+                _ = pipeline | "BuildDataset" >> BuildDataset(
+                    config, paths, staging, run_id, progress
+                )
+        finally:
+            progress_lib.forget(progress)
         commit.remove_spill(staging)
         staged = commit.read_json(FileSystems.join(staging, commit.METADATA))
         check_run(staged, config, staging)

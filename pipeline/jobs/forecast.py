@@ -18,6 +18,7 @@ import contextlib
 import io
 import os
 import sys
+import uuid
 from dataclasses import asdict, dataclass, field, replace
 
 import apache_beam as beam
@@ -38,9 +39,11 @@ from rnncast.pipeline.beam.transforms import (
     AssembleSeries,
     ReadInputs,
     WriteRejected,
+    count_progress,
     load_unique,
 )
 from rnncast.pipeline.core import forecasting
+from rnncast.pipeline.core import progress as progress_lib
 from rnncast.pipeline.core.deadletters import rejected_observations
 from rnncast.pipeline.core.series import MAX_GAP_STEPS, utc_ns
 from rnncast.pipeline.core.validation import InputColumns
@@ -57,6 +60,8 @@ DESCRIPTION = (
 FORECASTS = "forecasts"
 OUTPUT_DIRECTORIES = (FORECASTS, "rejected")
 STATE_DIRECTORIES = ("state",)
+# The heartbeat's counters (also Beam metrics in the "rnncast" namespace), in console order.
+PROGRESS_COUNTS = (("rows_read", "rows read"), ("series_forecast", "series through the model"))
 
 
 class ForecastOptions(JobOptions):
@@ -230,9 +235,12 @@ class _RunModelFn(beam.DoFn):
     """Run batches of series through the model as lanes; the model is loaded once per
     process through Beam's shared-object manager."""
 
-    def __init__(self, model: forecasting.ModelInfo):
+    def __init__(
+        self, model: forecasting.ModelInfo, progress: progress_lib.JobProgress | None = None
+    ):
         self._model = model
         self._shared = shared.Shared()
+        self._progress = progress
 
     def setup(self):
         model = self._model
@@ -244,6 +252,7 @@ class _RunModelFn(beam.DoFn):
         works = sorted(works, key=lambda w: (len(w.features), w.series_id))
         for work, state in zip(works, forecasting.run_lanes(works, self._loaded.step, self._model)):
             yield work.series_id, work.status, state
+        count_progress(self._progress, "series_forecast", len(works))
 
 
 # --- writing ----------------------------------------------------------------------------
@@ -281,8 +290,11 @@ class Forecast(beam.PTransform):
     """The whole forecast job: inputs (+ saved state) -> staged forecasts, rejected rows,
     state and metadata."""
 
-    def __init__(self, config, model, paths, state_files, staging, state_staging, run_id):
+    def __init__(
+        self, config, model, paths, state_files, staging, state_staging, run_id, progress=None
+    ):
         super().__init__()
+        self._progress = progress  # a JobProgress: heartbeat of rows read, series forecast
         self._config = config
         self._model = model
         self._paths = paths
@@ -294,7 +306,9 @@ class Forecast(beam.PTransform):
     def expand(self, pbegin):
         config, model = self._config, self._model
         spill_dir = FileSystems.join(self._staging, commit.SPILL)
-        read = pbegin | "ReadInputs" >> ReadInputs(self._paths, config.columns, spill_dir)
+        read = pbegin | "ReadInputs" >> ReadInputs(
+            self._paths, config.columns, spill_dir, self._progress
+        )
         assembled = read.accepted | "AssembleSeries" >> AssembleSeries(
             AssembleConfig(model.freq, model.fill, config.max_gap_steps)
         )
@@ -319,7 +333,7 @@ class Forecast(beam.PTransform):
             # Full batches of lanes (only a bundle's remainder is smaller).
             | "BatchLanes"
             >> beam.BatchElements(min_batch_size=config.lanes, max_batch_size=config.lanes)
-            | "RunModel" >> beam.ParDo(_RunModelFn(model))
+            | "RunModel" >> beam.ParDo(_RunModelFn(model, self._progress))
         )
         finals = (
             (prepared[DONE], ran)
@@ -465,11 +479,18 @@ def run_config(config: ForecastConfig, pipeline_options: PipelineOptions | None 
             else None
         )
         print(f"rnncast forecast: {len(paths)} input file(s), run {run_id}", file=sys.stderr)
+        # Counts per run and process (a rerun in the same process starts from zero).
+        progress = progress_lib.JobProgress(
+            "rnncast forecast", f"{run_id}-{uuid.uuid4().hex[:8]}", PROGRESS_COUNTS
+        )
         runner = batch_runner(pipeline_options)
-        with beam.Pipeline(runner=runner, options=pipeline_options) as pipeline:
-            _ = pipeline | "Forecast" >> Forecast(
-                config, model, paths, state_files, staging, state_staging, run_id
-            )
+        try:
+            with beam.Pipeline(runner=runner, options=pipeline_options) as pipeline:
+                _ = pipeline | "Forecast" >> Forecast(
+                    config, model, paths, state_files, staging, state_staging, run_id, progress
+                )
+        finally:
+            progress_lib.forget(progress)
         commit.remove_spill(staging)
         staged = commit.read_json(FileSystems.join(staging, commit.METADATA))
         counts = staged["counts"]

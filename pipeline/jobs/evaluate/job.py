@@ -22,7 +22,6 @@ import shutil
 import sys
 import tempfile
 import time
-from collections.abc import Iterable, Iterator
 
 import numpy as np
 import pandas as pd
@@ -36,6 +35,7 @@ from rnncast.pipeline.beam.transforms import FrequencyVotes
 from rnncast.pipeline.core import backtest, forecasting, metrics
 from rnncast.pipeline.core import series as series_lib
 from rnncast.pipeline.core.deadletters import rejected_payload
+from rnncast.pipeline.core.progress import eta_note, progress
 from rnncast.pipeline.core.validation import InputColumns
 from rnncast.pipeline.io import commit, observations
 from rnncast.pipeline.io.locations import check_output_directory, is_local
@@ -52,27 +52,6 @@ from rnncast.pipeline.jobs.evaluate.options import (
 )
 from rnncast.pipeline.jobs.evaluate.report import METRIC_COLUMNS, NO_PAIR, TABLE_COLUMNS
 from rnncast.usage import flags_of
-
-
-def progress(items: Iterable, total: int, label: str) -> Iterator:
-    """Yield ``items`` while drawing a progress bar on stderr (a few plain lines when stderr
-    is not a terminal, so logs stay readable)."""
-    tty = sys.stderr.isatty()
-    marks = {max(1, round(total * k / 4)) for k in range(1, 5)}
-    started = time.perf_counter()
-    for done, item in enumerate(items, start=1):
-        yield item
-        elapsed = time.perf_counter() - started
-        if tty:
-            filled = int(30 * done / max(total, 1))
-            print(
-                f"\r{label} [{'#' * filled}{'.' * (30 - filled)}] {done}/{total} {elapsed:.0f}s",
-                end="" if done < total else "\n",
-                file=sys.stderr,
-                flush=True,
-            )
-        elif done in marks:
-            print(f"{label}: {done}/{total} ({elapsed:.0f}s)", file=sys.stderr, flush=True)
 
 
 def _origin_label(index: int, origin: int) -> str:
@@ -147,9 +126,32 @@ def score_origin(
     by_series = {sid: rows for sid, rows in model_rows.groupby("series_id", sort=False)}
     records, forecasts = [], []
     ids = sorted(loaded.series)
+    regulars = {
+        sid: backtest.regular_history(sid, loaded.series[sid], origin, model.freq, model.fill)
+        for sid in ids
+    }
+    scored_ids = [
+        sid
+        for sid in ids
+        if regulars[sid] is not None and loaded.series[sid].timestamp[-1] > origin
+    ]
+    if classical:
+        print(
+            f"rnncast evaluate: origin {label}: {', '.join(classical)} on {len(scored_ids)} series",
+            file=sys.stderr,
+        )
+    # Every series' classical baselines in one statsforecast call (parallel for many series).
+    classical_by_id = backtest.classical_forecasts(
+        {sid: regulars[sid].value for sid in scored_ids},
+        horizon,
+        season,
+        levels,
+        classical,
+        mstl_seasons,
+    )
     for series_id in progress(ids, len(ids), f"origin {label}: scoring"):
         obs = loaded.series[series_id]
-        regular = backtest.regular_history(series_id, obs, origin, model.freq, model.fill)
+        regular = regulars[series_id]
         if regular is None or obs.timestamp[-1] <= origin:
             # Nothing to score, but said so (not_scored in the summary), never silently.
             reason = "starts_after_origin" if regular is None else "ends_at_or_before_origin"
@@ -178,9 +180,8 @@ def score_origin(
             status = "missing" if rows is None else str(rows["status"].iloc[0])
             methods[backtest.MODEL] = (np.full(horizon, np.nan), None, status)
         history = regular.value
-        for name, (point, bands) in backtest.baseline_forecasts(
-            history, horizon, season, levels, classical, mstl_seasons
-        ).items():
+        baselines = backtest.naive_forecasts(history, horizon, season)
+        for name, (point, bands) in (baselines | classical_by_id[series_id]).items():
             methods[name] = (point, bands, "failed" if np.isnan(point).all() else "ok")
         for method, (point, bands, status) in methods.items():
             scored = backtest.score(actual, point, bands, levels, history, season)
@@ -356,6 +357,7 @@ def _run_origins(
     results = _Results(records=[], forecasts=[], timings=[], model=reused)
     export = config.model
     covariates = InputColumns(covariates=config.dataset.columns.covariates)
+    loop_started = time.perf_counter()
     for index, origin in enumerate(plan.origins):
         label = _origin_label(index, origin)
         work = os.path.join(work_root, label)
@@ -365,9 +367,11 @@ def _run_origins(
         history_path = os.path.join(work, "history.parquet")
         history = backtest.history_frame(loaded.series, origin, covariates)
         history.to_parquet(history_path, index=False)
+        # The ETA over all origins: the mean time per origin so far times those left.
+        eta = eta_note(index, len(plan.origins), time.perf_counter() - loop_started)
         print(
             f"rnncast evaluate: origin {index + 1}/{len(plan.origins)} {pd.Timestamp(origin)} "
-            f"({len(history)} history points)",
+            f"({len(history)} history points{'; ' + eta if eta else ''})",
             file=sys.stderr,
         )
         clock = {"origin": str(pd.Timestamp(origin)), "train": 0.0}
