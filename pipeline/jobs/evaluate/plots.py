@@ -42,7 +42,7 @@ def forecast_panels_plot(
     figure, axes = plt.subplots(
         rows,
         columns,
-        figsize=(4.2 * columns, 2.9 * rows + 0.9),
+        figsize=(4.2 * columns, 2.9 * rows + 0.7),
         dpi=100,
         sharey=True,
         squeeze=False,
@@ -113,12 +113,12 @@ def forecast_panels_plot(
             ncol=min(len(names), 8),
             fontsize=8,
             frameon=False,
-            bbox_to_anchor=(0.5, 1 - 0.55 / figure.get_figheight()),
+            bbox_to_anchor=(0.5, 1 - 0.4 / figure.get_figheight()),
         )
     else:
         axes.flat[0].text(0.5, 0.5, "no forecasts", ha="center", va="center")
     figure.suptitle(title, fontsize=11, y=1 - 0.12 / figure.get_figheight())
-    figure.tight_layout(rect=(0, 0, 1, 1 - 0.8 / figure.get_figheight()))
+    figure.tight_layout(rect=(0, 0, 1, 1 - 0.5 / figure.get_figheight()))
     return _png(plt, figure)
 
 

@@ -80,7 +80,7 @@ def write_plots(
     band = (model.quantile_columns[0], model.quantile_columns[-1]) if model.quantiles else None
     band_label = f"rnncast {band[0]}–{band[1]}" if band else ""
     scored = forecasts.loc[forecasts["actual"].notna(), "series_id"].unique().tolist()
-    tail = max(3 * horizon, 2 * season)
+    tail = max(2 * horizon, season)  # history before each origin, in steps
     for index, series_id in enumerate(backtest.plot_series(scored, count)):
         panels = forecast_panels(
             loaded.series[series_id],
@@ -374,18 +374,18 @@ def summary_blocks(
                 f"{settings['model_trained_through']}, after the first origin.",
             )
         )
-    coverage = "" if np.isnan(nominal) else f" (nominal {nominal:.2f})"
+    coverage = "" if np.isnan(nominal) else f" {nominal:.2f}"
     blocks += [
         ("h2", "Accuracy"),
         ("table", overall_table(table, nominal)),
         (
             "p",
             "Means over (series, origin) pairs; **bold** marks the best method of each "
-            f"column: lowest, except coverage (closest to nominal{coverage}) and "
+            f"column: lowest, except coverage (closest to the nominal{coverage}) and "
             "beats_seasonal_naive (highest). Ties are all marked.",
         ),
         ("ul", [f"`{name}`: {text}" for name, text in METRIC_DEFINITIONS]),
-        ("p", f"Not scored: {describe_not_scored(not_scored)}."),
+        ("p", f"{describe_not_scored(not_scored)}."),
     ]
     series = mase_by(scores, "series_id", methods)
     shown = top_series(series)
@@ -493,6 +493,7 @@ _CSS = (
     "background:#f3f3f3;padding:.1em .3em;border-radius:3px}"
     "table{border-collapse:collapse;margin:.8em 0;font-variant-numeric:tabular-nums}"
     "th,td{padding:4px 12px;text-align:right;border-bottom:1px solid #e5e5e5}"
+    "td{white-space:nowrap}"
     "th{background:#f6f6f6;border-bottom:2px solid #ccc}"
     "td:first-child,th:first-child{text-align:left}"
     "tbody tr:hover{background:#fafafa}"
