@@ -18,7 +18,8 @@ from apache_beam.io.filesystems import FileSystems
 from pandas.tseries.frequencies import to_offset
 
 from rnncast import schemas
-from rnncast.pipeline.core import backtest
+from rnncast.pipeline.core import backtest, forecasting
+from rnncast.pipeline.core import series as series_lib
 from rnncast.pipeline.core.series import NS_PER_DAY, nominal_period_ns
 from rnncast.pipeline.io import commit
 
@@ -64,7 +65,7 @@ def write_plots(
     origins: Sequence[int],
     forecasts: pd.DataFrame,
     scores: pd.DataFrame,
-    model,
+    model: forecasting.ModelInfo,
     horizon: int,
     season: int,
     count: int,
@@ -122,7 +123,9 @@ class Panel:
     baselines: dict[str, pd.Series]
 
 
-def drawn_band(lower: pd.Series, upper: pd.Series, history: np.ndarray):
+def drawn_band(
+    lower: pd.Series, upper: pd.Series, history: np.ndarray
+) -> tuple[pd.Series, pd.Series]:
     """The band as drawn: clipped at zero when the history is non-negative (a forecaster
     reads a band below zero for rain or counts as a plotting error). Only the drawing; the
     stored forecasts keep their values."""
@@ -134,7 +137,7 @@ def drawn_band(lower: pd.Series, upper: pd.Series, history: np.ndarray):
 
 
 def forecast_panels(
-    obs,
+    obs: series_lib.Observations,
     rows: pd.DataFrame,
     origins: Sequence[int],
     band: tuple[str, str] | None,
@@ -531,7 +534,14 @@ def to_html(blocks: Sequence[tuple[str, object]]) -> str:
     )
 
 
-def write_summary(output, table, settings, plot_names, not_scored, scores) -> None:
+def write_summary(
+    output: str,
+    table: pd.DataFrame,
+    settings: dict,
+    plot_names: Sequence[str],
+    not_scored: dict,
+    scores: pd.DataFrame,
+) -> None:
     """``summary.md`` and ``summary.html`` from the same blocks: the accuracy table with the
     best methods marked, the metric definitions, what was not scored, MASE per series and per
     origin, and the plots."""
