@@ -306,8 +306,7 @@ def train(
     checkpoints = os.path.join(config.model_dir, "checkpoints")
     best_dir = os.path.join(config.model_dir, "best")
     history_path = os.path.join(config.model_dir, HISTORY_FILE)
-    logs = os.path.join(config.model_dir, "logs")
-    writer = tf.summary.create_file_writer(logs) if chief else None
+    writers = log_writers(config.model_dir) if chief else None
     has_validation = bool(metadata["splits"]["validation"]["files"])
     train_split = StreamSplit(config.data, "train")
     validation_split = StreamSplit(config.data, "validation") if has_validation else None
@@ -341,10 +340,7 @@ def train(
             # The checkpoint is the commit point of the epoch; history follows it.
             checkpoint.save(checkpoints, epoch, trainer.variables, state)
             commit.write_json(history_path, history)
-            with writer.as_default(step=epoch):
-                for key in ("train_loss", "val_loss", "timesteps_per_second", "learning_rate"):
-                    tf.summary.scalar(key, record[key] or 0.0)
-            writer.flush()
+            write_scalars(writers, epoch, record)
         log(
             f"epoch {epoch}/{config.epochs}  train {record['train_loss']:.4f}  "
             f"val {record['val_loss']:.4f}  {batches} batches  "
@@ -361,6 +357,35 @@ def train(
             f"targets: coverage {result['coverage_before']:.3f} -> {result['coverage_after']:.3f}"
         )
     return {"state": state, "history": history, "chief": chief}
+
+
+# TensorBoard runs (``MODEL_DIR/logs/<run>``) and, per run, each tag with the history key it
+# logs: ``loss`` in both runs, so TensorBoard draws training and validation in one chart.
+LOG_RUNS = {
+    "train": {
+        "loss": "train_loss",
+        "timesteps_per_second": "timesteps_per_second",
+        "learning_rate": "learning_rate",
+    },
+    "validation": {"loss": "val_loss"},
+}
+
+
+def log_writers(model_dir: str) -> dict:
+    """One TensorBoard summary writer per run of :data:`LOG_RUNS`, under ``model_dir/logs``."""
+    return {
+        run: tf.summary.create_file_writer(os.path.join(model_dir, "logs", run)) for run in LOG_RUNS
+    }
+
+
+def write_scalars(writers: dict, epoch: int, record: dict) -> None:
+    """An epoch's history ``record`` as TensorBoard scalars at step ``epoch``, each run's tags
+    in its own writer (a missing value is logged as 0)."""
+    for run, tags in LOG_RUNS.items():
+        with writers[run].as_default(step=epoch):
+            for tag, key in tags.items():
+                tf.summary.scalar(tag, record[key] or 0.0)
+        writers[run].flush()
 
 
 def open_model_dir(config: TrainConfig, write: bool = True) -> dict:

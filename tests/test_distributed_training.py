@@ -97,7 +97,10 @@ def test_two_worker_processes_equal_one_device_with_dropout_and_only_the_chief_w
     # The chief wrote everything: checkpoints, best weights, history, logs, the export.
     for name in ("checkpoints", "best", "history.json", "logs", "export", "train_config.json"):
         assert (chief / name).exists(), name
-    assert len(list((chief / "logs").iterdir())) == 1
+    # One TensorBoard event file per run (train/, validation/): one writer, the chief's.
+    runs = sorted((chief / "logs").iterdir())
+    assert [r.name for r in runs] == ["train", "validation"]
+    assert all(len(list(r.iterdir())) == 1 for r in runs)
     # Same updates as one device (dropout on): only the order of the gradient sums differs.
     single_weights, chief_weights = _weights(str(tmp_path / "single")), _weights(str(chief))
     worst = max(float(np.max(np.abs(a - b))) for a, b in zip(single_weights, chief_weights))

@@ -72,6 +72,37 @@ def test_training_beats_naive_and_quantiles_cover(trained):
     assert min(losses) < losses[0]
 
 
+def _scalars(run_dir) -> dict[str, dict[int, float]]:
+    """Every scalar of a TensorBoard run folder's event files: tag -> {step: value}."""
+    found: dict[str, dict[int, float]] = {}
+    for name in sorted(os.listdir(run_dir)):
+        for event in tf.compat.v1.train.summary_iterator(os.path.join(run_dir, name)):
+            for value in event.summary.value:
+                number = float(tf.make_ndarray(value.tensor))
+                found.setdefault(value.tag, {})[int(event.step)] = number
+    return found
+
+
+def test_tensorboard_overlays_train_and_validation_loss(trained):
+    config, summary = trained
+    logs = os.path.join(config.model_dir, "logs")
+    assert sorted(os.listdir(logs)) == ["train", "validation"]
+    train_run = _scalars(os.path.join(logs, "train"))
+    validation_run = _scalars(os.path.join(logs, "validation"))
+    # The same tag in both runs, so TensorBoard draws them in one chart.
+    assert set(validation_run) == {"loss"}
+    assert set(train_run) == {"loss", "timesteps_per_second", "learning_rate"}
+    history = summary["history"]
+    epochs = [h["epoch"] for h in history]
+    assert sorted(train_run["loss"]) == sorted(validation_run["loss"]) == epochs
+    np.testing.assert_allclose(
+        [train_run["loss"][e] for e in epochs], [h["train_loss"] for h in history], rtol=1e-6
+    )
+    np.testing.assert_allclose(
+        [validation_run["loss"][e] for e in epochs], [h["val_loss"] for h in history], rtol=1e-6
+    )
+
+
 def _validation_histories(data_dir):
     batch = next(iter(make_dataset(data_dir, "validation", scale=False)))
     return {

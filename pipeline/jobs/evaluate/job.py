@@ -423,13 +423,15 @@ def _write_results(
         report.write_plots(
             output,
             loaded,
-            plan.origins[-1],
+            plan.origins,
             forecasts,
             scores,
             model,
             config.horizon,
             plan.season,
             config.plot_series,
+            config.dataset.columns.value,
+            plan.freq,
         )
         if config.plot_series
         else []
@@ -453,7 +455,7 @@ def _write_results(
         "quantiles": levels,
         "nominal_coverage": levels[-1] - levels[0] if len(levels) > 1 else float("nan"),
     }
-    report.write_summary(output, table, settings, plot_names, not_scored)
+    report.write_summary(output, table, settings, plot_names, not_scored, scores)
     timings = results.timings
     summary = {
         "schema": schemas.load(schemas.EVALUATION)["name"],

@@ -1,6 +1,6 @@
-"""PNG plots of a backtest (matplotlib, headless): forecasts of chosen series and the
-per-series MASE distribution of every method. Each returns the PNG's bytes, which the report
-writes through FileSystems (local folders and object stores alike)."""
+"""PNG plots of a backtest (matplotlib, headless): forecasts of chosen series (a panel per
+origin) and the per-series MASE distribution of every method. Each returns the PNG's bytes,
+which the report writes through FileSystems (local folders and object stores alike)."""
 
 from __future__ import annotations
 
@@ -23,45 +23,102 @@ def _pyplot():
     return plt
 
 
-def forecast_plot(
+def forecast_panels_plot(
     title: str,
-    history: pd.Series,
-    actual: pd.Series,
-    forecast: pd.DataFrame,
-    band: tuple[str, str] | None,
-    baselines: dict[str, pd.Series],
+    panels: Sequence,
+    labels: Sequence[str],
+    ylabel: str,
+    band_label: str,
 ) -> bytes:
-    """History tail, actuals, the model's forecast with its quantile band, and baselines.
+    """A small multiple of one series: a panel per origin (``panels``: objects with
+    ``history``, ``actual``, ``forecast``, ``band`` and ``baselines``, see
+    ``report.Panel``), sharing the y-axis, titled by ``labels``; one legend for all."""
+    import matplotlib.dates as mdates
 
-    ``forecast`` is indexed by timestamp with a ``forecast`` column and the ``band`` columns."""
     plt = _pyplot()
-    figure, axis = plt.subplots(figsize=(9, 3.6), dpi=100)
-    axis.plot(history.index, history.to_numpy(), color="0.35", linewidth=1.0, label="history")
-    axis.plot(actual.index, actual.to_numpy(), color="black", linewidth=1.4, label="actual")
-    if band is not None:
-        axis.fill_between(
-            forecast.index,
-            forecast[band[0]].to_numpy(),
-            forecast[band[1]].to_numpy(),
-            color="tab:blue",
-            alpha=0.2,
-            label=f"rnncast {band[0]}–{band[1]}",
-        )
-    axis.plot(forecast.index, forecast["forecast"].to_numpy(), color="tab:blue", label="rnncast")
-    styles = ["--", ":", "-.", (0, (5, 1))]
-    for k, (name, values) in enumerate(sorted(baselines.items())):
+    count = max(1, len(panels))
+    columns = min(3, count)
+    rows = -(-count // columns)
+    figure, axes = plt.subplots(
+        rows,
+        columns,
+        figsize=(4.2 * columns, 2.9 * rows + 0.7),
+        dpi=100,
+        sharey=True,
+        squeeze=False,
+    )
+    styles = ["--", ":", "-.", (0, (5, 1)), (0, (3, 1, 1, 1))]
+    colors = ["tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown"]
+    for k, axis in enumerate(axes.flat):
+        if k >= len(panels):
+            axis.set_visible(False)
+            continue
+        panel = panels[k]
         axis.plot(
-            values.index,
-            values.to_numpy(),
-            linestyle=styles[k % len(styles)],
+            panel.history.index,
+            panel.history.to_numpy(),
+            color="0.55",
             linewidth=1.0,
-            label=name,
+            label="history",
         )
-    axis.set_title(title, fontsize=10)
-    axis.legend(fontsize=7, ncol=3, loc="upper left")
-    axis.grid(alpha=0.3)
-    figure.autofmt_xdate()
-    figure.tight_layout()
+        axis.plot(
+            panel.actual.index,
+            panel.actual.to_numpy(),
+            color="black",
+            linewidth=1.4,
+            label="actual",
+        )
+        if panel.band is not None:
+            axis.fill_between(
+                panel.forecast.index,
+                panel.band[0].to_numpy(),
+                panel.band[1].to_numpy(),
+                color="tab:blue",
+                alpha=0.18,
+                linewidth=0,
+                label=band_label,
+            )
+        axis.plot(
+            panel.forecast.index,
+            panel.forecast.to_numpy(),
+            color="tab:blue",
+            linewidth=1.6,
+            label="rnncast",
+        )
+        for j, (name, values) in enumerate(sorted(panel.baselines.items())):
+            axis.plot(
+                values.index,
+                values.to_numpy(),
+                linestyle=styles[j % len(styles)],
+                color=colors[j % len(colors)],
+                linewidth=1.0,
+                label=name,
+            )
+        axis.axvline(panel.origin, color="0.7", linewidth=0.8)
+        axis.set_title(labels[k], fontsize=9)
+        locator = mdates.AutoDateLocator(maxticks=5)
+        axis.xaxis.set_major_locator(locator)
+        axis.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))
+        axis.tick_params(labelsize=7)
+        axis.grid(alpha=0.3)
+        if k % columns == 0:
+            axis.set_ylabel(ylabel, fontsize=9)
+        axis.yaxis.set_tick_params(labelleft=True)
+    if panels:
+        handles, names = axes.flat[0].get_legend_handles_labels()
+        figure.legend(
+            handles,
+            names,
+            loc="upper center",
+            ncol=min(len(names), 8),
+            fontsize=8,
+            frameon=False,
+            bbox_to_anchor=(0.5, 1 - 0.4 / figure.get_figheight()),
+        )
+    else:
+        axes.flat[0].text(0.5, 0.5, "no forecasts", ha="center", va="center")
+    figure.suptitle(title, fontsize=11, y=1 - 0.12 / figure.get_figheight())
+    figure.tight_layout(rect=(0, 0, 1, 1 - 0.5 / figure.get_figheight()))
     return _png(plt, figure)
 
 
