@@ -88,10 +88,8 @@ def input_path(data: Data) -> str:
 
 
 def export_dir(model: str) -> str:
-    """A model directory's ``export`` folder, or ``model`` when it is an export already."""
-    from rnncast.pipeline.core.forecasting import MODEL_FILE
+    """A model directory's ``export`` folder, or ``model`` when it is an export already
+    (:func:`rnncast.pipeline.io.model_loader.resolve_export`, quietly)."""
+    from rnncast.pipeline.io.model_loader import resolve_export
 
-    nested = os.path.join(model, "export")
-    if not os.path.exists(os.path.join(model, MODEL_FILE)) and os.path.isdir(nested):
-        return nested
-    return model
+    return resolve_export(os.fspath(model), flag=None)

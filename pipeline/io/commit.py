@@ -96,8 +96,12 @@ def run_id(settings: dict, paths: list[str], extra: str = "") -> str:
     return digest.hexdigest()[:16]
 
 
-def check_counts(counts: dict, source: str, max_rejected_fraction: float, staging: str) -> None:
-    """Refuse to commit a run with no rows, broken accounting or too many rejected rows."""
+def check_counts(
+    counts: dict, source: str, max_rejected_fraction: float, staging: str, columns=None
+) -> None:
+    """Refuse to commit a run with no rows, broken accounting or too many rejected rows
+    (when every timestamp was rejected, say so and which ``--timestamp-format`` fits: see
+    :func:`check_timestamps`; ``columns`` are the run's ``InputColumns``)."""
     from rnncast.errors import InputError, RejectedRowsError
 
     if counts["rows_read"] == 0:
@@ -107,6 +111,8 @@ def check_counts(counts: dict, source: str, max_rejected_fraction: float, stagin
         )
     if counts["rows_read"] != counts["rows_accepted"] + counts["rows_rejected"]:
         raise AssertionError(f"row accounting is off ({counts}); this is a bug in rnncast")
+    if columns is not None:
+        check_timestamps(counts, source, staging, columns)
     fraction = counts["rows_rejected"] / counts["rows_read"]
     if fraction > max_rejected_fraction:
         reasons = {k: v for k, v in counts["rejected_by_reason"].items() if v}
@@ -117,6 +123,44 @@ def check_counts(counts: dict, source: str, max_rejected_fraction: float, stagin
             f"reasons are in {FileSystems.join(staging, 'rejected')}. Fix the input or raise "
             "--max-rejected-fraction"
         )
+
+
+def check_timestamps(counts: dict, source: str, staging: str, columns) -> None:
+    """InputError with :func:`~rnncast.pipeline.core.validation.all_timestamps_invalid_message`
+    when no row passed the row checks, mostly for ``invalid_timestamp``; the samples come from
+    the run's staged dead letters (``STAGING/rejected/*.jsonl``)."""
+    from rnncast.errors import InputError
+    from rnncast.pipeline.core import validation
+
+    by_reason = counts["rejected_by_reason"]
+    if not validation.timestamps_all_invalid(counts["rows_read"], by_reason):
+        return
+    raise InputError(
+        validation.all_timestamps_invalid_message(
+            source,
+            counts["rows_read"],
+            by_reason["invalid_timestamp"],
+            staged_invalid_timestamps(staging, columns.timestamp),
+            columns.timestamp_format,
+        )
+    )
+
+
+def staged_invalid_timestamps(staging: str, column: str, limit: int = 100) -> list[str]:
+    """The first ``limit`` timestamps (as read) of ``invalid_timestamp`` dead letters staged
+    under ``STAGING/rejected/``."""
+    out: list[str] = []
+    pattern = FileSystems.join(staging, "rejected", "*.jsonl")
+    for match in FileSystems.match([pattern])[0].metadata_list:
+        with FileSystems.open(match.path, compression_type=CompressionTypes.UNCOMPRESSED) as f:
+            for line in io.TextIOWrapper(f, encoding="utf-8"):
+                record = json.loads(line)
+                value = record.get("row", {}).get(column)
+                if record.get("reason") == "invalid_timestamp" and value is not None:
+                    out.append(str(value))
+                    if len(out) >= limit:
+                        return out
+    return out
 
 
 # --- atomic single-file writes ----------------------------------------------------------------

@@ -7,9 +7,9 @@ from dataclasses import dataclass, field, replace
 from apache_beam.io.filesystems import FileSystems
 
 from rnncast.errors import JobArgumentError
-from rnncast.pipeline.beam.options import JobOptions
+from rnncast.pipeline.beam.options import JobOptions, input_columns
 from rnncast.pipeline.core import forecasting, streaming
-from rnncast.pipeline.core.validation import InputColumns
+from rnncast.pipeline.core.validation import InputColumns, timestamp_format_problem
 
 DESCRIPTION = (
     "Forecast continuously from an unbounded stream of points: new CSV/Parquet files matching "
@@ -166,6 +166,9 @@ class StreamConfig:
             raise JobArgumentError(f"{prog}: --max-files must be >= 1")
         if self.window_us <= 0:
             raise JobArgumentError(f"{prog}: --window must be positive, e.g. 1h")
+        format_problem = timestamp_format_problem(self.columns.timestamp_format)
+        if format_problem:
+            raise JobArgumentError(f"{prog}: {format_problem}")
         return replace(
             self,
             output=self.output.rstrip("/"),
@@ -204,7 +207,5 @@ def config_from_options(options: StreamOptions) -> StreamConfig:
         poll_interval=options.poll_interval,
         stop_after_seconds=options.stop_after_seconds,
         max_files=options.max_files,
-        columns=InputColumns(
-            options.series_id_column, options.timestamp_column, options.value_column
-        ),
+        columns=input_columns(options, (), prog),
     )
