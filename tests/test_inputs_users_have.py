@@ -469,3 +469,21 @@ def test_a_directory_with_neither_an_export_nor_a_model_is_refused_clearly(tmp_p
                 str(tmp_path / "out"),
             ]
         )
+
+
+def test_one_day_first_file_among_iso_files_is_named_with_its_format(tmp_path, capsys):
+    frame = standard_frame()
+    folder = tmp_path / "in"
+    folder.mkdir()
+    written(frame[frame.series_id == "north"], folder / "a.csv", VARIANTS["standard"][0])
+    day_first = written(
+        frame[frame.series_id == "south"], folder / "b.csv", lambda t: t.strftime("%d/%m/%Y")
+    )
+    code = cli.main(["dataset", "--input", str(folder), "--output", str(tmp_path / "out")])
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert code == 2
+    assert "90 of 180 rows (50.00%) were rejected {'invalid_timestamp': 90}" in err
+    assert err.endswith(
+        f"Its invalid_timestamp rows look like '01/01/2012' ({day_first}): if that file's "
+        "timestamps are all in that form, pass --timestamp-format '%d/%m/%Y' (day first)"
+    )

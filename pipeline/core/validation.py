@@ -459,6 +459,22 @@ def all_timestamps_invalid_message(
     )
 
 
+def timestamp_format_hint(samples: list[tuple[str, str]]) -> str:
+    """A sentence for an error about rejected rows when its ``invalid_timestamp`` rows
+    (``(source, value)`` samples, those of the first source read) look like a format
+    :func:`suggest_timestamp_format` recognises; "" otherwise."""
+    if not samples:
+        return ""
+    source, first = samples[0]
+    suggestion = suggest_timestamp_format([v for s, v in samples if s == source])
+    if suggestion == suggest_timestamp_format([]):
+        return ""
+    return (
+        f". Its invalid_timestamp rows look like {first!r} ({source}): if that file's "
+        f"timestamps are all in that form, pass --timestamp-format {suggestion}"
+    )
+
+
 def timestamps_all_invalid(rows_read: int, by_reason: dict[str, int]) -> bool:
     """Whether no row passed the row checks and invalid_timestamp is the most common reason:
     then the timestamps' format, not the frequency or the data, is what went wrong."""

@@ -121,7 +121,7 @@ def check_counts(
             f"({fraction:.2%}) were rejected {reasons}, more than --max-rejected-fraction "
             f"{max_rejected_fraction}. Nothing was committed; the rejected rows and their "
             f"reasons are in {FileSystems.join(staging, 'rejected')}. Fix the input or raise "
-            "--max-rejected-fraction"
+            "--max-rejected-fraction" + timestamp_hint(staging, columns)
         )
 
 
@@ -140,16 +140,28 @@ def check_timestamps(counts: dict, source: str, staging: str, columns) -> None:
             source,
             counts["rows_read"],
             by_reason["invalid_timestamp"],
-            staged_invalid_timestamps(staging, columns.timestamp),
+            [value for _, value in staged_invalid_timestamps(staging, columns.timestamp)],
             columns.timestamp_format,
         )
     )
 
 
-def staged_invalid_timestamps(staging: str, column: str, limit: int = 100) -> list[str]:
-    """The first ``limit`` timestamps (as read) of ``invalid_timestamp`` dead letters staged
-    under ``STAGING/rejected/``."""
-    out: list[str] = []
+def timestamp_hint(staging: str, columns) -> str:
+    """For an error about rejected rows: which ``--timestamp-format`` the staged
+    ``invalid_timestamp`` dead letters look like they need (e.g. one day-first file among
+    ISO ones), or "" (no such rows, a format given, or no telling)."""
+    from rnncast.pipeline.core import validation
+
+    if columns is None or columns.timestamp_format is not None:
+        return ""
+    samples = staged_invalid_timestamps(staging, columns.timestamp)
+    return validation.timestamp_format_hint(samples)
+
+
+def staged_invalid_timestamps(staging: str, column: str, limit: int = 100) -> list[tuple[str, str]]:
+    """``(source, timestamp as read)`` of the first ``limit`` ``invalid_timestamp`` dead
+    letters staged under ``STAGING/rejected/``."""
+    out: list[tuple[str, str]] = []
     pattern = FileSystems.join(staging, "rejected", "*.jsonl")
     for match in FileSystems.match([pattern])[0].metadata_list:
         with FileSystems.open(match.path, compression_type=CompressionTypes.UNCOMPRESSED) as f:
@@ -157,7 +169,7 @@ def staged_invalid_timestamps(staging: str, column: str, limit: int = 100) -> li
                 record = json.loads(line)
                 value = record.get("row", {}).get(column)
                 if record.get("reason") == "invalid_timestamp" and value is not None:
-                    out.append(str(value))
+                    out.append((record.get("source", ""), str(value)))
                     if len(out) >= limit:
                         return out
     return out

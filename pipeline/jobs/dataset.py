@@ -822,10 +822,12 @@ def check_run(metadata: dict, config: DatasetConfig, staging: str) -> None:
             message += (
                 f". {counts['rows_rejected']} of {counts['rows_read']} rows were rejected "
                 f"{reasons}; their reasons are in {FileSystems.join(staging, 'rejected')}"
-            )
+            ) + commit.timestamp_hint(staging, config.columns)
             raise RejectedRowsError(message)
         raise InputError(message)
-    commit.check_counts(metadata["counts"], config.input, config.max_rejected_fraction, staging)
+    commit.check_counts(
+        metadata["counts"], config.input, config.max_rejected_fraction, staging, config.columns
+    )
     summaries = [{"series_id": k, **v} for k, v in metadata["series"].items()]
     over = mostly_filled(summaries, config.max_filled_fraction)
     if over:
