@@ -487,3 +487,23 @@ def test_one_day_first_file_among_iso_files_is_named_with_its_format(tmp_path, c
         f"Its invalid_timestamp rows look like '01/01/2012' ({day_first}): if that file's "
         "timestamps are all in that form, pass --timestamp-format '%d/%m/%Y' (day first)"
     )
+
+
+def test_stream_messages_are_read_with_the_preset_and_the_format():
+    from rnncast.pipeline.core.streaming import parse_message
+
+    columns = InputColumns.from_flags("nixtla", timestamp_format="epoch_s")
+    payload = (
+        b'{"unique_id": "a", "ds": 1325376000, "y": 1.5}\n'
+        b'{"unique_id": "a", "ds": "01/02/2012", "y": 2}\n'
+    )
+    result = parse_message(payload, columns, "message")
+    assert result.rows_read == 2
+    [(series_id, part)] = result.parts
+    assert (series_id, part.timestamp.tolist()) == ("a", [pd.Timestamp("2012-01-01").value])
+    assert pd.concat(result.rejected)["reason"].tolist() == ["invalid_timestamp"]
+    columns = InputColumns.from_flags("gluonts", timestamp_format="%d.%m.%Y %H:%M")
+    result = parse_message(b"item_id,timestamp,target\nb,01.02.2012 10:30,1\n", columns, "m")
+    assert [p.timestamp.tolist() for _, p in result.parts] == [
+        [pd.Timestamp("2012-02-01 10:30").value]
+    ]
