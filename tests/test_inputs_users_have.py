@@ -507,3 +507,20 @@ def test_stream_messages_are_read_with_the_preset_and_the_format():
     assert [p.timestamp.tolist() for _, p in result.parts] == [
         [pd.Timestamp("2012-02-01 10:30").value]
     ]
+
+
+def test_the_python_api_takes_the_preset_and_the_format(standard_dataset, tmp_path):
+    import rnncast.api as rc
+
+    frame = standard_frame().rename(columns={"series_id": "unique_id", "value": "y"})
+    frame["ds"] = pd.DatetimeIndex(frame.pop("timestamp")).strftime("%d/%m/%Y")
+    rc.build_dataset(
+        frame,
+        str(tmp_path / "out"),
+        columns="nixtla",
+        timestamp_format="%d/%m/%Y",
+        num_steps=8,
+        batch_size=2,
+        horizon=3,
+    )
+    assert dataset_files(tmp_path / "out") == dataset_files(standard_dataset)
