@@ -96,6 +96,20 @@ def test_a_strftime_format_parses_what_it_wrote_and_refuses_what_it_did_not(mome
 
 @settings(max_examples=150, deadline=None)
 @given(
+    st.lists(st.one_of(instants.map(lambda d: d.strftime("%d/%m/%Y")), st.text(max_size=12))),
+    st.lists(st.one_of(st.none(), st.text(max_size=12))),
+    st.sampled_from(("%d/%m/%Y", "epoch_s", "epoch_ms", None)),
+)
+def test_each_value_parses_on_its_own_whatever_is_around_it(values, others, fmt):
+    """Arbitrary text never fails a batch: each element gets a time or NaT, the same as when it
+    is parsed alone, whatever precedes it."""
+    together = parse_timestamps(pa.array(others + values, pa.string()), fmt)
+    alone = [parse_timestamps(pa.array([v], pa.string()), fmt)[0] for v in others + values]
+    assert together.tolist() == alone
+
+
+@settings(max_examples=150, deadline=None)
+@given(
     st.lists(st.integers(-(2**31), 2**33), min_size=1, max_size=20),
     st.sampled_from(("epoch_s", "epoch_ms")),
 )

@@ -202,12 +202,21 @@ def _epoch_ns(column: pa.Array, ns_per_unit: int) -> np.ndarray:
 
 def _formatted_ns(column: pa.Array, timestamp_format: str) -> np.ndarray:
     """Text parsed with a strftime format as int64 ns (UTC; naive = UTC); NaT where the value
-    does not match the format or is outside the int64-nanosecond range."""
+    does not match the format or is outside the int64-nanosecond range.
+
+    Each distinct value is parsed once (long inputs repeat each timestamp once per series),
+    by pandas: Arrow's strptime turns impossible dates such as 31/02 into the next month."""
     if not (pa.types.is_string(column.type) or pa.types.is_large_string(column.type)):
         column = pc.cast(column, pa.string())
-    text = pd.Series(pc.utf8_trim_whitespace(column).to_pylist(), dtype=object)
+    encoded = pc.dictionary_encode(pc.utf8_trim_whitespace(column))
+    text = pd.Series(encoded.dictionary.to_pylist(), dtype=object)
     parsed = pd.to_datetime(text, format=timestamp_format, errors="coerce", utc=True)
-    return _index_ns(pd.DatetimeIndex(parsed).tz_localize(None))
+    distinct = _index_ns(pd.DatetimeIndex(parsed).tz_localize(None))
+    indices = encoded.indices
+    valid = pc.is_valid(indices).to_numpy(zero_copy_only=False)
+    out = np.full(len(column), NAT, dtype=np.int64)
+    out[valid] = distinct[indices.fill_null(0).to_numpy(zero_copy_only=False)[valid]]
+    return out
 
 
 def _index_ns(index: pd.DatetimeIndex) -> np.ndarray:
