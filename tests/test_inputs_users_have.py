@@ -538,3 +538,16 @@ def test_the_python_api_takes_the_preset_and_the_format(standard_dataset, tmp_pa
         horizon=3,
     )
     assert dataset_files(tmp_path / "out") == dataset_files(standard_dataset)
+
+
+def test_a_file_in_a_preset_s_columns_read_without_it_names_the_preset(tmp_path):
+    from rnncast.errors import InputError
+
+    timestamps, names, _ = VARIANTS["gluonts_day_first"]
+    source = written(standard_frame(), tmp_path / "in.csv", timestamps, names)
+    with pytest.raises(
+        InputError,
+        match=r"missing column\(s\) \['series_id', 'value'\].*"
+        r"Pass --columns gluonts \(item_id/timestamp/target\)",
+    ):
+        dataset_job.run(["--input", source, "--output", str(tmp_path / "out")])
