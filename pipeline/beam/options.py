@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
 
 from apache_beam.options.pipeline_options import PipelineOptions, _BeamArgumentParser
 
 from rnncast.errors import JobArgumentError
+
+if TYPE_CHECKING:
+    from rnncast.pipeline.core.validation import InputColumns
 
 
 class JobOptions(PipelineOptions):
@@ -66,7 +70,7 @@ def add_input_column_arguments(group) -> None:
     )
 
 
-def input_columns(options, covariates: tuple[str, ...], prog: str):
+def input_columns(options, covariates: tuple[str, ...], prog: str) -> InputColumns:
     """The ``InputColumns`` of parsed job flags (:func:`add_input_column_arguments`);
     JobArgumentError naming the flag when the preset or the format is unusable."""
     from rnncast.pipeline.core.validation import InputColumns

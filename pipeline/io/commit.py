@@ -24,6 +24,7 @@ import logging
 import os
 import posixpath
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import pandas as pd
 import pyarrow as pa
@@ -34,6 +35,9 @@ from apache_beam.io.localfilesystem import LocalFileSystem
 
 from rnncast import schemas
 from rnncast.errors import OutputError
+
+if TYPE_CHECKING:
+    from rnncast.pipeline.core.validation import InputColumns
 
 METADATA = "metadata.json"
 SUCCESS = "_SUCCESS"
@@ -97,7 +101,11 @@ def run_id(settings: dict, paths: list[str], extra: str = "") -> str:
 
 
 def check_counts(
-    counts: dict, source: str, max_rejected_fraction: float, staging: str, columns=None
+    counts: dict,
+    source: str,
+    max_rejected_fraction: float,
+    staging: str,
+    columns: InputColumns | None = None,
 ) -> None:
     """Refuse to commit a run with no rows, broken accounting or too many rejected rows
     (when every timestamp was rejected, say so and which ``--timestamp-format`` fits: see
@@ -125,7 +133,7 @@ def check_counts(
         )
 
 
-def check_timestamps(counts: dict, source: str, staging: str, columns) -> None:
+def check_timestamps(counts: dict, source: str, staging: str, columns: InputColumns) -> None:
     """InputError with :func:`~rnncast.pipeline.core.validation.all_timestamps_invalid_message`
     when no row passed the row checks, mostly for ``invalid_timestamp``; the samples come from
     the run's staged dead letters (``STAGING/rejected/*.jsonl``)."""
@@ -146,7 +154,7 @@ def check_timestamps(counts: dict, source: str, staging: str, columns) -> None:
     )
 
 
-def timestamp_hint(staging: str, columns) -> str:
+def timestamp_hint(staging: str, columns: InputColumns | None) -> str:
     """For an error about rejected rows: which ``--timestamp-format`` the staged
     ``invalid_timestamp`` dead letters look like they need (e.g. one day-first file among
     ISO ones), or "" (no such rows, a format given, or no telling)."""
