@@ -56,15 +56,22 @@ def add_input_column_arguments(group) -> None:
         + " (series id/timestamp/value). --series-id-column, --timestamp-column and "
         "--value-column override its columns one by one.",
     )
-    group.add_argument("--series-id-column", default=None, help="Column with the id.")
-    group.add_argument("--timestamp-column", default=None, help="Column with the time.")
-    group.add_argument("--value-column", default=None, help="Column with the value.")
+    preset = "the --columns preset's"
+    group.add_argument(
+        "--series-id-column", default=None, help=f"Column with the id (None: {preset})."
+    )
+    group.add_argument(
+        "--timestamp-column", default=None, help=f"Column with the time (None: {preset})."
+    )
+    group.add_argument(
+        "--value-column", default=None, help=f"Column with the value (None: {preset})."
+    )
     group.add_argument(
         "--timestamp-format",
         default=None,
         help="How text timestamps are written: a strftime format, e.g. '%%d/%%m/%%Y' (day "
         "first) or '%%d.%%m.%%Y %%H:%%M' (naive = UTC; %%z reads offsets), or epoch_s / "
-        "epoch_ms (seconds / milliseconds since 1970-01-01 UTC). Default: ISO-8601. Rows that "
+        "epoch_ms (seconds / milliseconds since 1970-01-01 UTC); None: ISO-8601. Rows that "
         "do not match are rejected (invalid_timestamp); native Parquet timestamps are read as "
         "they are.",
     )
