@@ -35,10 +35,13 @@ def build_dataset(data: Data, output: str, pipeline_options=None, **settings) ->
     """Run the dataset job on ``data`` into ``output``; returns its ``metadata.json``.
 
     ``settings``: fields of ``DatasetConfig`` (``num_steps``, ``batch_size``, ``horizon``,
-    ``freq``, ...); ``pipeline_options``: Beam ``PipelineOptions`` (default: DirectRunner).
+    ``freq``, ...; ``columns`` may be a preset name and ``timestamp_format`` is accepted, see
+    :func:`input_settings`); ``pipeline_options``: Beam ``PipelineOptions`` (default:
+    DirectRunner).
     """
     from rnncast.pipeline.jobs import dataset
 
+    settings = input_settings(settings)
     config = dataset.DatasetConfig(input=input_path(data), output=output, **settings)
     return dataset.run_config(config, pipeline_options)
 
@@ -58,16 +61,42 @@ def forecast(model: str, data: Data, output: str, pipeline_options=None, **setti
     """Forecast every series of ``data`` with ``model`` (a model directory or its
     ``export``) into ``output``; returns the forecasts as a DataFrame.
 
-    ``settings``: fields of ``ForecastConfig`` (``horizon``, ``state_in``, ``state_out``...).
+    ``settings``: fields of ``ForecastConfig`` (``horizon``, ``state_in``, ``state_out``...;
+    ``columns`` and ``timestamp_format`` as in :func:`input_settings`).
     """
     from rnncast.pipeline.io import commit
     from rnncast.pipeline.jobs import forecast as forecast_job
 
+    settings = input_settings(settings)
     config = forecast_job.ForecastConfig(
         model=export_dir(model), input=input_path(data), output=output, **settings
     )
     forecast_job.run_config(config, pipeline_options)
     return commit.read_committed_frame(output)
+
+
+def input_settings(settings: dict) -> dict:
+    """``settings`` with ``columns="nixtla"`` (a ``--columns`` preset name) and
+    ``timestamp_format="%d/%m/%Y"`` (``--timestamp-format``) turned into the configs'
+    ``columns`` (``InputColumns``); ValueError for an unknown preset or format."""
+    from rnncast.pipeline.core.validation import InputColumns
+
+    settings = dict(settings)
+    columns = settings.get("columns")
+    timestamp_format = settings.pop("timestamp_format", None)
+    if isinstance(columns, InputColumns) and timestamp_format is None:
+        return settings
+    if columns is None or isinstance(columns, str):
+        columns = InputColumns.from_flags(columns)
+    settings["columns"] = InputColumns.from_flags(
+        None,
+        columns.series_id,
+        columns.timestamp,
+        columns.value,
+        columns.covariates,
+        timestamp_format or columns.timestamp_format,
+    )
+    return settings
 
 
 def input_path(data: Data) -> str:
@@ -88,10 +117,8 @@ def input_path(data: Data) -> str:
 
 
 def export_dir(model: str) -> str:
-    """A model directory's ``export`` folder, or ``model`` when it is an export already."""
-    from rnncast.pipeline.core.forecasting import MODEL_FILE
+    """A model directory's ``export`` folder, or ``model`` when it is an export already
+    (:func:`rnncast.pipeline.io.model_loader.resolve_export`, quietly)."""
+    from rnncast.pipeline.io.model_loader import resolve_export
 
-    nested = os.path.join(model, "export")
-    if not os.path.exists(os.path.join(model, MODEL_FILE)) and os.path.isdir(nested):
-        return nested
-    return model
+    return resolve_export(os.fspath(model), flag=None)

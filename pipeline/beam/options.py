@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from apache_beam.options.pipeline_options import PipelineOptions, _BeamArgumentParser
 
 from rnncast.errors import JobArgumentError
 from rnncast.pipeline.beam.engine import load_runner_options
 from rnncast.usage import HelpFormatter, flags_of, mark_required, unknown_flags_error
+
+if TYPE_CHECKING:
+    from rnncast.pipeline.core.validation import InputColumns
 
 
 class JobOptions(PipelineOptions):
@@ -40,9 +44,7 @@ class JobOptions(PipelineOptions):
             default=None,
             help="H: steps ahead (each job's --help says what it means there).",
         )
-        g.add_argument("--series-id-column", default="series_id", help="Column with the id.")
-        g.add_argument("--timestamp-column", default="timestamp", help="Column with the time.")
-        g.add_argument("--value-column", default="value", help="Column with the value.")
+        add_input_column_arguments(g)
         g.add_argument(
             "--max-rejected-fraction",
             type=float,
@@ -50,6 +52,60 @@ class JobOptions(PipelineOptions):
             help="Fail the job (nothing is committed) when more than this fraction of rows "
             "is rejected.",
         )
+
+
+def add_input_column_arguments(group) -> None:
+    """``--columns`` and the three renaming flags (each overrides its preset column; their
+    default None means the preset's), and ``--timestamp-format``: every job that reads
+    series takes these (the config's ``InputColumns.from_flags`` resolves them)."""
+    from rnncast.pipeline.core.validation import COLUMN_PRESETS
+
+    group.add_argument(
+        "--columns",
+        choices=tuple(COLUMN_PRESETS),
+        default="rnncast",
+        help="Column names preset: "
+        + "; ".join(f"{k} = {'/'.join(v)}" for k, v in COLUMN_PRESETS.items())
+        + " (series id/timestamp/value). --series-id-column, --timestamp-column and "
+        "--value-column override its columns one by one.",
+    )
+    preset = "the --columns preset's"
+    group.add_argument(
+        "--series-id-column", default=None, help=f"Column with the id (None: {preset})."
+    )
+    group.add_argument(
+        "--timestamp-column", default=None, help=f"Column with the time (None: {preset})."
+    )
+    group.add_argument(
+        "--value-column", default=None, help=f"Column with the value (None: {preset})."
+    )
+    group.add_argument(
+        "--timestamp-format",
+        default=None,
+        help="How text timestamps are written: a strftime format, e.g. '%%d/%%m/%%Y' (day "
+        "first) or '%%d.%%m.%%Y %%H:%%M' (naive = UTC; %%z reads offsets), or epoch_s / "
+        "epoch_ms (seconds / milliseconds since 1970-01-01 UTC); None: ISO-8601. Rows that "
+        "do not match are rejected (invalid_timestamp); native Parquet timestamps are read as "
+        "they are.",
+    )
+
+
+def input_columns(options, covariates: tuple[str, ...], prog: str) -> InputColumns:
+    """The ``InputColumns`` of parsed job flags (:func:`add_input_column_arguments`);
+    JobArgumentError naming the flag when the preset or the format is unusable."""
+    from rnncast.pipeline.core.validation import InputColumns
+
+    try:
+        return InputColumns.from_flags(
+            getattr(options, "columns", None),
+            options.series_id_column,
+            options.timestamp_column,
+            options.value_column,
+            covariates,
+            getattr(options, "timestamp_format", None),
+        )
+    except ValueError as err:
+        raise JobArgumentError(f"{prog}: {err}") from err
 
 
 def add_max_gap_steps(group) -> None:

@@ -24,6 +24,7 @@ import logging
 import os
 import posixpath
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import pandas as pd
 import pyarrow as pa
@@ -34,6 +35,9 @@ from apache_beam.io.localfilesystem import LocalFileSystem
 
 from rnncast import schemas
 from rnncast.errors import OutputError
+
+if TYPE_CHECKING:
+    from rnncast.pipeline.core.validation import InputColumns
 
 METADATA = "metadata.json"
 SUCCESS = "_SUCCESS"
@@ -96,8 +100,16 @@ def run_id(settings: dict, paths: list[str], extra: str = "") -> str:
     return digest.hexdigest()[:16]
 
 
-def check_counts(counts: dict, source: str, max_rejected_fraction: float, staging: str) -> None:
-    """Refuse to commit a run with no rows, broken accounting or too many rejected rows."""
+def check_counts(
+    counts: dict,
+    source: str,
+    max_rejected_fraction: float,
+    staging: str,
+    columns: InputColumns | None = None,
+) -> None:
+    """Refuse to commit a run with no rows, broken accounting or too many rejected rows
+    (when every timestamp was rejected, say so and which ``--timestamp-format`` fits: see
+    :func:`check_timestamps`; ``columns`` are the run's ``InputColumns``)."""
     from rnncast.errors import InputError, RejectedRowsError
 
     if counts["rows_read"] == 0:
@@ -107,6 +119,8 @@ def check_counts(counts: dict, source: str, max_rejected_fraction: float, stagin
         )
     if counts["rows_read"] != counts["rows_accepted"] + counts["rows_rejected"]:
         raise AssertionError(f"row accounting is off ({counts}); this is a bug in rnncast")
+    if columns is not None:
+        check_timestamps(counts, source, staging, columns)
     fraction = counts["rows_rejected"] / counts["rows_read"]
     if fraction > max_rejected_fraction:
         reasons = {k: v for k, v in counts["rejected_by_reason"].items() if v}
@@ -115,8 +129,58 @@ def check_counts(counts: dict, source: str, max_rejected_fraction: float, stagin
             f"({fraction:.2%}) were rejected {reasons}, more than --max-rejected-fraction "
             f"{max_rejected_fraction}. Nothing was committed; the rejected rows and their "
             f"reasons are in {FileSystems.join(staging, 'rejected')}. Fix the input or raise "
-            "--max-rejected-fraction"
+            "--max-rejected-fraction" + timestamp_hint(staging, columns)
         )
+
+
+def check_timestamps(counts: dict, source: str, staging: str, columns: InputColumns) -> None:
+    """InputError with :func:`~rnncast.pipeline.core.validation.all_timestamps_invalid_message`
+    when no row passed the row checks, mostly for ``invalid_timestamp``; the samples come from
+    the run's staged dead letters (``STAGING/rejected/*.jsonl``)."""
+    from rnncast.errors import InputError
+    from rnncast.pipeline.core import validation
+
+    by_reason = counts["rejected_by_reason"]
+    if not validation.timestamps_all_invalid(counts["rows_read"], by_reason):
+        return
+    raise InputError(
+        validation.all_timestamps_invalid_message(
+            source,
+            counts["rows_read"],
+            by_reason["invalid_timestamp"],
+            [value for _, value in staged_invalid_timestamps(staging, columns.timestamp)],
+            columns.timestamp_format,
+        )
+    )
+
+
+def timestamp_hint(staging: str, columns: InputColumns | None) -> str:
+    """For an error about rejected rows: which ``--timestamp-format`` the staged
+    ``invalid_timestamp`` dead letters look like they need (e.g. one day-first file among
+    ISO ones), or "" (no such rows, a format given, or no telling)."""
+    from rnncast.pipeline.core import validation
+
+    if columns is None or columns.timestamp_format is not None:
+        return ""
+    samples = staged_invalid_timestamps(staging, columns.timestamp)
+    return validation.timestamp_format_hint(samples)
+
+
+def staged_invalid_timestamps(staging: str, column: str, limit: int = 100) -> list[tuple[str, str]]:
+    """``(source, timestamp as read)`` of the first ``limit`` ``invalid_timestamp`` dead
+    letters staged under ``STAGING/rejected/``."""
+    out: list[tuple[str, str]] = []
+    pattern = FileSystems.join(staging, "rejected", "*.jsonl")
+    for match in FileSystems.match([pattern])[0].metadata_list:
+        with FileSystems.open(match.path, compression_type=CompressionTypes.UNCOMPRESSED) as f:
+            for line in io.TextIOWrapper(f, encoding="utf-8"):
+                record = json.loads(line)
+                value = record.get("row", {}).get(column)
+                if record.get("reason") == "invalid_timestamp" and value is not None:
+                    out.append((record.get("source", ""), str(value)))
+                    if len(out) >= limit:
+                        return out
+    return out
 
 
 # --- atomic single-file writes ----------------------------------------------------------------

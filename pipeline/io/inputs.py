@@ -24,7 +24,7 @@ from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
 from rnncast.errors import InputError
-from rnncast.pipeline.core.validation import InputColumns, csv_line_numbers
+from rnncast.pipeline.core.validation import COLUMN_PRESETS, InputColumns, csv_line_numbers
 
 CSV_SUFFIXES = (".csv", ".csv.gz", ".csv.bz2", ".csv.zst")
 PARQUET_SUFFIXES = (".parquet", ".pq")
@@ -114,11 +114,15 @@ def check_input(path: str, columns: InputColumns) -> None:
         ) from err
     missing = [c for c in columns.all if c not in names]
     if missing:
-        raise InputError(
-            f"{path}: missing column(s) {missing}; the file has {names}. Rename the columns "
-            "or point the job at them with --series-id-column/--timestamp-column/"
-            "--value-column/--covariates"
-        )
+        presets = [k for k, v in COLUMN_PRESETS.items() if set(v) <= set(names)]
+        if presets and columns.series_id in missing:  # e.g. Nixtla's file, rnncast's names
+            fix = f"Pass --columns {presets[0]} ({'/'.join(COLUMN_PRESETS[presets[0]])})"
+        else:
+            fix = (
+                "Rename the columns, or point the job at them with --columns nixtla|gluonts "
+                "or --series-id-column/--timestamp-column/--value-column/--covariates"
+            )
+        raise InputError(f"{path}: missing column(s) {missing}; the file has {names}. {fix}")
 
 
 def read_batches(

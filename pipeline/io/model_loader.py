@@ -12,6 +12,7 @@ one in ``rnncast_model.json``. :meth:`LoadedModel.step` has the contract of the 
 from __future__ import annotations
 
 import json
+import sys
 
 import numpy as np
 from apache_beam.io.filesystems import FileSystems
@@ -19,14 +20,35 @@ from apache_beam.io.filesystems import FileSystems
 from rnncast.errors import ModelError
 from rnncast.pipeline.core.forecasting import MODEL_FILE, REEXPORT, ModelInfo
 
+EXPORT = "export"  # MODEL_DIR/export, where rnncast train and rnncast export write
+
+
+def resolve_export(model: str, flag: str | None = "--model") -> str:
+    """The export ``model`` names: ``model`` itself when it holds ``rnncast_model.json``,
+    ``MODEL_DIR/export`` when ``model`` is a model directory with an export (said in one
+    stderr line naming ``flag``; None: quietly), else ``model`` unchanged (then
+    :func:`read_model_info` refuses it)."""
+    if not model or FileSystems.exists(FileSystems.join(model, MODEL_FILE)):
+        return model
+    nested = FileSystems.join(model.rstrip("/"), EXPORT)
+    if not FileSystems.exists(FileSystems.join(nested, MODEL_FILE)):
+        return model
+    if flag:
+        print(
+            f"rnncast: {flag} {model} is a model directory; using its export {nested}",
+            file=sys.stderr,
+        )
+    return nested
+
 
 def read_model_info(export_dir: str) -> ModelInfo:
     """Read and check ``EXPORT_DIR/rnncast_model.json`` (ModelError naming the file)."""
     path = FileSystems.join(export_dir, MODEL_FILE)
     if not FileSystems.exists(path):
         raise ModelError(
-            f"{export_dir}: not an rnncast export (no {MODEL_FILE}); pass MODEL_DIR/export "
-            "written by 'rnncast train' or 'rnncast export'"
+            f"{export_dir}: not an rnncast export or model directory (no {MODEL_FILE} in it "
+            f"or in {EXPORT}/); pass MODEL_DIR or MODEL_DIR/{EXPORT} written by 'rnncast "
+            "train' or 'rnncast export'"
         )
     try:
         with FileSystems.open(path) as handle:

@@ -25,7 +25,12 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from rnncast import schemas
 from rnncast.errors import InputError, JobArgumentError, RejectedRowsError
 from rnncast.pipeline.beam.engine import batch_runner
-from rnncast.pipeline.beam.options import JobOptions, add_max_gap_steps, parse_job_options
+from rnncast.pipeline.beam.options import (
+    JobOptions,
+    add_max_gap_steps,
+    input_columns,
+    parse_job_options,
+)
 from rnncast.pipeline.beam.transforms import (
     REJECTED,
     ROWS_READ,
@@ -40,7 +45,7 @@ from rnncast.pipeline.beam.transforms import (
 from rnncast.pipeline.core import chunking
 from rnncast.pipeline.core import progress as progress_lib
 from rnncast.pipeline.core import series as series_lib
-from rnncast.pipeline.core.validation import InputColumns
+from rnncast.pipeline.core.validation import InputColumns, timestamp_format_problem
 from rnncast.pipeline.io import commit, spill
 from rnncast.pipeline.io.examples import encode_empty_row, encode_rows
 from rnncast.pipeline.io.inputs import check_input, list_inputs
@@ -234,6 +239,9 @@ class DatasetConfig:
                 self.validation_start_ns  # noqa: B018 - parse check
             except ValueError:
                 problems.append(f"--validation-start {self.validation_start!r} is not a timestamp")
+        format_problem = timestamp_format_problem(self.columns.timestamp_format)
+        if format_problem:
+            problems.append(format_problem)
         if self.freq is not None:
             try:
                 series_lib.validate_frequency(self.freq)
@@ -255,9 +263,7 @@ def config_from_options(options: DatasetOptions) -> DatasetConfig:
         batch_size=options.batch_size,
         horizon=options.horizon or 24,
         freq=options.freq,
-        columns=InputColumns(
-            options.series_id_column, options.timestamp_column, options.value_column, covariates
-        ),
+        columns=input_columns(options, covariates, "rnncast dataset"),
         validation_fraction=options.validation_fraction,
         validation_start=options.validation_start,
         validation_warmup_steps=options.validation_warmup_steps,
@@ -733,7 +739,7 @@ def build_metadata(
         "feature_names": list(feature_names(config, freq)) if freq else [],
         "covariates": list(config.columns.covariates),
         "calendar_features": list(calendar_names(config, freq)) if freq else [],
-        "columns": asdict(config.columns),
+        "columns": config.columns.as_json(),
         "scaling": config.scaling,
         "fill": config.fill,
         "validation": {
@@ -791,6 +797,7 @@ def run_id_for(config: DatasetConfig, paths: list[str]) -> str:
     byte-identical, metadata.json included."""
     settings = asdict(config)
     settings.pop("output")
+    settings["columns"] = config.columns.as_json()  # runs without --timestamp-format keep ids
     return commit.run_id(settings, paths, schemas.schema_version_string())
 
 
@@ -853,6 +860,9 @@ def check_run(metadata: dict, config: DatasetConfig, staging: str) -> None:
     """Refuse to commit a run that failed, rejected too much or is mostly filled points; say
     what to do."""
     counts = metadata["counts"]
+    if counts["rows_read"]:
+        # Every timestamp rejected: say so (not "cannot infer the frequency").
+        commit.check_timestamps(counts, config.input, staging, config.columns)
     if metadata["status"] != "ok" and counts["rows_read"]:
         message = f"{config.input}: {metadata['error']}"
         if counts["rows_rejected"]:
@@ -861,10 +871,12 @@ def check_run(metadata: dict, config: DatasetConfig, staging: str) -> None:
             message += (
                 f". {counts['rows_rejected']} of {counts['rows_read']} rows were rejected "
                 f"{reasons}; their reasons are in {FileSystems.join(staging, 'rejected')}"
-            )
+            ) + commit.timestamp_hint(staging, config.columns)
             raise RejectedRowsError(message)
         raise InputError(message)
-    commit.check_counts(metadata["counts"], config.input, config.max_rejected_fraction, staging)
+    commit.check_counts(
+        metadata["counts"], config.input, config.max_rejected_fraction, staging, config.columns
+    )
     summaries = [{"series_id": k, **v} for k, v in metadata["series"].items()]
     over = mostly_filled(summaries, config.max_filled_fraction)
     if over:

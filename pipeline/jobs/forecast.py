@@ -31,7 +31,12 @@ from apache_beam.utils import shared
 from rnncast import schemas
 from rnncast.errors import JobArgumentError
 from rnncast.pipeline.beam.engine import batch_runner
-from rnncast.pipeline.beam.options import JobOptions, add_max_gap_steps, parse_job_options
+from rnncast.pipeline.beam.options import (
+    JobOptions,
+    add_max_gap_steps,
+    input_columns,
+    parse_job_options,
+)
 from rnncast.pipeline.beam.transforms import (
     REJECTED,
     ROWS_READ,
@@ -46,7 +51,7 @@ from rnncast.pipeline.core import forecasting
 from rnncast.pipeline.core import progress as progress_lib
 from rnncast.pipeline.core.deadletters import rejected_observations
 from rnncast.pipeline.core.series import MAX_GAP_STEPS, utc_ns
-from rnncast.pipeline.core.validation import InputColumns
+from rnncast.pipeline.core.validation import InputColumns, timestamp_format_problem
 from rnncast.pipeline.io import commit, model_loader, state_store
 from rnncast.pipeline.io.inputs import check_input, list_inputs
 from rnncast.pipeline.io.locations import check_output_directory
@@ -75,7 +80,9 @@ class ForecastOptions(JobOptions):
     @classmethod
     def _add_argparse_args(cls, parser):
         g = parser.add_argument_group("rnncast forecast")
-        g.add_argument("--model", help="Export directory (MODEL_DIR/export of rnncast train).")
+        g.add_argument(
+            "--model", help="Model: a MODEL_DIR of rnncast train, or its MODEL_DIR/export."
+        )
         g.add_argument(
             "--state-in",
             default=None,
@@ -131,6 +138,9 @@ class ForecastConfig:
             )
         if self.lanes < 1:
             raise JobArgumentError("rnncast forecast: --lanes must be >= 1")
+        format_problem = timestamp_format_problem(self.columns.timestamp_format)
+        if format_problem:
+            raise JobArgumentError(f"rnncast forecast: {format_problem}")
         if not self.max_gap_steps >= 0.0:  # NaN too
             raise JobArgumentError("rnncast forecast: --max-gap-steps must be >= 0 (0: off)")
         if self.state_out and same_directory(self.output, self.state_out):
@@ -163,9 +173,7 @@ def config_from_options(options: ForecastOptions) -> ForecastConfig:
         horizon=options.horizon,
         as_of=options.as_of,
         lanes=options.lanes,
-        columns=InputColumns(
-            options.series_id_column, options.timestamp_column, options.value_column
-        ),
+        columns=input_columns(options, (), "rnncast forecast"),
         max_rejected_fraction=options.max_rejected_fraction,
         max_gap_steps=options.max_gap_steps,
     )
@@ -432,6 +440,7 @@ def run_id_for(config: ForecastConfig, model, paths: list[str], state_run: str |
     settings = asdict(config)
     settings.pop("output")
     settings.pop("state_out")
+    settings["columns"] = config.columns.as_json()  # runs without --timestamp-format keep ids
     extra = f"{model.fingerprint}\x1f{state_run}\x1f{schemas.schema_version_string()}"
     return commit.run_id(settings, paths, extra)
 
@@ -449,6 +458,7 @@ def run_config(config: ForecastConfig, pipeline_options: PipelineOptions | None 
     the DirectRunner); returns the committed metadata. What ``rnncast forecast`` runs."""
     if not config.model:
         raise JobArgumentError("rnncast forecast: --model is required")
+    config = replace(config, model=model_loader.resolve_export(config.model))
     # Checks the export (config, weights, fingerprint) here, so a bad one fails before the run.
     model = model_loader.load_model(config.model).info
     config = config.check(model)
@@ -494,7 +504,9 @@ def run_config(config: ForecastConfig, pipeline_options: PipelineOptions | None 
         commit.remove_spill(staging)
         staged = commit.read_json(FileSystems.join(staging, commit.METADATA))
         counts = staged["counts"]
-        commit.check_counts(counts, config.input, config.max_rejected_fraction, staging)
+        commit.check_counts(
+            counts, config.input, config.max_rejected_fraction, staging, config.columns
+        )
         metadata = commit.commit_run(
             config.output, staging, staged, commit.FORECAST, OUTPUT_DIRECTORIES
         )

@@ -105,7 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--lanes, and Beam pipeline options.",
         formatter_class=HelpFormatter,
     )
-    parser.add_argument("--model", help="Export directory of rnncast train.")
+    parser.add_argument("--model", help="Model: a MODEL_DIR of rnncast train, or its export.")
     parser.add_argument("--input", help="New points (CSV/Parquet, glob, dir).")
     parser.add_argument("--root", help="Root of the dated state and forecasts.")
     mark_required(parser, ["--model", "--input", "--root"])

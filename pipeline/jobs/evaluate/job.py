@@ -32,14 +32,14 @@ from rnncast import schemas
 from rnncast.errors import InputError, JobArgumentError, ModelError
 from rnncast.pipeline.beam.options import JobOptions, parse_job_options, refused_flags_error
 from rnncast.pipeline.beam.transforms import FrequencyVotes
-from rnncast.pipeline.core import backtest, forecasting, metrics
+from rnncast.pipeline.core import backtest, forecasting, metrics, validation
 from rnncast.pipeline.core import series as series_lib
 from rnncast.pipeline.core.deadletters import rejected_payload
 from rnncast.pipeline.core.progress import eta_note, progress
 from rnncast.pipeline.core.validation import InputColumns
 from rnncast.pipeline.io import commit, observations
 from rnncast.pipeline.io.locations import check_output_directory, is_local
-from rnncast.pipeline.io.model_loader import read_model_info
+from rnncast.pipeline.io.model_loader import read_model_info, resolve_export
 from rnncast.pipeline.jobs.evaluate import report
 from rnncast.pipeline.jobs.evaluate.options import (
     DEFAULT_HORIZON,
@@ -236,6 +236,8 @@ def run_config(config: EvaluateConfig, pipeline_options: PipelineOptions | None 
     classical_models(config.classical, config.mstl_seasons)  # a bad choice fails before reading
     check_output_directory(config.output, "--output")
     started = time.perf_counter()
+    if config.model:
+        config = dataclasses.replace(config, model=resolve_export(config.model))
     reused = read_model_info(config.model) if config.model else None
     if config.horizon is None:
         horizon = reused.horizon if reused is not None else DEFAULT_HORIZON
@@ -279,7 +281,19 @@ class _Results:
 
 
 def _load(config: EvaluateConfig) -> backtest.LoadedInput:
-    loaded = observations.load_input(config.input, config.dataset.columns)
+    columns = config.dataset.columns
+    loaded = observations.load_input(config.input, columns)
+    by_reason = loaded.rejected["reason"].value_counts().to_dict()
+    if validation.timestamps_all_invalid(loaded.rows_read, by_reason):
+        raise InputError(
+            validation.all_timestamps_invalid_message(
+                config.input,
+                loaded.rows_read,
+                by_reason["invalid_timestamp"],
+                validation.invalid_timestamp_samples(loaded.rejected, columns.timestamp),
+                columns.timestamp_format,
+            )
+        )
     if not loaded.series:
         raise InputError(
             f"{config.input}: no valid rows ({loaded.rows_read} read, all rejected or none); "

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import sys
+from dataclasses import replace
 
 import apache_beam as beam
 import pyarrow.parquet as pq
@@ -126,6 +127,7 @@ def run_config(config: StreamConfig, pipeline_options: PipelineOptions | None = 
     counters. What ``rnncast stream`` runs."""
     if not config.model:
         raise JobArgumentError("rnncast stream: --model is required")
+    config = replace(config, model=model_loader.resolve_export(config.model))
     # Checks the export (config, weights, fingerprint) here, so a bad one fails before the run.
     model = model_loader.load_model(config.model).info
     config = config.check(model)

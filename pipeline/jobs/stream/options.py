@@ -7,9 +7,9 @@ from dataclasses import dataclass, field, replace
 from apache_beam.io.filesystems import FileSystems
 
 from rnncast.errors import JobArgumentError
-from rnncast.pipeline.beam.options import JobOptions
+from rnncast.pipeline.beam.options import JobOptions, input_columns
 from rnncast.pipeline.core import forecasting, streaming
-from rnncast.pipeline.core.validation import InputColumns
+from rnncast.pipeline.core.validation import InputColumns, timestamp_format_problem
 
 DESCRIPTION = (
     "Forecast continuously from an unbounded stream of points: new CSV/Parquet files matching "
@@ -44,7 +44,9 @@ class StreamOptions(JobOptions):
     @classmethod
     def _add_argparse_args(cls, parser):
         g = parser.add_argument_group("rnncast stream")
-        g.add_argument("--model", help="Export directory (MODEL_DIR/export of rnncast train).")
+        g.add_argument(
+            "--model", help="Model: a MODEL_DIR of rnncast train, or its MODEL_DIR/export."
+        )
         g.add_argument(
             "--input-pattern",
             default=None,
@@ -178,6 +180,9 @@ class StreamConfig:
             raise JobArgumentError(f"{prog}: --max-files must be >= 1")
         if self.window_us <= 0:
             raise JobArgumentError(f"{prog}: --window must be positive, e.g. 1h")
+        format_problem = timestamp_format_problem(self.columns.timestamp_format)
+        if format_problem:
+            raise JobArgumentError(f"{prog}: {format_problem}")
         return replace(
             self,
             output=self.output.rstrip("/"),
@@ -212,7 +217,5 @@ def config_from_options(options: StreamOptions) -> StreamConfig:
         poll_interval=options.poll_interval,
         stop_after_seconds=options.stop_after_seconds,
         max_files=options.max_files,
-        columns=InputColumns(
-            options.series_id_column, options.timestamp_column, options.value_column
-        ),
+        columns=input_columns(options, (), prog),
     )
