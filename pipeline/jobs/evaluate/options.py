@@ -84,8 +84,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument(
         "--model",
         default=None,
-        help="Reuse this model (MODEL_DIR or MODEL_DIR/export) at every origin instead of training. The "
-        "backtest is leak-free only if it was trained on data before the first origin.",
+        help="Reuse this model (MODEL_DIR or MODEL_DIR/export) at every origin instead of "
+        "training. The backtest is leak-free only if it was trained on data before the first "
+        "origin.",
     )
     g.add_argument(
         "--classical",
