@@ -29,11 +29,21 @@ class _Bootstrap:
 
     def __init__(self, files: tuple[str, ...], model: forecasting.ModelInfo):
         self.states: dict[str, forecasting.SeriesState] = {}
+        self._by_shard: dict[int, dict] = {}
         for path in files:
             with FileSystems.open(path) as source:
                 frame = pq.read_table(io.BytesIO(source.read())).to_pandas()
             for state in forecasting.states_from_frame(frame, model):
                 self.states[state.series_id] = state
+
+    def of_shard(self, shard: int, shards: int) -> dict[str, forecasting.SeriesState]:
+        """The states of the series in ``shard`` (a new dict)."""
+        if shards not in self._by_shard:
+            groups: dict[int, dict[str, forecasting.SeriesState]] = {}
+            for series_id, state in self.states.items():
+                groups.setdefault(streaming.shard_of(series_id, shards), {})[series_id] = state
+            self._by_shard[shards] = groups
+        return dict(self._by_shard[shards].get(shard, {}))
 
 
 _PROCESS_CACHE: dict = {}
@@ -173,6 +183,7 @@ class _AdvanceShardFn(beam.DoFn):
     @userstate.on_timer(FLUSH)
     def on_flush(
         self,
+        key=beam.DoFn.KeyParam,
         fire=beam.DoFn.TimestampParam,
         series=beam.DoFn.StateParam(SERIES),
         pending=beam.DoFn.StateParam(PENDING),
@@ -190,7 +201,7 @@ class _AdvanceShardFn(beam.DoFn):
         if not takes:
             return
         book = _Book(series, self._bootstrap)
-        advanced = yield from self._advance(book, takes)
+        advanced = yield from self._advance(key, book, takes)
         times = emits.read() or {}
         for series_id, status, new_state in advanced:
             yield from self._publish(series_id, status, new_state, at, book.slot(series_id), times)
@@ -232,10 +243,11 @@ class _AdvanceShardFn(beam.DoFn):
         _set_timer(flush, times)
         return takes
 
-    def _advance(self, book: _Book, takes: dict[str, list]):
+    def _advance(self, shard: int, book: _Book, takes: dict[str, list]):
         """Consume each series' points in timestamp order: advance the saved RNN states (the
         series with work as lanes of one model run), remember the consumed points for
-        de-duplication, yield dead letters and the states for snapshots. Returns
+        de-duplication, yield dead letters and the states for snapshots (keyed by ``shard``,
+        so snapshots are taken per shard). Returns
         ``(series_id, status, new state or None)`` of each series with something to publish."""
         results = {}
         for series_id, take in takes.items():
@@ -262,7 +274,7 @@ class _AdvanceShardFn(beam.DoFn):
             slot.recent = streaming.remember(
                 slot.recent, consumed, new_state.last_timestamp, self._config.dedupe_horizon_ns
             )
-            yield beam.pvalue.TaggedOutput(STATES, ("all", new_state))
+            yield beam.pvalue.TaggedOutput(STATES, (shard, new_state))
         return [
             (series_id, result.status, new_states.get(series_id))
             for series_id, result in results.items()
