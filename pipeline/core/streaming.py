@@ -377,7 +377,7 @@ def _pack(meta: dict, arrays: list[np.ndarray]) -> bytes:
 
 def _unpack(data: bytes) -> tuple[dict, list[np.ndarray]]:
     size = int.from_bytes(data[:4], "little")
-    meta = json.loads(data[4 : 4 + size].decode("utf-8"))
+    meta = json.loads(bytes(data[4 : 4 + size]).decode("utf-8"))
     offset = 4 + size
     arrays = []
     for dtype, shape in meta.pop("_arrays"):
@@ -458,7 +458,10 @@ def _frame(blobs: list[bytes]) -> bytes:
     return b"".join(len(b).to_bytes(4, "little") + b for b in blobs)
 
 
-def _unframe(data: bytes) -> list[bytes]:
+def _unframe(data: bytes | memoryview) -> list[memoryview]:
+    """The byte strings of :func:`_frame`, as views into ``data`` (no copies: a shard's book
+    is read whole for every arrival, so copying each slot would cost O(shard size))."""
+    data = memoryview(data)
     out, offset = [], 0
     while offset < len(data):
         size = int.from_bytes(data[offset : offset + 4], "little")
@@ -481,7 +484,7 @@ def encode_slot(slot: SeriesSlot) -> bytes:
 
 def decode_slot(data: bytes) -> SeriesSlot:
     head, recent, *rest = _unframe(data)
-    meta = json.loads(head.decode("utf-8"))
+    meta = json.loads(bytes(head).decode("utf-8"))
     saved = decode_state(rest.pop(0)) if meta["saved"] else None
     latest = decode_state(rest.pop(0)) if meta["latest"] else None
     waiting = [decode_part(blob)[0] for blob in rest]
@@ -497,9 +500,9 @@ def encode_book(book: dict[str, bytes]) -> bytes:
     return _frame(blobs)
 
 
-def decode_book(data: bytes) -> dict[str, bytes]:
+def decode_book(data: bytes) -> dict[str, bytes | memoryview]:
     blobs = _unframe(data)
-    return {blobs[i].decode("utf-8"): blobs[i + 1] for i in range(0, len(blobs), 2)}
+    return {bytes(blobs[i]).decode("utf-8"): blobs[i + 1] for i in range(0, len(blobs), 2)}
 
 
 def encode_times(times: dict[str, int]) -> bytes:
@@ -517,4 +520,4 @@ def encode_keyed_part(series_id: str, item: Pending) -> bytes:
 def decode_keyed_part(data: bytes) -> tuple[str, Pending]:
     series_id, blob = _unframe(data)
     part, arrival = decode_part(blob)
-    return series_id.decode("utf-8"), Pending(arrival, part)
+    return bytes(series_id).decode("utf-8"), Pending(arrival, part)
