@@ -4,10 +4,13 @@ On the synthetic set (default 200 hourly series of 800-1,200 points) it trains a
 one epoch (quality is irrelevant here), runs `rnncast forecast --state-out` over the history
 (all but the newest `--ticks` points per series), then measures:
 
-  1. the stateful step in-process, one core: for each new point of each series, what the step
-     does per flush (classify the arrival, consume it through forecasting.prepare, one `step`
-     call of the model, state encode/decode as Beam stores it) -> points/s; also with 24
-     points per flush (a file carrying a day of hourly points per series);
+  0. the batch forecast job's work in-process, one core: every series' history prepared and
+     run as lanes of 256 per model call -> points/s (the per-point cost to compare with);
+  1. the stateful step in-process, one core, one new point per series per advance: as it is
+     now (keyed by shard: classify each arrival, buffer it, then per firing advance the
+     shard's due series through forecasting.prepare and one lane-batched `step` run, with the
+     state encodings Beam stores) and as it was before issue 16 (one `step` call per series)
+     -> points/s and the ratio; also with 24 points per advance (a day of hourly points);
   2. the whole job on the DirectRunner (streaming engine, a single worker thread): the stream is
      started with --state-in, warmed up on one tiny file, then `--ticks - 6` files (one new
      point per series each) land at once -> points/s end to end, files read to forecasts
@@ -15,7 +18,7 @@ one epoch (quality is irrelevant here), runs `rnncast forecast --state-out` over
   3. latency: 6 more files (one point each for 10 series) land one at a time; the time from the
      rename that lands a file to the forecast file with its points being written.
 
-    python benchmarks/bench_stream.py [--num-series 200] [--poll-interval 0.5]
+    python benchmarks/bench_stream.py [--num-series 200] [--poll-interval 0.5] [--shards 16]
 """
 
 from __future__ import annotations
@@ -83,23 +86,49 @@ class Outputs:
         raise RuntimeError(f"no forecast from {origin} within {timeout} s")
 
 
-def step_in_process(model_path: str, state_dir: str, live, per_flush: int) -> tuple[float, int]:
-    """Points/s of the stateful step's work, one core, one series per flush."""
+def _load(model_path: str, state_dir: str):
     import numpy as np
     import pandas as pd
 
-    from rnncast.pipeline.core import forecasting, streaming
-    from rnncast.pipeline.core.series import SeriesPart
+    from rnncast.pipeline.core import forecasting
     from rnncast.pipeline.io.model_loader import load_model, read_model_info
     from rnncast.pipeline.io.state_store import load_state_files
 
     model = read_model_info(model_path)
     files, _ = load_state_files(state_dir, model)
-    saved = {}
+    states = {}
     for path in files:
         for state in forecasting.states_from_frame(pd.read_parquet(path), model):
-            saved[state.series_id] = streaming.encode_state(state)
+            states[state.series_id] = state
     loaded = load_model(model_path)
+    # One call first: the first traces the step function (~1 s), which is not per-point cost.
+    features = np.zeros((1, len(model.feature_names)), np.float32)
+    work = forecasting.Work(
+        "warm", "full", features, np.ones(1, bool), None, 0, 0, np.zeros(1), 0, 0.0, 1.0, "own"
+    )
+    forecasting.run_lanes([work], loaded.step, model)
+    return model, loaded, states
+
+
+def _part(rows):
+    import numpy as np
+    import pandas as pd
+
+    from rnncast.pipeline.core.series import SeriesPart
+
+    ts = pd.DatetimeIndex(rows["timestamp"]).as_unit("ns").asi8
+    return SeriesPart(
+        "bench", np.arange(len(ts)), ts, rows["value"].to_numpy(), np.zeros((len(ts), 0))
+    )
+
+
+def step_per_series(model_path: str, state_dir: str, live, per_flush: int) -> float:
+    """Points/s of the stateful step as it was before issue 16 (one key and one model call per
+    series per advance; state encode/decode per series), one core."""
+    from rnncast.pipeline.core import forecasting, streaming
+
+    model, loaded, states = _load(model_path, state_dir)
+    saved = {sid: streaming.encode_state(state) for sid, state in states.items()}
     recent = {sid: streaming.encode_recent(streaming.Recent.empty()) for sid in saved}
     groups = {sid: g.sort_values("timestamp") for sid, g in live.groupby("series_id")}
     width = len(next(iter(groups.values())))
@@ -107,11 +136,7 @@ def step_in_process(model_path: str, state_dir: str, live, per_flush: int) -> tu
     start = time.perf_counter()
     for first in range(0, width, per_flush):
         for sid, rows in groups.items():
-            chunk = rows.iloc[first : first + per_flush]
-            ts = pd.DatetimeIndex(chunk["timestamp"]).as_unit("ns").asi8
-            part = SeriesPart(
-                "bench", np.arange(len(ts)), ts, chunk["value"].to_numpy(), np.zeros((len(ts), 0))
-            )
+            part = _part(rows.iloc[first : first + per_flush])
             state = streaming.decode_state(saved[sid])
             old = streaming.decode_recent(recent[sid])
             reasons = streaming.classify(part, state, old)
@@ -123,7 +148,71 @@ def step_in_process(model_path: str, state_dir: str, live, per_flush: int) -> tu
                 streaming.remember(old, result.consumed, new.last_timestamp, 86_400 * 10**9)
             )
             points += int((reasons == "").sum())
-    return points / (time.perf_counter() - start), points
+    return points / (time.perf_counter() - start)
+
+
+def step_per_shard(model_path: str, state_dir: str, live, per_flush: int, shards: int) -> float:
+    """Points/s of the stateful step as the job runs it now, one core: series keyed by shard;
+    per arrival the shard's book is decoded and the series classified, its part buffered
+    (encoded with its series id); per firing the shard's due series advance as lanes of one
+    model run and their slots are re-encoded into the book."""
+    from rnncast.pipeline.core import forecasting, streaming
+
+    model, loaded, states = _load(model_path, state_dir)
+    books: dict[int, bytes] = {}
+    for sid, state in states.items():
+        shard = streaming.shard_of(sid, shards)
+        book = streaming.decode_book(books[shard]) if shard in books else {}
+        book[sid] = streaming.encode_slot(streaming.SeriesSlot(saved=state))
+        books[shard] = streaming.encode_book(book)
+    groups = {sid: g.sort_values("timestamp") for sid, g in live.groupby("series_id")}
+    by_shard: dict[int, list[str]] = {}
+    for sid in sorted(groups):
+        by_shard.setdefault(streaming.shard_of(sid, shards), []).append(sid)
+    width = len(next(iter(groups.values())))
+    points = 0
+    start = time.perf_counter()
+    for first in range(0, width, per_flush):
+        for shard, ids in by_shard.items():
+            pending = []
+            for sid in ids:  # process(): one arrival per series
+                part = _part(groups[sid].iloc[first : first + per_flush])
+                slot = streaming.decode_slot(streaming.decode_book(books[shard])[sid])
+                reasons = streaming.classify(part, slot.saved, slot.recent)
+                pending.append(streaming.encode_keyed_part(sid, streaming.Pending(0, part)))
+                points += int((reasons == "").sum())
+            book = streaming.decode_book(books[shard])  # on_flush: every series of the shard due
+            slots, results = {}, {}
+            for encoded in pending:
+                sid, item = streaming.decode_keyed_part(encoded)
+                slots[sid] = streaming.decode_slot(book[sid])
+                take, _, _ = streaming.take_due([item], 0, 0)
+                results[sid] = streaming.advance(sid, take, [], slots[sid].saved, model)
+            works = [result.work for result in results.values()]
+            for new in forecasting.run_lanes(works, loaded.step, model):
+                slot = slots[new.series_id]
+                consumed = results[new.series_id].consumed
+                slot.saved = new
+                slot.recent = streaming.remember(
+                    slot.recent, consumed, new.last_timestamp, 86_400 * 10**9
+                )
+                book[new.series_id] = streaming.encode_slot(slot)
+            books[shard] = streaming.encode_book(book)
+    return points / (time.perf_counter() - start)
+
+
+def batch_in_process(model_path: str, state_dir: str, history, lanes: int = 256) -> float:
+    """Points/s of the batch forecast job's work on the history, one core: every series
+    prepared from scratch (grid, scaling, features) and run as lanes of 256 per model call."""
+    from rnncast.pipeline.core import forecasting, streaming
+
+    model, loaded, _ = _load(model_path, state_dir)
+    groups = [(sid, g.sort_values("timestamp")) for sid, g in history.groupby("series_id")]
+    start = time.perf_counter()
+    works = [streaming.advance(sid, [_part(rows)], [], None, model).work for sid, rows in groups]
+    for first in range(0, len(works), lanes):
+        forecasting.run_lanes(works[first : first + lanes], loaded.step, model)
+    return len(history) / (time.perf_counter() - start)
 
 
 def main() -> None:
@@ -135,6 +224,7 @@ def main() -> None:
     parser.add_argument("--max-length", type=int, default=1200)
     parser.add_argument("--ticks", type=int, default=30, help="New points per series.")
     parser.add_argument("--poll-interval", type=float, default=0.5)
+    parser.add_argument("--shards", type=int, default=16, help="The stream's --shards.")
     args = parser.parse_args()
     import pandas as pd
 
@@ -162,8 +252,12 @@ def main() -> None:
         cli("forecast", "--model", model, "--input", paths["history"], "--output",
             os.path.join(tmp, "batch"), "--state-out", state)  # fmt: skip
 
-        one, _ = step_in_process(model, state, live, 1)
-        day, _ = step_in_process(model, state, live, 24)
+        batch_rate = batch_in_process(model, state, history)
+        old_one = step_per_series(model, state, live, 1)
+        one = step_per_shard(model, state, live, 1, args.shards)
+        old_day = step_per_series(model, state, live, 24)
+        day = step_per_shard(model, state, live, 24, args.shards)
+        one_shard = step_per_shard(model, state, live, 1, 1)
 
         incoming, output = os.path.join(tmp, "incoming"), os.path.join(tmp, "out")
         os.makedirs(incoming)
@@ -173,6 +267,7 @@ def main() -> None:
             [sys.executable, "-m", "rnncast", "stream", "--model", model,
              "--input-pattern", os.path.join(incoming, "*.csv"), "--output", output,
              "--state-in", state, "--poll-interval", str(args.poll_interval),
+             "--shards", str(args.shards),
              "--max-files", str(1 + len(bulk) + LATENCY_FILES), "--stop-after-seconds", "3600"],
             env=ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         )  # fmt: skip
@@ -202,8 +297,18 @@ def main() -> None:
             f"machine: {platform.machine()}, {os.cpu_count()} cores; {args.num_series} series, "
             f"{len(history):,} history points, {len(live):,} live points"
         )
-        print(f"stateful step in-process, 1 point per flush:   {one:8,.0f} points/s")
-        print(f"stateful step in-process, 24 points per flush: {day:8,.0f} points/s")
+        print(f"batch job's work in-process (prepare + 256 lanes): {batch_rate:10,.0f} points/s")
+        for label, old, new in (("1 point", old_one, one), ("24 points", old_day, day)):
+            print(
+                f"stateful step in-process, {label} per series per advance: per series "
+                f"{old:8,.0f} points/s, per shard ({args.shards} shards) {new:8,.0f} points/s "
+                f"= {new / old:.1f}x; batch/stream per-point cost {batch_rate / new:.1f}x"
+            )
+        print(
+            f"stateful step in-process, 1 point per series per advance, 1 shard (all series as "
+            f"lanes of one call): {one_shard:8,.0f} points/s = {one_shard / old_one:.1f}x; "
+            f"batch/stream per-point cost {batch_rate / one_shard:.1f}x"
+        )
         print(
             f"whole job, DirectRunner, {len(bulk)} files x {args.num_series} series x 1 point: "
             f"{bulk_points / (done - landed):8,.0f} points/s ({bulk_points:,} points in "

@@ -30,6 +30,7 @@ from rnncast.pipeline.io.model_loader import read_model_info
 from rnncast.pipeline.io.state_store import load_state_files
 from rnncast.pipeline.jobs import forecast as forecast_job
 from rnncast.pipeline.jobs import stream as stream_job
+from rnncast.pipeline.jobs.stream.sinks import shard_file
 
 HOUR = pd.Timedelta(hours=1)
 END = pd.Timestamp("2021-06-01T00:00:00")
@@ -146,6 +147,46 @@ def test_state_and_part_encodings_round_trip_without_pickle():
     decoded, arrival = streaming.decode_part(streaming.encode_part(original, 42))
     assert arrival == 42 and decoded.source == "m"
     np.testing.assert_array_equal(decoded.timestamp, original.timestamp)
+
+
+def test_shards_are_stable_and_a_shard_book_round_trips_without_pickle():
+    # CRC-32, not Python's salted hash: the same shard in every process.
+    assert streaming.shard_of("series-000000", 16) == 566372313 % 16
+    assert {streaming.shard_of(f"s{k}", 4) for k in range(100)} == {0, 1, 2, 3}
+    original = part(pd.date_range("2021-01-01", periods=3, freq="h"), [1.0, 2.0, 3.0])
+    slot = streaming.SeriesSlot(
+        saved_at("2021-01-01", 2.5), streaming.Recent.empty(), [original], None, "too_short"
+    )
+    back = streaming.decode_slot(streaming.encode_slot(slot))
+    assert back.saved.last_timestamp == slot.saved.last_timestamp and back.latest is None
+    assert back.latest_status == "too_short" and len(back.waiting) == 1
+    np.testing.assert_array_equal(back.waiting[0].value, original.value)
+    book = {"b": streaming.encode_slot(slot), "a": streaming.encode_slot(streaming.SeriesSlot())}
+    encoded = streaming.encode_book(book)
+    assert streaming.decode_book(encoded) == book
+    assert encoded == streaming.encode_book(dict(reversed(book.items())))  # deterministic
+    series_id, item = streaming.decode_keyed_part(
+        streaming.encode_keyed_part("a", streaming.Pending(7, original))
+    )
+    assert series_id == "a" and item.arrival == 7
+    assert streaming.decode_times(streaming.encode_times({"b": 2, "a": 1})) == {"a": 1, "b": 2}
+
+
+def test_a_shard_firing_takes_exactly_the_series_due_then():
+    t = pd.date_range("2021-01-01", periods=4, freq="h")
+    us = lambda ts: ts.value // 1000  # noqa: E731
+    times = {"a": us(t[1]), "b": us(t[1]), "c": us(t[3])}
+    assert streaming.earliest(times) == us(t[1])
+    assert streaming.due_series(times, us(t[1])) == ["a", "b"]
+    assert streaming.due_series(times, us(t[0])) == []
+    pending = [
+        streaming.Pending(us(t[1]), part([t[1]], [1.0])),
+        streaming.Pending(us(t[2]), part([t[2]], [2.0])),
+    ]
+    take, keep, upcoming = streaming.take_due(pending, us(t[1]), 0)
+    assert [list(p.timestamp) for p in take] == [[t[1].value]]
+    assert len(keep) == 1 and upcoming == us(t[2])
+    assert streaming.take_due(keep, us(t[1]), 0) == ([], keep, us(t[2]))
 
 
 def test_messages_in_json_lines_and_csv_are_validated_like_files():
@@ -339,6 +380,33 @@ def test_bootstrap_from_batch_state_and_hand_back_to_batch(exported, tmp_path):
     assert set(continued.status) == {"incremental"}
     full = batch(model_path, frame, tmp_path, "b4")
     assert_same_forecasts(continued, full, snapshot_scale(output))
+
+
+def test_one_shard_for_every_series_still_equals_batch(exported, tmp_path):
+    """All series in one shard: those due together advance as lanes of one model run, and each
+    gets exactly the forecasts and state it would get alone."""
+    model_path, frame = exported
+    cut = END - 6 * HOUR
+    first = frame[frame.timestamp <= cut]
+    batch(model_path, first, tmp_path, "b1", "--state-out", str(tmp_path / "s1"))
+    rest = frame[frame.timestamp > cut]
+    ticks = sorted(rest.timestamp.unique())
+    deliveries = [(rest[rest.timestamp == t], t) for t in ticks]
+    for shards in (1, 3):
+        output = tmp_path / f"stream-{shards}"
+        run_stream(model_path, deliveries, output, state_in=tmp_path / "s1", shards=shards)
+        got = latest(stream_forecasts(output))
+        assert set(got.status) == {"incremental"} and got.series_id.nunique() == 4
+        reference = batch(model_path, frame, tmp_path, f"b-{shards}")
+        assert_same_forecasts(got, reference, snapshot_scale(output))
+        # The snapshot: one file per shard holding series, in one committed state directory.
+        meta = json.loads((output / "state" / "metadata.json").read_text())
+        expected = {shard_file(k, shards).split("/")[1] for k in range(shards)}
+        held = {streaming.shard_of(s, shards) for s in frame.series_id.unique()}
+        assert len(meta["files"]) == len(held) and meta["num_series"] == 4
+        assert {f["name"].split("-", 2)[2] for f in meta["files"]} <= expected
+        files = load_state_files(str(output / "state"), model_info(model_path))[0]
+        assert len(files) == len(held)
 
 
 # --- a real file-watching run ------------------------------------------------------------------

@@ -438,7 +438,10 @@ def calendar_features(timestamp: np.ndarray, names: tuple[str, ...]) -> np.ndarr
     if any(n.startswith("day_of_week") for n in names):
         phases["day_of_week"] = (((day + 3) % 7) + day_fraction) / 7.0  # 1970-01-01 was a Thursday
     if any(n.startswith("day_of_year") for n in names):
-        day_of_year = pd.DatetimeIndex(timestamp.astype("datetime64[ns]")).dayofyear.to_numpy()
+        # numpy calendar arithmetic (what pandas' dayofyear gives, without its ~0.3 ms of
+        # overhead per call, which the stream pays for every advance of a series)
+        days = timestamp.astype("datetime64[ns]").astype("datetime64[D]")
+        day_of_year = (days - days.astype("datetime64[Y]")).astype(np.int64) + 1
         phases["day_of_year"] = (day_of_year - 1 + day_fraction) / 365.25
     out = np.empty((len(timestamp), len(names)))
     for k, name in enumerate(names):

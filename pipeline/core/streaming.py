@@ -2,7 +2,9 @@
 a series over newly consumed points.
 
 Pure numpy/pandas; ``rnncast stream`` (:mod:`rnncast.pipeline.jobs.stream`) runs these
-functions inside a stateful Beam step, one series (key) at a time. A series advances through
+functions inside a stateful Beam step keyed by a shard of the series id (:func:`shard_of`):
+each key holds many series, and the series due at one firing advance together as lanes of
+one model call. A series advances through
 :func:`rnncast.pipeline.core.forecasting.prepare` with its saved
 :class:`~rnncast.pipeline.core.forecasting.SeriesState`,
 exactly like an incremental batch run, so the grid, fill, scaling and digest logic is the batch
@@ -16,7 +18,8 @@ from __future__ import annotations
 
 import io
 import json
-from dataclasses import dataclass
+import zlib
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -305,6 +308,51 @@ def latest_per_series(
     return out
 
 
+# --- shards: many series per key, advanced together ------------------------------------
+
+
+def shard_of(series_id: str, shards: int) -> int:
+    """The shard (0..shards-1) of a series: CRC-32 of its id, so the same in every process and
+    run (Python's ``hash`` of a str is salted per process)."""
+    return zlib.crc32(series_id.encode("utf-8")) % shards
+
+
+@dataclass
+class SeriesSlot:
+    """What a shard keeps of one series between firings: its saved RNN state (None: cold),
+    the hashes of recently consumed points, the points of a cold series still too short to
+    start, and the forecast held for its window end (``--emit window``)."""
+
+    saved: forecasting.SeriesState | None = None
+    recent: Recent = field(default_factory=Recent.empty)
+    waiting: list[SeriesPart] = field(default_factory=list)
+    latest: forecasting.SeriesState | None = None
+    latest_status: str | None = None
+
+
+def take_due(
+    pending: list[Pending], fire: int, lateness: int
+) -> tuple[list[SeriesPart], list[Pending], int | None]:
+    """One series' firing at ``fire`` (µs): the parts to consume now, the pending parts that
+    stay, and when (µs) the series is due next (None: nothing pending)."""
+    until = cutoff(pending, fire, lateness)
+    if until is None:
+        take, keep = [], list(pending)
+    else:
+        take, keep = split_pending(pending, until)
+    return take, keep, next_fire(keep, lateness)
+
+
+def due_series(times: dict[str, int], at: int) -> list[str]:
+    """The series whose time (next flush, window end) is at or before ``at``, sorted by id."""
+    return sorted(series_id for series_id, time in times.items() if time <= at)
+
+
+def earliest(times: dict[str, int]) -> int | None:
+    """The earliest of a shard's per-series times: when the shard's timer must fire."""
+    return min(times.values()) if times else None
+
+
 def parse_duration(text: str, flag: str) -> int:
     """A duration flag (``1h``, ``90s``, ``0``) in microseconds; ValueError names the flag."""
     try:
@@ -329,7 +377,7 @@ def _pack(meta: dict, arrays: list[np.ndarray]) -> bytes:
 
 def _unpack(data: bytes) -> tuple[dict, list[np.ndarray]]:
     size = int.from_bytes(data[:4], "little")
-    meta = json.loads(data[4 : 4 + size].decode("utf-8"))
+    meta = json.loads(bytes(data[4 : 4 + size]).decode("utf-8"))
     offset = 4 + size
     arrays = []
     for dtype, shape in meta.pop("_arrays"):
@@ -403,3 +451,73 @@ def encode_recent(recent: Recent) -> bytes:
 def decode_recent(data: bytes) -> Recent:
     _, (timestamp, hashes) = _unpack(data)
     return Recent(timestamp, hashes)
+
+
+def _frame(blobs: list[bytes]) -> bytes:
+    """Length-prefixed concatenation of byte strings."""
+    return b"".join(len(b).to_bytes(4, "little") + b for b in blobs)
+
+
+def _unframe(data: bytes | memoryview) -> list[memoryview]:
+    """The byte strings of :func:`_frame`, as views into ``data`` (no copies: a shard's book
+    is read whole for every arrival, so copying each slot would cost O(shard size))."""
+    data = memoryview(data)
+    out, offset = [], 0
+    while offset < len(data):
+        size = int.from_bytes(data[offset : offset + 4], "little")
+        out.append(data[offset + 4 : offset + 4 + size])
+        offset += 4 + size
+    return out
+
+
+def encode_slot(slot: SeriesSlot) -> bytes:
+    meta = {
+        "saved": slot.saved is not None,
+        "latest": slot.latest is not None,
+        "latest_status": slot.latest_status,
+    }
+    blobs = [json.dumps(meta, sort_keys=True).encode("utf-8"), encode_recent(slot.recent)]
+    blobs += [encode_state(s) for s in (slot.saved, slot.latest) if s is not None]
+    blobs += [encode_part(p) for p in slot.waiting]
+    return _frame(blobs)
+
+
+def decode_slot(data: bytes) -> SeriesSlot:
+    head, recent, *rest = _unframe(data)
+    meta = json.loads(bytes(head).decode("utf-8"))
+    saved = decode_state(rest.pop(0)) if meta["saved"] else None
+    latest = decode_state(rest.pop(0)) if meta["latest"] else None
+    waiting = [decode_part(blob)[0] for blob in rest]
+    return SeriesSlot(saved, decode_recent(recent), waiting, latest, meta["latest_status"])
+
+
+def encode_book(book: dict[str, bytes]) -> bytes:
+    """A shard's encoded slots by series id (sorted: the same dict, the same bytes). Slots stay
+    encoded inside, so a firing decodes and re-encodes only the series it touches."""
+    blobs = []
+    for series_id in sorted(book):
+        blobs += [series_id.encode("utf-8"), book[series_id]]
+    return _frame(blobs)
+
+
+def decode_book(data: bytes) -> dict[str, bytes | memoryview]:
+    blobs = _unframe(data)
+    return {bytes(blobs[i]).decode("utf-8"): blobs[i + 1] for i in range(0, len(blobs), 2)}
+
+
+def encode_times(times: dict[str, int]) -> bytes:
+    return json.dumps(times, sort_keys=True, separators=(",", ":")).encode("utf-8")
+
+
+def decode_times(data: bytes) -> dict[str, int]:
+    return json.loads(data.decode("utf-8"))
+
+
+def encode_keyed_part(series_id: str, item: Pending) -> bytes:
+    return _frame([series_id.encode("utf-8"), encode_part(item.part, item.arrival)])
+
+
+def decode_keyed_part(data: bytes) -> tuple[str, Pending]:
+    series_id, blob = _unframe(data)
+    part, arrival = decode_part(blob)
+    return bytes(series_id).decode("utf-8"), Pending(arrival, part)

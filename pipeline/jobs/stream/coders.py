@@ -46,3 +46,43 @@ class RecentCoder(Coder):
 
     def is_deterministic(self):
         return True
+
+
+class BookCoder(Coder):
+    """A shard's encoded :class:`~rnncast.pipeline.core.streaming.SeriesSlot` bytes by series
+    id (see :func:`~rnncast.pipeline.core.streaming.encode_book`)."""
+
+    def encode(self, value):
+        return streaming.encode_book(value)
+
+    def decode(self, encoded):
+        return streaming.decode_book(encoded)
+
+    def is_deterministic(self):
+        return True
+
+
+class TimesCoder(Coder):
+    """A time (µs) per series id: a shard's next flush or window end per series."""
+
+    def encode(self, value):
+        return streaming.encode_times(value)
+
+    def decode(self, encoded):
+        return streaming.decode_times(encoded)
+
+    def is_deterministic(self):
+        return True
+
+
+class KeyedPendingCoder(Coder):
+    """``(series_id, Pending)``: a buffered part of one of a shard's series."""
+
+    def encode(self, value):
+        return streaming.encode_keyed_part(*value)
+
+    def decode(self, encoded):
+        return streaming.decode_keyed_part(encoded)
+
+    def is_deterministic(self):
+        return True

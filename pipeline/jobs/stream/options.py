@@ -103,6 +103,14 @@ class StreamOptions(JobOptions):
             "point are ignored as 'duplicate'; older repeats cannot be told from late points.",
         )
         g.add_argument(
+            "--shards",
+            type=int,
+            default=16,
+            help="Series are keyed by a stable hash of their id into this many shards; the "
+            "series of a shard due at one time advance together in one model call. More "
+            "shards spread a runner's work over more keys; fewer make larger model calls.",
+        )
+        g.add_argument(
             "--poll-interval",
             type=float,
             default=5.0,
@@ -141,6 +149,7 @@ class StreamConfig:
     window_us: int = 3_600_000_000
     lateness_us: int = 0
     dedupe_horizon_ns: int = 86_400 * 10**9
+    shards: int = 16
     poll_interval: float = 5.0
     stop_after_seconds: float | None = None
     max_files: int | None = None
@@ -178,6 +187,8 @@ class StreamConfig:
             raise JobArgumentError(f"{prog}: --poll-interval must be > 0 seconds")
         if self.max_files is not None and self.max_files < 1:
             raise JobArgumentError(f"{prog}: --max-files must be >= 1")
+        if self.shards < 1:
+            raise JobArgumentError(f"{prog}: --shards must be >= 1")
         if self.window_us <= 0:
             raise JobArgumentError(f"{prog}: --window must be positive, e.g. 1h")
         format_problem = timestamp_format_problem(self.columns.timestamp_format)
@@ -214,6 +225,7 @@ def config_from_options(options: StreamOptions) -> StreamConfig:
         window_us=window,
         lateness_us=lateness,
         dedupe_horizon_ns=dedupe * 1000,
+        shards=options.shards,
         poll_interval=options.poll_interval,
         stop_after_seconds=options.stop_after_seconds,
         max_files=options.max_files,

@@ -8,7 +8,8 @@ from collections import defaultdict
 
 import apache_beam as beam
 import pandas as pd
-from apache_beam.coders import VarIntCoder
+import pyarrow.parquet as pq
+from apache_beam.coders import BytesCoder, TupleCoder, VarIntCoder
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 from apache_beam.transforms import userstate
@@ -20,7 +21,7 @@ from rnncast.pipeline.core.deadletters import rejected_payload
 from rnncast.pipeline.io import commit
 from rnncast.pipeline.io.commit import parquet_bytes, write_parquet
 from rnncast.pipeline.io.state_store import state_metadata
-from rnncast.pipeline.jobs.stream.coders import SeriesStateCoder
+from rnncast.pipeline.jobs.stream.coders import SeriesStateCoder, TimesCoder
 from rnncast.pipeline.jobs.stream.options import NAMESPACE, STATE, StreamConfig
 from rnncast.pipeline.jobs.stream.pacing import Pacing
 from rnncast.pipeline.jobs.stream.step import bootstrap_states, window_end
@@ -111,32 +112,57 @@ def _count_rejected(frame: pd.DataFrame) -> pd.DataFrame:
     return frame
 
 
+def shard_file(shard: int, shards: int) -> str:
+    """The snapshot file of a shard, as staged (committed as ``state/<run>-state-…``)."""
+    return f"{STATE}/state-{shard:05d}-of-{shards:05d}.parquet"
+
+
+def shard_table(states) -> bytes:
+    """A shard's states as the bytes of one Parquet file of the state schema (sorted by id:
+    the same states, the same bytes)."""
+    return parquet_bytes(forecasting.states_to_table(sorted(states, key=lambda s: s.series_id)))
+
+
 def write_snapshot(
-    state_dir: str, states: list[forecasting.SeriesState], model: forecasting.ModelInfo
+    state_dir: str, files: dict[int, bytes], shards: int, model: forecasting.ModelInfo
 ) -> str:
-    """Commit ``states`` as a state directory in the ``--state-out`` format; returns its run id
-    (a hash of the content, so an unchanged snapshot is the same run)."""
-    table = forecasting.states_to_table(sorted(states, key=lambda s: s.series_id))
-    run_id = "stream-" + hashlib.sha256(parquet_bytes(table)).hexdigest()[:16]
+    """Commit per-shard Parquet files (``files``: shard → bytes) as one state directory in the
+    ``--state-out`` format; returns its run id (a hash of the content, so an unchanged snapshot
+    is the same run)."""
+    digest = hashlib.sha256()
+    for shard, data in sorted(files.items()):
+        digest.update(f"{shard}/{shards}:".encode() + hashlib.sha256(data).digest())
+    run_id = "stream-" + digest.hexdigest()[:16]
     if commit.committed_run(state_dir) == run_id:
         return run_id
     staging = commit.prepare_staging(state_dir, run_id, commit.STATE, (STATE,))
-    name = f"{STATE}/state-00000-of-00001.parquet"
-    info = write_parquet(FileSystems.join(staging, name), table)
+    entries = []
+    for shard, data in sorted(files.items()):
+        name = shard_file(shard, shards)
+        commit.write_bytes(FileSystems.join(staging, name), data)
+        records = pq.read_metadata(io.BytesIO(data)).num_rows
+        sha256 = hashlib.sha256(data).hexdigest()
+        entries.append({"name": name, "records": records, "bytes": len(data), "sha256": sha256})
     commit.remove_spill(staging)
     commit.commit_run(
-        state_dir,
-        staging,
-        state_metadata(run_id, model, [{"name": name, **info}]),
-        commit.STATE,
-        (STATE,),
+        state_dir, staging, state_metadata(run_id, model, entries), commit.STATE, (STATE,)
     )
     return run_id
 
 
-class _SnapshotFn(beam.DoFn):
-    """One key holds every series' latest state; at each window end (event time) the whole
-    set, with the ``--state-in`` series not seen since, is committed as a state directory."""
+def committed_shard_file(state_dir: str, shard: int, shards: int) -> bytes:
+    """The bytes of the shard's file in the committed snapshot of ``state_dir``."""
+    metadata = commit.read_json(FileSystems.join(state_dir, commit.METADATA))
+    suffix = "-" + shard_file(shard, shards).split("/", 1)[1]
+    (name,) = [e["name"] for e in metadata["files"] if e["name"].endswith(suffix)]
+    with FileSystems.open(FileSystems.join(state_dir, name)) as source:
+        return source.read()
+
+
+class _SnapshotShardFn(beam.DoFn):
+    """Per shard (the key): the latest state of each of its series; at each window end (event
+    time) the shard's states, with its ``--state-in`` series not seen since, become one
+    Parquet file, handed to :class:`_CommitSnapshotFn` as ``(shard, window end, bytes)``."""
 
     UPDATES = userstate.BagStateSpec("updates", SeriesStateCoder())
     NEXT = userstate.ReadModifyWriteStateSpec("next", VarIntCoder())
@@ -169,6 +195,8 @@ class _SnapshotFn(beam.DoFn):
     @userstate.on_timer(SNAPSHOT)
     def on_snapshot(
         self,
+        key=beam.DoFn.KeyParam,
+        fire=beam.DoFn.TimestampParam,
         updates=beam.DoFn.StateParam(UPDATES),
         next_fire=beam.DoFn.StateParam(NEXT),
     ):
@@ -179,17 +207,91 @@ class _SnapshotFn(beam.DoFn):
         updates.clear()
         for state in latest.values():
             updates.add(state)
-        merged = dict(self._bootstrap.states)
+        merged = self._bootstrap.of_shard(key, self._config.shards)
         merged.update(latest)
-        yield write_snapshot(self._config.state_dir, list(merged.values()), self._model)
+        yield "all", (key, int(fire.micros), shard_table(merged.values()))
+
+
+class _CommitSnapshotFn(beam.DoFn):
+    """One key for the commits, holding only shard files not committed yet: at each window
+    end the shards' newest files, the committed files of the other shards this run wrote
+    before, and the ``--state-in`` states of shards never advanced are committed as one state
+    directory (one file per shard)."""
+
+    FILES = userstate.BagStateSpec(
+        "files", TupleCoder([VarIntCoder(), VarIntCoder(), BytesCoder()])
+    )
+    WRITTEN = userstate.ReadModifyWriteStateSpec("written", TimesCoder())
+    NEXT = userstate.ReadModifyWriteStateSpec("next", VarIntCoder())
+    COMMIT = userstate.TimerSpec("commit", TimeDomain.WATERMARK)
+
+    def __init__(self, config: StreamConfig, model: forecasting.ModelInfo, state_files):
+        self._config = config
+        self._model = model
+        self._state_files = tuple(state_files)
+
+    def setup(self):
+        self._bootstrap = bootstrap_states(self._state_files, self._model)
+
+    def process(
+        self,
+        element,
+        timestamp=beam.DoFn.TimestampParam,
+        files=beam.DoFn.StateParam(FILES),
+        next_fire=beam.DoFn.StateParam(NEXT),
+        commit_timer=beam.DoFn.TimerParam(COMMIT),
+    ):
+        files.add(element[1])
+        at = window_end(int(timestamp.micros), self._config.window_us)
+        current = next_fire.read()
+        if current is None or at < current:
+            commit_timer.set(Timestamp(micros=at))
+            next_fire.write(at)
+
+    @userstate.on_timer(COMMIT)
+    def on_commit(
+        self,
+        files=beam.DoFn.StateParam(FILES),
+        written=beam.DoFn.StateParam(WRITTEN),
+        next_fire=beam.DoFn.StateParam(NEXT),
+    ):
+        if next_fire.read() is None:
+            return
+        next_fire.clear()
+        newest: dict[int, tuple[int, bytes]] = {}
+        for shard, end, data in files.read():
+            if shard not in newest or end >= newest[shard][0]:
+                newest[shard] = (end, data)
+        files.clear()
+        shards, state_dir = self._config.shards, self._config.state_dir
+        before = written.read() or {}
+        out = {}
+        for shard in range(shards):
+            if shard in newest:
+                out[shard] = newest[shard][1]
+            elif str(shard) in before:
+                out[shard] = committed_shard_file(state_dir, shard, shards)
+            else:
+                initial = self._bootstrap.of_shard(shard, shards)
+                if initial:
+                    out[shard] = shard_table(initial.values())
+        run_id = write_snapshot(state_dir, out, shards, self._model)
+        written.write({**before, **{str(shard): 1 for shard in newest}})
+        yield run_id
 
 
 class SnapshotState(beam.PTransform):
-    """State updates → state snapshots under ``DIR/state`` (``--state-out`` format)."""
+    """State updates ``(shard, SeriesState)`` → state snapshots under ``DIR/state``
+    (``--state-out`` format, one Parquet file per shard)."""
 
     def __init__(self, config, model, state_files):
         super().__init__()
-        self._fn = _SnapshotFn(config, model, state_files)
+        self._shard_fn = _SnapshotShardFn(config, model, state_files)
+        self._commit_fn = _CommitSnapshotFn(config, model, state_files)
 
     def expand(self, states):
-        return states | "Snapshot" >> beam.ParDo(self._fn)
+        return (
+            states
+            | "SnapshotShards" >> beam.ParDo(self._shard_fn)
+            | "Commit" >> beam.ParDo(self._commit_fn)
+        )

@@ -1,4 +1,5 @@
-"""The stateful step: per series, buffer points, advance the RNN state, emit forecasts."""
+"""The stateful step: per shard of series, buffer points, advance the RNN states of the series
+due together in one lane-batched model run, emit forecasts."""
 
 from __future__ import annotations
 
@@ -7,7 +8,6 @@ import threading
 
 import apache_beam as beam
 import pyarrow.parquet as pq
-from apache_beam.coders import BooleanCoder, StrUtf8Coder, VarIntCoder
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 from apache_beam.transforms import userstate
@@ -19,7 +19,7 @@ from rnncast.pipeline.core import forecasting, streaming
 from rnncast.pipeline.core.deadletters import rejected_observations
 from rnncast.pipeline.core.series import combine_parts
 from rnncast.pipeline.io import model_loader
-from rnncast.pipeline.jobs.stream.coders import PendingCoder, RecentCoder, SeriesStateCoder
+from rnncast.pipeline.jobs.stream.coders import BookCoder, KeyedPendingCoder, TimesCoder
 from rnncast.pipeline.jobs.stream.options import FORECASTS, NAMESPACE, STATES, StreamConfig
 from rnncast.pipeline.jobs.stream.pacing import Pacing
 
@@ -29,11 +29,21 @@ class _Bootstrap:
 
     def __init__(self, files: tuple[str, ...], model: forecasting.ModelInfo):
         self.states: dict[str, forecasting.SeriesState] = {}
+        self._by_shard: dict[int, dict] = {}
         for path in files:
             with FileSystems.open(path) as source:
                 frame = pq.read_table(io.BytesIO(source.read())).to_pandas()
             for state in forecasting.states_from_frame(frame, model):
                 self.states[state.series_id] = state
+
+    def of_shard(self, shard: int, shards: int) -> dict[str, forecasting.SeriesState]:
+        """The states of the series in ``shard`` (a new dict)."""
+        if shards not in self._by_shard:
+            groups: dict[int, dict[str, forecasting.SeriesState]] = {}
+            for series_id, state in self.states.items():
+                groups.setdefault(streaming.shard_of(series_id, shards), {})[series_id] = state
+            self._by_shard[shards] = groups
+        return dict(self._by_shard[shards].get(shard, {}))
 
 
 _PROCESS_CACHE: dict = {}
@@ -62,19 +72,60 @@ def window_end(micros: int, window: int) -> int:
     return (micros // window + 1) * window - 1
 
 
-class _AdvanceSeriesFn(beam.DoFn):
-    """Per series: buffer arriving points, consume them in timestamp order when the watermark
-    passes them (plus the allowed lateness), advance the RNN state and emit forecasts."""
+# Series advanced together as lanes of one model call at most (the batch job's --lanes default).
+MAX_LANES = 256
 
-    SAVED = userstate.ReadModifyWriteStateSpec("saved", SeriesStateCoder())
-    STARTED = userstate.ReadModifyWriteStateSpec("started", BooleanCoder())
-    RECENT = userstate.ReadModifyWriteStateSpec("recent", RecentCoder())
-    PENDING = userstate.BagStateSpec("pending", PendingCoder())
-    WAITING = userstate.BagStateSpec("waiting", PendingCoder())
-    NEXT = userstate.ReadModifyWriteStateSpec("next", VarIntCoder())
-    LATEST = userstate.ReadModifyWriteStateSpec("latest", SeriesStateCoder())
-    LATEST_STATUS = userstate.ReadModifyWriteStateSpec("latest_status", StrUtf8Coder())
-    EMIT_AT = userstate.ReadModifyWriteStateSpec("emit_at", VarIntCoder())
+
+class _Book:
+    """A shard's series slots, read once per call; only the slots touched are decoded, and
+    only those are re-encoded on :meth:`save` (a shard may hold thousands of series)."""
+
+    def __init__(self, cell, bootstrap: _Bootstrap):
+        self._cell = cell
+        self._bootstrap = bootstrap
+        self._encoded: dict[str, bytes] = cell.read() or {}
+        self._slots: dict[str, streaming.SeriesSlot] = {}
+
+    def slot(self, series_id: str) -> streaming.SeriesSlot:
+        """The series' slot; a series seen for the first time starts from its ``--state-in``
+        state, if any."""
+        if series_id not in self._slots:
+            encoded = self._encoded.get(series_id)
+            if encoded is None:
+                slot = streaming.SeriesSlot(saved=self._bootstrap.states.get(series_id))
+            else:
+                slot = streaming.decode_slot(encoded)
+            self._slots[series_id] = slot
+        return self._slots[series_id]
+
+    def save(self) -> None:
+        for series_id, slot in self._slots.items():
+            self._encoded[series_id] = streaming.encode_slot(slot)
+        self._cell.write(self._encoded)
+
+
+def _set_timer(timer, times: dict[str, int]) -> None:
+    """Move a shard's timer to the earliest of its series' times (none: leave it; a firing
+    with nothing due does nothing)."""
+    at = streaming.earliest(times)
+    if at is not None:
+        timer.set(Timestamp(micros=at))
+
+
+class _AdvanceShardFn(beam.DoFn):
+    """Per shard of series (the key): buffer arriving points per series, consume them in
+    timestamp order when the watermark passes them (plus the allowed lateness), advance the
+    RNN states of all series due at one firing with one lane-batched model run, emit forecasts.
+
+    Each series keeps its own next flush time (FIRES) and window end (EMITS); the shard's
+    timer is at the earliest of them, and a firing at t handles exactly the series due at t,
+    so every series is consumed at the same times, over the same points, as if it were a key
+    of its own."""
+
+    SERIES = userstate.ReadModifyWriteStateSpec("series", BookCoder())
+    PENDING = userstate.BagStateSpec("pending", KeyedPendingCoder())
+    FIRES = userstate.ReadModifyWriteStateSpec("fires", TimesCoder())
+    EMITS = userstate.ReadModifyWriteStateSpec("emits", TimesCoder())
     FLUSH = userstate.TimerSpec("flush", TimeDomain.WATERMARK)
     EMIT = userstate.TimerSpec("emit", TimeDomain.WATERMARK)
 
@@ -94,30 +145,19 @@ class _AdvanceSeriesFn(beam.DoFn):
         self._bootstrap = bootstrap_states(self._state_files, self._model)
         self._pacing = Pacing.of(self._config.output)
 
-    def _saved(self, series_id, saved, started):
-        if not started.read():
-            started.write(True)
-            initial = self._bootstrap.states.get(series_id)
-            if initial is not None:
-                saved.write(initial)
-            return initial
-        return saved.read()
-
     def process(
         self,
         element,
         timestamp=beam.DoFn.TimestampParam,
-        saved=beam.DoFn.StateParam(SAVED),
-        started=beam.DoFn.StateParam(STARTED),
-        recent=beam.DoFn.StateParam(RECENT),
+        series=beam.DoFn.StateParam(SERIES),
         pending=beam.DoFn.StateParam(PENDING),
-        next_fire=beam.DoFn.StateParam(NEXT),
+        fires=beam.DoFn.StateParam(FIRES),
         flush=beam.DoFn.TimerParam(FLUSH),
     ):
         self._pacing.note_activity()
-        series_id, part = element
-        state = self._saved(series_id, saved, started)
-        reasons = streaming.classify(part, state, recent.read() or streaming.Recent.empty())
+        _, (series_id, part) = element
+        slot = _Book(series, self._bootstrap).slot(series_id)  # read only: nothing to save
+        reasons = streaming.classify(part, slot.saved, slot.recent)
         accepted = reasons == streaming.ACCEPTED
         if not accepted.all():
             rows = combine_parts([part])
@@ -129,100 +169,119 @@ class _AdvanceSeriesFn(beam.DoFn):
         if not accepted.any():
             return
         arrival = int(timestamp.micros)
-        pending.add(streaming.Pending(arrival, streaming.part_subset(part, accepted)))
+        pending.add((series_id, streaming.Pending(arrival, streaming.part_subset(part, accepted))))
         fire = arrival + self._config.lateness_us
-        current = next_fire.read()
+        times = fires.read() or {}
+        current = times.get(series_id)
         if current is None or fire < current:
-            flush.set(Timestamp(micros=fire))
-            next_fire.write(fire)
+            first = streaming.earliest(times)
+            times[series_id] = fire
+            fires.write(times)
+            if first is None or fire < first:
+                flush.set(Timestamp(micros=fire))
 
     @userstate.on_timer(FLUSH)
     def on_flush(
         self,
         key=beam.DoFn.KeyParam,
         fire=beam.DoFn.TimestampParam,
-        saved=beam.DoFn.StateParam(SAVED),
-        started=beam.DoFn.StateParam(STARTED),
-        recent=beam.DoFn.StateParam(RECENT),
+        series=beam.DoFn.StateParam(SERIES),
         pending=beam.DoFn.StateParam(PENDING),
-        waiting=beam.DoFn.StateParam(WAITING),
-        next_fire=beam.DoFn.StateParam(NEXT),
-        latest=beam.DoFn.StateParam(LATEST),
-        latest_status=beam.DoFn.StateParam(LATEST_STATUS),
-        emit_at=beam.DoFn.StateParam(EMIT_AT),
+        fires=beam.DoFn.StateParam(FIRES),
+        emits=beam.DoFn.StateParam(EMITS),
         flush=beam.DoFn.TimerParam(FLUSH),
         emit=beam.DoFn.TimerParam(EMIT),
     ):
-        """The watermark passed pending points: take those due, advance, publish. (Beam hands
-        each state cell and timer over as a parameter of its own; the steps take only theirs.)"""
+        """The watermark passed pending points of some series: take those due, advance them
+        all in one model run, publish. (Beam hands each state cell and timer over as a
+        parameter of its own; the steps take only theirs.)"""
         self._pacing.note_activity()
-        take = self._take_due(pending, next_fire, flush, int(fire.micros))
-        if not take:
+        at = int(fire.micros)
+        takes = self._take_due(pending, fires, flush, at)
+        if not takes:
             return
-        result, new_state = yield from self._advance(key, take, saved, started, recent, waiting)
-        if result.status is not None:
-            yield from self._publish(
-                key,
-                result.status,
-                new_state,
-                int(fire.micros),
-                latest,
-                latest_status,
-                emit_at,
-                emit,
-            )
+        book = _Book(series, self._bootstrap)
+        advanced = yield from self._advance(key, book, takes)
+        times = emits.read() or {}
+        for series_id, status, new_state in advanced:
+            yield from self._publish(series_id, status, new_state, at, book.slot(series_id), times)
+        book.save()
+        if self._config.emit == "window" and advanced:
+            emits.write(times)
+            _set_timer(emit, times)
 
-    def _take_due(self, pending, next_fire, flush, fire: int) -> list[streaming.Pending]:
-        """The pending points due at ``fire`` (the rest stay pending; the timer moves to the
-        next of them)."""
-        lateness = self._config.lateness_us
+    def _take_due(self, pending, fires, flush, fire: int) -> dict[str, list]:
+        """Per series due at ``fire``: its pending points due now (the rest stay pending; the
+        timer moves to the earliest next flush of the shard's series)."""
+        times = fires.read() or {}
+        due = streaming.due_series(times, fire)
+        if not due:
+            return {}
         items = list(pending.read())
-        until = streaming.cutoff(items, fire, lateness)
-        if until is None:
-            take, keep = [], items
-        else:
-            take, keep = streaming.split_pending(items, until)
+        mine: dict[str, list[streaming.Pending]] = {series_id: [] for series_id in due}
+        kept = []
+        for series_id, item in items:
+            if series_id in mine:
+                mine[series_id].append(item)
+            else:
+                kept.append((series_id, item))
+        takes = {}
+        lateness = self._config.lateness_us
+        for series_id in due:
+            take, keep, upcoming = streaming.take_due(mine[series_id], fire, lateness)
+            kept.extend((series_id, item) for item in keep)
+            if take:
+                takes[series_id] = take
+            if upcoming is None:
+                del times[series_id]
+            else:
+                times[series_id] = upcoming
         pending.clear()
-        for item in keep:
+        for item in kept:
             pending.add(item)
-        upcoming = streaming.next_fire(keep, lateness)
-        if upcoming is None:
-            next_fire.clear()
-        else:
-            flush.set(Timestamp(micros=upcoming))
-            next_fire.write(upcoming)
-        return take
+        fires.write(times)
+        _set_timer(flush, times)
+        return takes
 
-    def _advance(self, series_id, take, saved, started, recent, waiting):
-        """Consume ``take`` in timestamp order: advance the saved RNN state, remember the
-        consumed points for de-duplication, yield dead letters and the state for snapshots.
-        Returns the :func:`streaming.advance` result and the new state (None: not advanced)."""
-        state = self._saved(series_id, saved, started)
-        held = [item.part for item in waiting.read()]
-        result = streaming.advance(series_id, take, held, state, self._model)
-        for frame in result.rejected:
-            yield beam.pvalue.TaggedOutput(REJECTED, frame)
-        waiting.clear()
-        for part in result.waiting:
-            waiting.add(streaming.Pending(0, part))
-        if result.work is None:
-            return result, None
-        new_state = forecasting.run_lanes([result.work], self._loaded.step, self._model)[0]
-        self._model_calls.inc(-(-len(result.work.features) // self._model.num_steps))
-        self._consumed.inc(len(result.consumed))
-        saved.write(new_state)
-        recent.write(
-            streaming.remember(
-                recent.read() or streaming.Recent.empty(),
-                result.consumed,
-                new_state.last_timestamp,
-                self._config.dedupe_horizon_ns,
+    def _advance(self, shard: int, book: _Book, takes: dict[str, list]):
+        """Consume each series' points in timestamp order: advance the saved RNN states (the
+        series with work as lanes of one model run), remember the consumed points for
+        de-duplication, yield dead letters and the states for snapshots (keyed by ``shard``,
+        so snapshots are taken per shard). Returns
+        ``(series_id, status, new state or None)`` of each series with something to publish."""
+        results = {}
+        for series_id, take in takes.items():
+            slot = book.slot(series_id)
+            result = streaming.advance(series_id, take, slot.waiting, slot.saved, self._model)
+            for frame in result.rejected:
+                yield beam.pvalue.TaggedOutput(REJECTED, frame)
+            slot.waiting = result.waiting
+            results[series_id] = result
+        working = [series_id for series_id, result in results.items() if result.work is not None]
+        new_states = {}
+        for first in range(0, len(working), MAX_LANES):
+            lanes = working[first : first + MAX_LANES]
+            works = [results[series_id].work for series_id in lanes]
+            states = forecasting.run_lanes(works, self._loaded.step, self._model)
+            new_states.update(zip(lanes, states))
+            longest = max(len(work.features) for work in works)
+            self._model_calls.inc(-(-longest // self._model.num_steps))
+        for series_id in working:
+            slot, new_state = book.slot(series_id), new_states[series_id]
+            consumed = results[series_id].consumed
+            self._consumed.inc(len(consumed))
+            slot.saved = new_state
+            slot.recent = streaming.remember(
+                slot.recent, consumed, new_state.last_timestamp, self._config.dedupe_horizon_ns
             )
-        )
-        yield beam.pvalue.TaggedOutput(STATES, ("all", new_state))
-        return result, new_state
+            yield beam.pvalue.TaggedOutput(STATES, (shard, new_state))
+        return [
+            (series_id, result.status, new_states.get(series_id))
+            for series_id, result in results.items()
+            if result.status is not None
+        ]
 
-    def _publish(self, series_id, status, new_state, fire, latest, latest_status, emit_at, emit):
+    def _publish(self, series_id, status, new_state, fire, slot, emits):
         """Emit the forecast now (``--emit every``) or hold it for the end of its window."""
         config = self._config
         if config.emit == "every":
@@ -230,42 +289,53 @@ class _AdvanceSeriesFn(beam.DoFn):
             yield series_id, status, new_state
             return
         end = window_end(fire, config.window_us)
-        pending_end = emit_at.read()
+        pending_end = emits.get(series_id)
         if pending_end is not None and pending_end < end:
-            # An earlier window's emission has not fired yet (timers of one key may fire out of
-            # order); emit it now rather than let this window's timer replace it.
-            yield from self._emit_latest(series_id, latest, latest_status, emit_at)
+            # An earlier window's emission has not fired yet (its timer is later than the
+            # earliest of the shard's); emit it now rather than let this window's replace it.
+            yield from self._emit_latest(series_id, slot, emits)
         if new_state is not None:
-            latest.write(new_state)
-        latest_status.write(status)
-        emit_at.write(end)
-        emit.set(Timestamp(micros=end))
+            slot.latest = new_state
+        slot.latest_status = status
+        emits[series_id] = end
 
     @userstate.on_timer(EMIT)
     def on_emit(
         self,
-        key=beam.DoFn.KeyParam,
-        latest=beam.DoFn.StateParam(LATEST),
-        latest_status=beam.DoFn.StateParam(LATEST_STATUS),
-        emit_at=beam.DoFn.StateParam(EMIT_AT),
+        fire=beam.DoFn.TimestampParam,
+        series=beam.DoFn.StateParam(SERIES),
+        emits=beam.DoFn.StateParam(EMITS),
+        emit=beam.DoFn.TimerParam(EMIT),
     ):
-        yield from self._emit_latest(key, latest, latest_status, emit_at)
+        """Window ends passed: emit the forecast held for each series whose window ended."""
+        times = emits.read() or {}
+        due = streaming.due_series(times, int(fire.micros))
+        if not due:
+            return
+        book = _Book(series, self._bootstrap)
+        for series_id in due:
+            yield from self._emit_latest(series_id, book.slot(series_id), times)
+        book.save()
+        emits.write(times)
+        _set_timer(emit, times)
 
-    def _emit_latest(self, series_id, latest, latest_status, emit_at):
-        status = latest_status.read()
-        emit_at.clear()
+    def _emit_latest(self, series_id, slot: streaming.SeriesSlot, emits: dict[str, int]):
+        status = slot.latest_status
+        emits.pop(series_id, None)
         if status is None:
             return
-        state = latest.read() if status != forecasting.TOO_SHORT else None
-        latest_status.clear()
-        latest.clear()
+        state = slot.latest if status != forecasting.TOO_SHORT else None
+        slot.latest_status = None
+        slot.latest = None
         self._forecasts.inc()
         yield series_id, status, state
 
 
 class AdvanceSeries(beam.PTransform):
     """``(series_id, SeriesPart)`` → forecasts ``(series_id, status, SeriesState | None)``
-    (main), ``states`` updates for snapshots and ``rejected`` dead-letter frames."""
+    (main), ``states`` updates for snapshots and ``rejected``
+    dead-letter frames. Keyed by shard (``--shards``): a shard's series due together advance
+    in one model run."""
 
     def __init__(self, config: StreamConfig, model: forecasting.ModelInfo, state_files):
         super().__init__()
@@ -274,6 +344,12 @@ class AdvanceSeries(beam.PTransform):
         self._state_files = tuple(state_files)
 
     def expand(self, points):
-        return points | "Advance" >> beam.ParDo(
-            _AdvanceSeriesFn(self._config, self._model, self._state_files)
-        ).with_outputs(STATES, REJECTED, main=FORECASTS)
+        shards = self._config.shards
+        return (
+            points
+            | "KeyByShard" >> beam.Map(lambda item: (streaming.shard_of(item[0], shards), item))
+            | "Advance"
+            >> beam.ParDo(
+                _AdvanceShardFn(self._config, self._model, self._state_files)
+            ).with_outputs(STATES, REJECTED, main=FORECASTS)
+        )
