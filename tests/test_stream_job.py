@@ -388,7 +388,7 @@ def test_one_shard_for_every_series_still_equals_batch(exported, tmp_path):
     model_path, frame = exported
     cut = END - 6 * HOUR
     first = frame[frame.timestamp <= cut]
-    batch(model_path, first, tmp_path, "b1", "--state-out", str(tmp_path / "s1"))
+    batch(model_path, first, tmp_path, "b1", state_out=str(tmp_path / "s1"))
     rest = frame[frame.timestamp > cut]
     ticks = sorted(rest.timestamp.unique())
     deliveries = [(rest[rest.timestamp == t], t) for t in ticks]
