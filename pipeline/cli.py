@@ -3,18 +3,14 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
 import difflib
-import importlib.abc
-import importlib.util
 import json
 import logging
 import os
 import re
 import sys
-from collections.abc import Iterator
 
-from rnncast import __version__
+from rnncast import __version__, quiet_import
 from rnncast.errors import JobArgumentError, RnncastError
 from rnncast.usage import HelpFormatter, flags_of, mark_required, parse_strictly
 
@@ -317,47 +313,6 @@ class _DropNoise(logging.Filter):
         return not str(record.msg).startswith(NOISE)
 
 
-@contextlib.contextmanager
-def _stderr_silenced() -> Iterator[None]:
-    """File descriptor 2 goes to /dev/null inside (C++ code writes there directly)."""
-    sys.stderr.flush()
-    saved = os.dup(2)
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    try:
-        os.dup2(devnull, 2)
-        yield
-    finally:
-        sys.stderr.flush()
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(devnull)
-
-
-class _QuietTensorFlowImport(importlib.abc.MetaPathFinder):
-    """Silences stderr while TensorFlow (or Keras, which loads it) is first imported: its C++
-    start-up lines (oneDNN, CUDA drivers, absl's "All log messages before
-    absl::InitializeLog()") are written before TF_CPP_MIN_LOG_LEVEL applies. An import that
-    fails still raises, after stderr is back."""
-
-    NAMES = ("tensorflow", "keras")
-
-    def find_spec(self, fullname, path=None, target=None):
-        if fullname not in self.NAMES:
-            return None
-        sys.meta_path.remove(self)
-        spec = importlib.util.find_spec(fullname)
-        if spec is None or spec.loader is None:
-            return spec
-        execute = spec.loader.exec_module
-
-        def exec_module(module):
-            with _stderr_silenced():
-                execute(module)
-
-        spec.loader.exec_module = exec_module
-        return spec
-
-
 def configure_logging(verbose: bool) -> None:
     """Quiet by default: warnings and errors only, from Python and absl, nothing from
     TensorFlow's C++ (set before TensorFlow loads; an environment variable the user set
@@ -365,10 +320,9 @@ def configure_logging(verbose: bool) -> None:
     if not verbose:
         # C++: no INFO, WARNING ("Type inference failed"), ERROR (missing CUDA drivers).
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-        loaded = any(name in sys.modules for name in _QuietTensorFlowImport.NAMES)
-        hooked = any(isinstance(f, _QuietTensorFlowImport) for f in sys.meta_path)
-        if os.environ["TF_CPP_MIN_LOG_LEVEL"] != "0" and not loaded and not hooked:
-            sys.meta_path.insert(0, _QuietTensorFlowImport())
+        if os.environ["TF_CPP_MIN_LOG_LEVEL"] != "0":
+            # Its start-up lines come before that level applies (see rnncast.quiet_import).
+            quiet_import()
     level = logging.INFO if verbose else logging.WARNING
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
     root = logging.getLogger()

@@ -20,6 +20,7 @@ after this package.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import importlib.abc
 import importlib.util
@@ -41,8 +42,37 @@ _KERAS_CLASSES = "rnncast.model.forecaster"
 _FRAMEWORKS = ("keras", "tensorflow")
 
 
+# Set by quiet_import() (the command line does, unless -v).
+_QUIET = {"import": False}
+
+
+def quiet_import() -> None:
+    """Silence file descriptor 2 while TensorFlow/Keras first load: TensorFlow's C++ start-up
+    lines (oneDNN, CUDA drivers, absl's "All log messages before absl::InitializeLog()") are
+    written before TF_CPP_MIN_LOG_LEVEL applies. An import that fails still raises, after
+    stderr is back."""
+    _QUIET["import"] = True
+
+
+@contextlib.contextmanager
+def _stderr_silenced():
+    """File descriptor 2 goes to /dev/null inside (C++ code writes there directly)."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
 class _RegisterAfterFramework(importlib.abc.MetaPathFinder):
-    """Registers rnncast's Keras classes once the first of Keras/TensorFlow has loaded.
+    """Registers rnncast's Keras classes once the first of Keras/TensorFlow has loaded (and,
+    after :func:`quiet_import`, keeps that first load's stderr quiet).
 
     It wraps the loader of whichever of the two is imported first; when that import returns,
     both are fully initialised (each imports the other), and the forecaster module can be
@@ -59,7 +89,8 @@ class _RegisterAfterFramework(importlib.abc.MetaPathFinder):
         execute = spec.loader.exec_module
 
         def exec_module(module):
-            execute(module)
+            with _stderr_silenced() if _QUIET["import"] else contextlib.nullcontext():
+                execute(module)
             importlib.import_module(_KERAS_CLASSES)
 
         spec.loader.exec_module = exec_module
