@@ -133,8 +133,10 @@ out = {"airflow": airflow.__version__, "errors": {k: str(v) for k, v in bag.impo
        "dag_ids": sorted(bag.dags)}
 if dag is not None:
     task = dag.get_task("schedule_run")
+    tt = dag.timetable  # Airflow 3.3: .expression; 2.x: .summary
     out.update(
-        task_ids=[t.task_id for t in dag.tasks], schedule=dag.timetable.summary,
+        task_ids=[t.task_id for t in dag.tasks], schedule=getattr(tt, "expression", None)
+        or getattr(tt, "summary", None),
         catchup=dag.catchup, max_active_runs=dag.max_active_runs, retries=task.retries,
         operator=type(task).__name__, runner=task.runner, py_file=task.py_file,
         options=task.pipeline_options,
