@@ -3,6 +3,9 @@
 The operator runs ``deploy/airflow/schedule_run_pipeline.py`` (a thin entry point around
 ``rnncast schedule-run``) with the given pipeline options on the chosen Beam runner; the run
 date is Airflow's logical date, so a cleared or retried task repeats the same period safely.
+Needs ``apache-airflow-providers-apache-beam[google]`` and ``apache-airflow-providers-google``:
+without the Google provider the operator refuses ``DataflowRunner`` and the DAG fails to import
+(checked with a real Airflow's DagBag: ``RNNCAST_AIRFLOW_TEST=1 pytest tests/test_deploy.py``).
 """
 
 from __future__ import annotations
