@@ -546,7 +546,7 @@ def test_heartbeat_counts_rows_series_and_files_without_changing_a_byte(tmp_path
     for name, seconds in (("beat", "0"), ("quiet", "-1")):
         done = subprocess.run(
             [sys.executable, "-m", "rnncast", "dataset", "--input", str(source)]
-            + ["--output", str(tmp_path / name), *map(str, SMALL)],
+            + ["--output", str(tmp_path / name), *SMALL_FLAGS],
             env=dict(os.environ, RNNCAST_HEARTBEAT_SECONDS=seconds, TF_CPP_MIN_LOG_LEVEL="3"),
             capture_output=True,
             text=True,
