@@ -460,45 +460,6 @@ def test_model_dir_with_other_settings_is_refused(trained):
         train(other, log=lambda _: None)
 
 
-MIRRORED = r"""
-import sys
-import numpy as np
-import tensorflow as tf
-cpu = tf.config.list_physical_devices("CPU")[0]
-tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-from rnncast.model import checkpoint
-from rnncast.model.config import TrainConfig
-from rnncast.model.train import train
-
-data, out = sys.argv[1:]
-arrays = {}
-for mode in ("none", "mirrored"):
-    summary = train(TrainConfig(data, f"{out}/{mode}", cell="lstm", layers=2, units=8, epochs=2,
-                                dropout=0.0, distribution=mode), log=lambda _: None)
-    pointer = checkpoint.latest(f"{out}/{mode}/checkpoints")
-    with np.load(f"{out}/{mode}/checkpoints/{pointer['file']}") as npz:
-        arrays[mode] = [npz[k] for k in sorted(npz.files)]
-print("REPLICAS", tf.distribute.MirroredStrategy().num_replicas_in_sync)
-worst = max(float(np.max(np.abs(a - b))) for a, b in zip(arrays["none"], arrays["mirrored"]))
-print("WORST", worst)
-"""
-
-
-def test_mirrored_strategy_over_two_replicas_matches_single_device(dataset_dir, tmp_path):
-    result = subprocess.run(
-        [sys.executable, "-c", MIRRORED, dataset_dir, str(tmp_path)],
-        capture_output=True,
-        text=True,
-        env=ENV,
-        timeout=600,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    lines = dict(line.split() for line in result.stdout.splitlines() if line[:1].isupper())
-    assert lines["REPLICAS"] == "2"
-    # Same math, lanes split over two replicas: only the summation order differs.
-    assert float(lines["WORST"]) < 1e-4
-
-
 def test_fine_tuning_starts_from_the_source_weights(trained, dataset_dir, tmp_path):
     config, _ = trained
     source = _checkpoint_arrays(os.path.join(config.model_dir, "best"))[1]
