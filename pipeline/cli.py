@@ -27,6 +27,24 @@ COMMANDS = {
 }
 
 
+def _help_parser(command: str) -> argparse.ArgumentParser | None:
+    """The ``--help`` parser of a Beam command, built without Beam, pandas or TensorFlow
+    (its flags are declared in ``rnncast.pipeline.beam.flags``); None for the other
+    commands, whose own parsers are already that cheap."""
+    from rnncast.pipeline.beam import flags
+
+    if command == "evaluate":
+        from rnncast.pipeline.jobs.evaluate.options import build_parser
+
+        return build_parser()
+    return {
+        "dataset": flags.DATASET.help_parser,
+        "forecast": flags.FORECAST.help_parser,
+        "stream": flags.STREAM.help_parser,
+        "schedule-run": flags.schedule_parser,
+    }.get(command, lambda: None)()
+
+
 def _dataset(argv: list[str]) -> int:
     from rnncast.pipeline.jobs import dataset as dataset_job
 
@@ -258,13 +276,13 @@ def check_arguments(argv: list[str]) -> None:
     """Parse an ``rnncast`` command line without running it; raise :class:`JobArgumentError`
     on an unknown command or flag (used to check the invocations written in docs)."""
     from rnncast.model.flags import build_parser as train_parser
+    from rnncast.pipeline.beam.flags import schedule_parser
     from rnncast.pipeline.beam.options import parse_job_options
     from rnncast.pipeline.jobs.dataset import DESCRIPTION as DATASET
     from rnncast.pipeline.jobs.dataset import DatasetOptions
     from rnncast.pipeline.jobs.evaluate import build_parser as evaluate_parser
     from rnncast.pipeline.jobs.forecast import DESCRIPTION as FORECAST
     from rnncast.pipeline.jobs.forecast import ForecastOptions
-    from rnncast.pipeline.jobs.schedule import build_parser as schedule_parser
     from rnncast.pipeline.jobs.stream import DESCRIPTION as STREAM
     from rnncast.pipeline.jobs.stream import StreamOptions
 
@@ -381,8 +399,11 @@ def main(argv: list[str] | None = None) -> int:
         close = difflib.get_close_matches(command, list(COMMANDS), n=1)
         hint = f"did you mean {close[0]!r}? " if close else ""
         parser.error(f"unknown command {command!r}; {hint}choose from {', '.join(COMMANDS)}")
-    configure_logging(verbose)
     helping = any(a in ("-h", "--help") for a in rest)
+    if helping and (help_parser := _help_parser(command)) is not None:
+        help_parser.print_help()
+        return 0
+    configure_logging(verbose)
     if command in BEAM_COMMANDS and not verbose and not helping:
         rest = quiet_workers(rest)
     try:

@@ -14,9 +14,8 @@ import pandas as pd
 import pytest
 
 from rnncast import schemas
-from rnncast.pipeline.beam.options import help_parser
+from rnncast.pipeline.beam import flags
 from rnncast.pipeline.cli import HANDLERS
-from rnncast.pipeline.jobs.dataset import DatasetOptions
 
 RNNCAST = [sys.executable, "-m", "rnncast"]
 ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
@@ -37,9 +36,9 @@ def test_help_lists_subcommands():
 
 def test_dataset_help_explains_every_flag():
     out = rnncast("dataset", "--help").stdout
-    parser = help_parser(DatasetOptions, "rnncast dataset", "")
-    flags = [a.option_strings[0] for a in parser._actions if a.option_strings and a.dest != "help"]
-    assert len(flags) >= 20
+    parser = flags.DATASET.help_parser()
+    listed = [a.option_strings[0] for a in parser._actions if a.option_strings and a.dest != "help"]
+    assert len(listed) >= 20
     for action in parser._actions:
         if action.option_strings and action.dest != "help":
             assert action.help, f"{action.option_strings[0]} has no help text"

@@ -19,9 +19,7 @@ from rnncast.usage import suggestion
 # The user's environment, without the test suite's own TF_CPP_MIN_LOG_LEVEL: rnncast must be
 # quiet by itself.
 ENV = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
-HEAVY = ("tensorflow", "keras", "apache_beam")
-# Commands whose flags are Beam pipeline options too: their help loads Beam's option parser.
-BEAM_HELP = {"dataset", "forecast", "evaluate", "stream", "schedule-run"}
+HEAVY = ("tensorflow", "keras", "apache_beam", "pandas", "pyarrow")
 # Runs the real command line in-process, then names the heavy modules it loaded.
 LOADED = (
     "import sys\n"
@@ -58,12 +56,10 @@ def helps() -> dict[str, tuple[str, list[str], str]]:
     return {command: loaded(command, "--help") for command in COMMANDS}
 
 
-def test_help_and_version_load_no_tensorflow(helps):
+def test_help_and_version_load_no_tensorflow_beam_or_pandas(helps):
     for command, (out, modules, err) in helps.items():
         assert out.startswith(f"usage: rnncast {command} "), (command, err[-2000:])
-        assert not {"tensorflow", "keras"} & set(modules), (command, modules)
-        if command not in BEAM_HELP:
-            assert "apache_beam" not in modules, (command, modules)
+        assert modules == [], (command, modules)
     for args in (["--help"], ["--version"], []):
         out, modules, _ = loaded(*args)
         assert out and modules == [], (args, modules)
@@ -255,3 +251,44 @@ def test_tensorflow_commands_are_quiet(tiny, tmp_path):
     for done in (train, forecast):
         assert _noise(done.stderr) == [], done.stderr[-3000:]
     assert "absl::InitializeLog" not in train.stderr + forecast.stderr
+
+
+# The Beam commands: the help's parser (Beam-free) and the parser the job checks its flags
+# with (Beam's, with every pipeline option) must know the same rnncast flags.
+BEAM_JOBS = {
+    "dataset": ("rnncast.pipeline.jobs.dataset", "DatasetOptions"),
+    "forecast": ("rnncast.pipeline.jobs.forecast", "ForecastOptions"),
+    "stream": ("rnncast.pipeline.jobs.stream", "StreamOptions"),
+}
+
+
+@pytest.mark.parametrize("command", sorted(BEAM_JOBS))
+def test_fast_help_knows_every_flag_the_job_accepts(command, helps):
+    import importlib
+
+    from apache_beam.options.pipeline_options import PipelineOptions
+
+    from rnncast.pipeline.beam.options import beam_parser
+    from rnncast.usage import flags_of
+
+    module, name = BEAM_JOBS[command]
+    options_class = getattr(importlib.import_module(module), name)
+    accepted = set(flags_of(beam_parser(options_class, command, "")))
+    beams = set(flags_of(beam_parser(PipelineOptions, command, "")))
+    own = accepted - beams  # rnncast's flags: what the job accepts beyond Beam's options
+    fast = options_class.FLAGS.help_parser()
+    listed = set(flags_of(fast)) - {"--help"}
+    assert own == listed, own ^ listed
+    # ... and the help prints each one but those the command refuses.
+    out = helps[command][0]
+    for flag in sorted(listed - set(options_class.FLAGS.refused)):
+        assert re.search(rf"^  {flag}\b", out, re.M), flag
+    assert f"'rnncast {command} --help-beam' lists them all" in out
+
+
+def test_help_beam_lists_beams_own_options_too():
+    done = rnncast("forecast", "--help-beam")
+    assert done.returncode == 0, done.stderr
+    for flag in ("--runner", "--direct_num_workers", "--temp_location", "--model", "--lanes"):
+        assert re.search(rf"^\s+{flag}\b", done.stdout, re.M), flag
+    assert "required arguments:" in done.stdout

@@ -18,6 +18,7 @@ from rnncast import schemas
 from rnncast.errors import JobArgumentError
 from rnncast.pipeline.core import backtest, synthetic
 from rnncast.pipeline.core import series as series_lib
+from rnncast.pipeline.core.choices import CLASSICAL_MODELS
 from rnncast.pipeline.core.validation import InputColumns
 from rnncast.pipeline.io.observations import load_input
 from rnncast.pipeline.jobs import evaluate as evaluate_job
@@ -151,9 +152,9 @@ def test_classical_baselines_give_ordered_quantiles_when_installed():
     rng = np.random.default_rng(0)
     history = 10 + np.sin(np.arange(200) * 2 * np.pi / 7) + rng.normal(0, 0.1, 200)
     got = backtest.baseline_forecasts(
-        history, 7, 7, [0.1, 0.5, 0.9], backtest.CLASSICAL_MODELS, seasons=(7, 28)
+        history, 7, 7, [0.1, 0.5, 0.9], CLASSICAL_MODELS, seasons=(7, 28)
     )
-    for name in backtest.CLASSICAL_MODELS:
+    for name in CLASSICAL_MODELS:
         point, bands = got[name]
         assert point.shape == (7,) and bands.shape == (7, 3)
         assert np.all(bands[:, 0] <= bands[:, 1]) and np.all(bands[:, 1] <= bands[:, 2])
@@ -188,13 +189,13 @@ def test_classical_baselines_of_all_series_at_once_equal_one_series_at_a_time(n_
     histories["tiny"] = np.array([1010.5, 1021.9, 1073.0, 1050.3, 1032.1])
     levels = [0.1, 0.5, 0.9]
     got = backtest.classical_forecasts(
-        histories, 5, 7, levels, backtest.CLASSICAL_MODELS, (7,), n_jobs=n_jobs
+        histories, 5, 7, levels, CLASSICAL_MODELS, (7,), n_jobs=n_jobs
     )
     assert set(got) == set(histories)
     for series_id, history in histories.items():
-        one = backtest.baseline_forecasts(history, 5, 7, levels, backtest.CLASSICAL_MODELS, (7,))
-        assert list(got[series_id]) == list(backtest.CLASSICAL_MODELS)
-        for name in backtest.CLASSICAL_MODELS:
+        one = backtest.baseline_forecasts(history, 5, 7, levels, CLASSICAL_MODELS, (7,))
+        assert list(got[series_id]) == list(CLASSICAL_MODELS)
+        for name in CLASSICAL_MODELS:
             np.testing.assert_array_equal(got[series_id][name][0], one[name][0])
             np.testing.assert_array_equal(got[series_id][name][1], one[name][1])
     assert np.isnan(got["tiny"]["AutoETS"][0]).all()

@@ -25,10 +25,6 @@ from rnncast.pipeline.core.validation import InputColumns
 MODEL = "rnncast"
 NAIVE = "naive"
 SEASONAL_NAIVE = "seasonal_naive"
-# statsforecast models ``--classical`` accepts. 'auto' picks AUTO_CLASSICAL, plus MSTL when a
-# season is longer than 24 steps (where ETS and Theta drop their seasonal component).
-CLASSICAL_MODELS = ("AutoETS", "AutoTheta", "MSTL")
-AUTO_CLASSICAL = ("AutoETS", "AutoTheta")
 METRIC_COLUMNS = ("mase", "smape", "scaled_pinball", "wql", "coverage")
 # Classical baselines of an origin run in worker processes (statsforecast's n_jobs=-1) from
 # this many series up and on machines with at least PARALLEL_MIN_CORES cores; otherwise one

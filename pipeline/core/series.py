@@ -13,6 +13,8 @@ import numpy as np
 import pandas as pd
 from pandas.tseries.frequencies import to_offset
 
+from rnncast.pipeline.core.choices import FILL_METHODS, MAX_GAP_STEPS, SCALING_METHODS
+
 NAT = np.iinfo(np.int64).min
 NS_PER_SECOND = 1_000_000_000
 NS_PER_DAY = 86_400 * NS_PER_SECOND
@@ -20,8 +22,6 @@ NS_PER_DAY = 86_400 * NS_PER_SECOND
 MAX_SEASONAL_LAG = 2016
 # A seasonal lag is used when the typical training series holds this many of its cycles.
 MIN_LAG_CYCLES = 3
-FILL_METHODS = ("ffill", "zero", "interpolate")
-SCALING_METHODS = ("standard", "mean", "none")
 
 
 @dataclass
@@ -120,7 +120,6 @@ def deduplicate(rows: Observations) -> tuple[Observations, dict[str, np.ndarray]
     return rows.subset(order[keep]), rejected
 
 
-MAX_GAP_STEPS = 100.0
 EDGE_FRACTION = 0.1
 
 

@@ -18,6 +18,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from rnncast import schemas
+from rnncast.pipeline.core.choices import COLUMN_PRESETS
 from rnncast.pipeline.core.deadletters import empty_rejected, rejected_frame
 from rnncast.pipeline.core.series import SeriesPart
 
@@ -35,12 +36,6 @@ _ROW_CHECKS = (
 )
 
 
-# --columns: the id, timestamp and value column names of common long formats.
-COLUMN_PRESETS: dict[str, tuple[str, str, str]] = {
-    "rnncast": ("series_id", "timestamp", "value"),
-    "nixtla": ("unique_id", "ds", "y"),  # StatsForecast, NeuralForecast, MLForecast
-    "gluonts": ("item_id", "timestamp", "target"),  # GluonTS, AutoGluon
-}
 # --timestamp-format values that are not strftime formats: numbers since 1970-01-01 UTC.
 EPOCH_FORMATS: dict[str, int] = {"epoch_s": 10**9, "epoch_ms": 10**6}  # ns per unit
 

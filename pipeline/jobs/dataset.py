@@ -24,13 +24,9 @@ from apache_beam.options.pipeline_options import PipelineOptions
 
 from rnncast import schemas
 from rnncast.errors import InputError, JobArgumentError, RejectedRowsError
+from rnncast.pipeline.beam import flags
 from rnncast.pipeline.beam.engine import batch_runner
-from rnncast.pipeline.beam.options import (
-    JobOptions,
-    add_max_gap_steps,
-    input_columns,
-    parse_job_options,
-)
+from rnncast.pipeline.beam.options import JobOptions, input_columns, parse_job_options
 from rnncast.pipeline.beam.transforms import (
     REJECTED,
     ROWS_READ,
@@ -45,6 +41,7 @@ from rnncast.pipeline.beam.transforms import (
 from rnncast.pipeline.core import chunking
 from rnncast.pipeline.core import progress as progress_lib
 from rnncast.pipeline.core import series as series_lib
+from rnncast.pipeline.core.choices import MOSTLY_FILLED
 from rnncast.pipeline.core.validation import InputColumns, timestamp_format_problem
 from rnncast.pipeline.io import commit, spill
 from rnncast.pipeline.io.examples import encode_empty_row, encode_rows
@@ -55,7 +52,6 @@ from rnncast.pipeline.io.tfrecord import frame_record, write_tfrecord_file
 LOGGER = logging.getLogger(__name__)
 SPLITS = ("train", "validation")
 # Series with more filled than observed grid points are named in the summary and metadata.
-MOSTLY_FILLED = 0.5
 MOSTLY_FILLED_SHOWN = 10  # at most this many named on the console
 # The heartbeat's counters (also Beam metrics in the "rnncast" namespace), in console order.
 PROGRESS_COUNTS = (
@@ -63,119 +59,17 @@ PROGRESS_COUNTS = (
     ("series_done", "series cut"),
     ("files_written", "files written"),
 )
-DESCRIPTION = (
-    "Read long-format series (CSV/Parquet), validate them, cut them into chunks of --num-steps, "
-    "pack the chunks into stateful batches of --batch-size lanes (or independent windows), and "
-    "write GZIP TFRecords plus metadata.json into --output. A Beam job: runs on DirectRunner by "
-    "default and on any Beam runner given with --runner."
-)
+DESCRIPTION = flags.DATASET.description
 
 
 class DatasetOptions(JobOptions):
-    """Flags of ``rnncast dataset``."""
+    """Flags of ``rnncast dataset`` (declared in :mod:`rnncast.pipeline.beam.flags`)."""
 
-    HELP = {"--horizon": "H: steps ahead the dataset's targets cover (default 24)."}
+    FLAGS = flags.DATASET
 
     @classmethod
     def _add_argparse_args(cls, parser):
-        g = parser.add_argument_group("rnncast dataset")
-        g.add_argument("--num-steps", type=int, default=64, help="T: time steps per chunk.")
-        g.add_argument("--batch-size", type=int, default=32, help="B: lanes per batch.")
-        g.add_argument(
-            "--freq",
-            default=None,
-            help="Series frequency as a pandas offset alias (h, D, 15min, MS, ...); inferred "
-            "from the data when omitted.",
-        )
-        g.add_argument(
-            "--covariates",
-            nargs="+",
-            default=[],
-            help="Numeric covariate columns to use as model inputs (space or comma separated).",
-        )
-        split = g.add_mutually_exclusive_group()
-        split.add_argument(
-            "--validation-fraction",
-            type=float,
-            default=0.1,
-            help="Fraction of each series (its latest points) held out for validation.",
-        )
-        split.add_argument(
-            "--validation-start",
-            default=None,
-            help="Timestamp (ISO-8601, UTC) from which points belong to validation; overrides "
-            "--validation-fraction.",
-        )
-        g.add_argument(
-            "--validation-warmup-steps",
-            type=int,
-            default=None,
-            help="Training points re-read before each series' validation part so the model can "
-            "warm its state up (their targets are masked). Default: 4 * num_steps.",
-        )
-        g.add_argument(
-            "--layout",
-            choices=("stateful", "windows"),
-            default="stateful",
-            help="stateful: lanes continue series from batch to batch (truncated BPTT); "
-            "windows: independent windows, shuffled deterministically.",
-        )
-        g.add_argument(
-            "--warmup-chunks",
-            type=int,
-            default=0,
-            help="Stateful layout: chunks re-read (targets masked) before a series segment "
-            "that starts mid-series on a new lane.",
-        )
-        g.add_argument(
-            "--max-batches-per-stream",
-            type=int,
-            default=256,
-            help="Stateful layout: upper bound on batches per stream file; more data gives "
-            "more streams (files), written in parallel.",
-        )
-        g.add_argument(
-            "--window-stride",
-            type=int,
-            default=None,
-            help="Windows layout: steps between window starts (default num_steps: no overlap).",
-        )
-        g.add_argument(
-            "--num-shards",
-            type=int,
-            default=None,
-            help="Windows layout: output files per split (default: about 8192 windows each).",
-        )
-        g.add_argument(
-            "--fill",
-            choices=series_lib.FILL_METHODS,
-            default="ffill",
-            help="How missing grid points are filled (they are flagged observed = 0).",
-        )
-        g.add_argument(
-            "--scaling",
-            choices=series_lib.SCALING_METHODS,
-            default="standard",
-            help="Per-series scaling from the training part: standard (mean/std), mean "
-            "(mean absolute value) or none.",
-        )
-        g.add_argument(
-            "--calendar-features",
-            choices=("auto", "none"),
-            default="auto",
-            help="auto: sine/cosine hour-of-day, day-of-week, day-of-year as the frequency "
-            "allows; none: no calendar features.",
-        )
-        add_max_gap_steps(g)
-        g.add_argument(
-            "--max-filled-fraction",
-            type=float,
-            default=1.0,
-            help="Fail the job (nothing is committed) when a series is more than this fraction "
-            "filled points after regularisation, e.g. a weekly series in a daily file. Series "
-            f"over {MOSTLY_FILLED} are named in the summary whatever this is; 1.0: never fail.",
-        )
-        g.add_argument("--seed", type=int, default=0, help="Seed of the deterministic shuffles.")
+        flags.add_dataset_flags(parser)
 
 
 @dataclass(frozen=True)

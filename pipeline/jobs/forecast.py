@@ -30,13 +30,9 @@ from apache_beam.utils import shared
 
 from rnncast import schemas
 from rnncast.errors import JobArgumentError
+from rnncast.pipeline.beam import flags
 from rnncast.pipeline.beam.engine import batch_runner
-from rnncast.pipeline.beam.options import (
-    JobOptions,
-    add_max_gap_steps,
-    input_columns,
-    parse_job_options,
-)
+from rnncast.pipeline.beam.options import JobOptions, input_columns, parse_job_options
 from rnncast.pipeline.beam.transforms import (
     REJECTED,
     ROWS_READ,
@@ -56,12 +52,7 @@ from rnncast.pipeline.io import commit, model_loader, state_store
 from rnncast.pipeline.io.inputs import check_input, list_inputs
 from rnncast.pipeline.io.locations import check_output_directory
 
-DESCRIPTION = (
-    "Apply a model exported by 'rnncast train' to long-format series (CSV/Parquet): an H-step "
-    "point and quantile forecast per series, written as Parquet into --output; optionally the "
-    "per-series RNN state (--state-out) so the next run (--state-in) reads only new points. A "
-    "Beam job: DirectRunner by default, any runner with --runner."
-)
+DESCRIPTION = flags.FORECAST.description
 FORECASTS = "forecasts"
 OUTPUT_DIRECTORIES = (FORECASTS, "rejected")
 STATE_DIRECTORIES = ("state",)
@@ -70,38 +61,13 @@ PROGRESS_COUNTS = (("rows_read", "rows read"), ("series_forecast", "series throu
 
 
 class ForecastOptions(JobOptions):
-    """Flags of ``rnncast forecast``."""
+    """Flags of ``rnncast forecast`` (declared in :mod:`rnncast.pipeline.beam.flags`)."""
 
-    REQUIRED = ("--model", "--input", "--output")
-    HELP = {
-        "--horizon": "H: steps ahead to forecast, at most the model's horizon (default: all of it)."
-    }
+    FLAGS = flags.FORECAST
 
     @classmethod
     def _add_argparse_args(cls, parser):
-        g = parser.add_argument_group("rnncast forecast")
-        g.add_argument(
-            "--model", help="Model: a MODEL_DIR of rnncast train, or its MODEL_DIR/export."
-        )
-        g.add_argument(
-            "--state-in",
-            default=None,
-            help="State directory of an earlier run (--state-out) to continue from.",
-        )
-        g.add_argument(
-            "--state-out",
-            default=None,
-            help="Directory to write each series' state to (committed atomically).",
-        )
-        g.add_argument(
-            "--as-of",
-            default=None,
-            help="Ignore points after this timestamp (ISO-8601, UTC): forecast as of then.",
-        )
-        g.add_argument(
-            "--lanes", type=int, default=256, help="Series run together as lanes of one model call."
-        )
-        add_max_gap_steps(g)
+        flags.add_forecast_flags(parser)
 
 
 @dataclass(frozen=True)

@@ -16,18 +16,17 @@ named by ``LATEST`` and never read.
 
 from __future__ import annotations
 
-import argparse
-import datetime as dt
 from collections.abc import Callable
 from dataclasses import replace
 
 from apache_beam.io.filesystems import FileSystems
 
 from rnncast.errors import ModelError, OutputError
+from rnncast.pipeline.beam import flags
 from rnncast.pipeline.beam.options import parse_job_options
 from rnncast.pipeline.io import commit
 from rnncast.pipeline.jobs import forecast as forecast_job
-from rnncast.usage import HelpFormatter, flags_of, mark_required
+from rnncast.usage import flags_of
 
 LATEST = "LATEST"
 
@@ -93,33 +92,8 @@ def schedule_run(
     return metadata
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="rnncast schedule-run",
-        allow_abbrev=False,
-        description="One scheduled batch-forecast period: forecast from the latest committed "
-        "state into dated state and forecast directories under --root, then advance the "
-        "LATEST pointer atomically. Safe to retry after a crash.",
-        epilog="Other flags are the forecast job's (see 'rnncast forecast --help'), e.g. "
-        "--horizon H (steps ahead, at most the model's horizon; default all of it) and "
-        "--lanes, and Beam pipeline options.",
-        formatter_class=HelpFormatter,
-    )
-    parser.add_argument("--model", help="Model: a MODEL_DIR of rnncast train, or its export.")
-    parser.add_argument("--input", help="New points (CSV/Parquet, glob, dir).")
-    parser.add_argument("--root", help="Root of the dated state and forecasts.")
-    mark_required(parser, ["--model", "--input", "--root"])
-    parser.add_argument(
-        "--run-date",
-        default=dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d"),
-        help="Period of this run (sortable, e.g. 2026-11-29 or 2026-11-29T06); default today "
-        "(UTC).",
-    )
-    return parser
-
-
 def main(argv: list[str]) -> int:
-    parser = build_parser()
+    parser = flags.schedule_parser()
     args, beam_args = parser.parse_known_args(argv)
     # The rest are the forecast job's flags and Beam options; a misspelled one is named here
     # with the closest of all of them, schedule-run's own included.

@@ -8,8 +8,8 @@ import dataclasses
 from typing import TYPE_CHECKING
 
 from rnncast.errors import JobArgumentError
-from rnncast.pipeline.beam.options import add_job_arguments
-from rnncast.pipeline.core import backtest
+from rnncast.pipeline.beam import flags
+from rnncast.pipeline.core.choices import AUTO_CLASSICAL, CLASSICAL_MODELS
 from rnncast.usage import HelpFormatter, mark_required
 
 if TYPE_CHECKING:  # types only: the model package imports TensorFlow
@@ -35,7 +35,6 @@ REFUSED = {
 def build_parser() -> argparse.ArgumentParser:
     """The parser of ``rnncast evaluate`` (what it does not know are Beam options)."""
     from rnncast.model.flags import add_training_arguments
-    from rnncast.pipeline.jobs.dataset import DatasetOptions
 
     parser = argparse.ArgumentParser(
         prog="rnncast evaluate",
@@ -94,7 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="Classical baselines from statsforecast: 'auto' (AutoETS,AutoTheta when the "
         "'classical' extra is installed, and MSTL when a season of --mstl-seasons is longer "
         "than 24), 'none', or a comma-separated list of "
-        f"{', '.join(backtest.CLASSICAL_MODELS)}.",
+        f"{', '.join(CLASSICAL_MODELS)}.",
     )
     g.add_argument(
         "--mstl-seasons",
@@ -106,7 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--plot-series", type=int, default=4, help="Series plotted (chosen by sorted id)."
     )
     # The dataset job's own flags (and the input/output/horizon every job shares).
-    add_job_arguments(parser, DatasetOptions)
+    flags.DATASET.add_to(parser)
     actions = parser._option_string_actions
     actions["--output"].help = "Directory for the metrics, forecasts, summary and plots."
     actions["--horizon"].help = (
@@ -135,19 +134,22 @@ def parse_mstl_seasons(text: str | None) -> tuple[int, ...]:
 
 
 def classical_models(choice: str, seasons: tuple[int, ...] = ()) -> tuple[str, ...]:
+    # Here, not at the top: the help (this module's parser) answers without pandas.
+    from rnncast.pipeline.core import backtest
+
     if choice == "none":
         return ()
     if choice == "auto":
         if not backtest.classical_available():
             return ()
         long_season = any(m > 24 for m in seasons)
-        return backtest.AUTO_CLASSICAL + (("MSTL",) if long_season else ())
+        return AUTO_CLASSICAL + (("MSTL",) if long_season else ())
     names = tuple(n.strip() for n in choice.split(",") if n.strip())
-    unknown = [n for n in names if n not in backtest.CLASSICAL_MODELS]
+    unknown = [n for n in names if n not in CLASSICAL_MODELS]
     if unknown:
         raise JobArgumentError(
             f"rnncast evaluate: --classical {unknown} unknown; use auto, none or "
-            f"{','.join(backtest.CLASSICAL_MODELS)}"
+            f"{','.join(CLASSICAL_MODELS)}"
         )
     if names and not backtest.classical_available():
         raise JobArgumentError(

@@ -7,129 +7,26 @@ from dataclasses import dataclass, field, replace
 from apache_beam.io.filesystems import FileSystems
 
 from rnncast.errors import JobArgumentError
+from rnncast.pipeline.beam import flags
 from rnncast.pipeline.beam.options import JobOptions, input_columns
 from rnncast.pipeline.core import forecasting, streaming
 from rnncast.pipeline.core.validation import InputColumns, timestamp_format_problem
 
-DESCRIPTION = (
-    "Forecast continuously from an unbounded stream of points: new CSV/Parquet files matching "
-    "--input-pattern (or Pub/Sub / Kafka messages) are validated like 'rnncast forecast' input, "
-    "each series' RNN state is advanced over its new points in timestamp order (bootstrapped "
-    "from a batch --state-out with --state-in, or cold-started), and forecasts are written per "
-    "window under --output, with dead letters and periodic state snapshots. A Beam streaming "
-    "job: the DirectRunner's streaming engine by default, any streaming runner with --runner."
-)
+DESCRIPTION = flags.STREAM.description
 FORECASTS = "forecasts"
 STATE = "state"
 STATES = "states"
-EMIT_MODES = ("every", "window")
 NAMESPACE = "rnncast.stream"
 
 
 class StreamOptions(JobOptions):
-    """Flags of ``rnncast stream``."""
+    """Flags of ``rnncast stream`` (declared in :mod:`rnncast.pipeline.beam.flags`)."""
 
-    REQUIRED = ("--model", "--output")
-    REFUSED = {
-        "--input": "is for the batch jobs; watch files with --input-pattern GLOB",
-        "--max-rejected-fraction": "does not apply to a stream: it refuses no run, rejected "
-        "points go to the dead letters of their window; drop the flag",
-    }
-    HELP = {
-        "--horizon": "H: steps ahead in each forecast, at most the model's horizon (default: "
-        "all of it).",
-        "--output": "Output directory: forecasts and dead letters per window, state snapshots.",
-    }
+    FLAGS = flags.STREAM
 
     @classmethod
     def _add_argparse_args(cls, parser):
-        g = parser.add_argument_group("rnncast stream")
-        g.add_argument(
-            "--model", help="Model: a MODEL_DIR of rnncast train, or its MODEL_DIR/export."
-        )
-        g.add_argument(
-            "--input-pattern",
-            default=None,
-            help="Glob of input files (CSV/Parquet) to watch: every new matching file is read "
-            "once. Write files under another name and rename them into place.",
-        )
-        g.add_argument(
-            "--pubsub-subscription",
-            default=None,
-            help="Read messages (JSON lines or CSV with a header) from this Pub/Sub "
-            "subscription (projects/P/subscriptions/S) instead of files.",
-        )
-        g.add_argument(
-            "--pubsub-timestamp-attribute",
-            default=None,
-            help="Pub/Sub message attribute holding the event time (default: publish time).",
-        )
-        g.add_argument(
-            "--kafka-bootstrap-servers",
-            default=None,
-            help="Read messages from Kafka (cross-language transform; needs a runner that "
-            "supports it, e.g. Flink or Dataflow) at these servers.",
-        )
-        g.add_argument("--kafka-topic", default=None, help="Kafka topic to read.")
-        g.add_argument(
-            "--state-in",
-            default=None,
-            help="State directory of a batch run (--state-out) or of a stream snapshot to "
-            "continue from; series not in it are cold-started.",
-        )
-        g.add_argument(
-            "--emit",
-            choices=EMIT_MODES,
-            default="every",
-            help="every: write a forecast each time a series advances; window: write only "
-            "each series' latest forecast when the watermark passes the end of the window.",
-        )
-        g.add_argument(
-            "--window",
-            default="1h",
-            help="Output window (event time): forecast and dead-letter files are written per "
-            "window, and state snapshots are taken at window ends.",
-        )
-        g.add_argument(
-            "--allowed-lateness",
-            default="0s",
-            help="How long after the watermark passes a point it may still arrive out of order "
-            "and be consumed in timestamp order; later points are dead letters ('late').",
-        )
-        g.add_argument(
-            "--dedupe-horizon",
-            default="1d",
-            help="Exact repeats of consumed points within this event time of a series' last "
-            "point are ignored as 'duplicate'; older repeats cannot be told from late points.",
-        )
-        g.add_argument(
-            "--shards",
-            type=int,
-            default=16,
-            help="Series are keyed by a stable hash of their id into this many shards; the "
-            "series of a shard due at one time advance together in one model call. More "
-            "shards spread a runner's work over more keys; fewer make larger model calls.",
-        )
-        g.add_argument(
-            "--poll-interval",
-            type=float,
-            default=5.0,
-            help="Seconds between two matches of --input-pattern.",
-        )
-        g.add_argument(
-            "--stop-after-seconds",
-            type=float,
-            default=None,
-            help="For tests and bounded runs: stop watching files after this many seconds, "
-            "consume what was read, write the outputs and exit.",
-        )
-        g.add_argument(
-            "--max-files",
-            type=int,
-            default=None,
-            help="For tests and bounded runs (DirectRunner file watching): stop after this many "
-            "files were read, then drain and exit.",
-        )
+        flags.add_stream_flags(parser)
 
 
 @dataclass(frozen=True)
