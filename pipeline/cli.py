@@ -367,8 +367,14 @@ def quiet_workers(argv: list[str]) -> list[str]:
     if "--default_sdk_harness_log_level" not in given:
         extra.append("--default_sdk_harness_log_level=WARNING")
     if "--sdk_harness_log_level_overrides" not in given:
-        # __main__: the worker's start-up module; pipeline_options: the discarded-args list.
-        levels = {"__main__": "ERROR", "apache_beam.options.pipeline_options": "ERROR"}
+        # The worker's start-up module (__main__ when Beam starts it, by name when rnncast's
+        # local workers do: rnncast.pipeline.beam.worker); pipeline_options: the
+        # discarded-args list.
+        levels = {
+            "__main__": "ERROR",
+            "apache_beam.runners.worker.sdk_worker_main": "ERROR",
+            "apache_beam.options.pipeline_options": "ERROR",
+        }
         extra.append(f"--sdk_harness_log_level_overrides={json.dumps(levels)}")
     return [*argv, *extra]
 

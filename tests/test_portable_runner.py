@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 from apache_beam.options.pipeline_options import PipelineOptions
+from apache_beam.runners.portability.fn_api_runner.fn_runner import FnApiRunner
 from conftest import write_csv
 
 from rnncast.errors import JobArgumentError
@@ -185,7 +186,7 @@ def test_the_local_engine_is_chosen_not_left_to_a_download(args, engine):
     # Beam's DirectRunner would try Prism first (a download) and fall back; the batch jobs
     # name the FnApiRunner themselves and leave every other runner to Beam.
     runner = batch_runner(PipelineOptions(args))
-    assert (type(runner).__name__ if runner else None) == engine
+    assert (runner is not None and isinstance(runner, FnApiRunner)) == (engine is not None)
     if runner is not None:
         # The options reach its workers, as with the DirectRunner.
         encoded = runner._provision_info.provision_info.pipeline_options  # noqa: SLF001

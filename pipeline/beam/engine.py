@@ -14,7 +14,9 @@ registers them first.
 
 from __future__ import annotations
 
+import functools
 import importlib
+import sys
 
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 from apache_beam.runners.runner import PipelineRunner
@@ -39,7 +41,45 @@ def batch_runner(pipeline_options: PipelineOptions) -> PipelineRunner | None:
     provision = fn_runner.ExtendedProvisionInfo(
         beam_provision_api_pb2.ProvisionInfo(pipeline_options=encoded)
     )
-    return fn_runner.FnApiRunner(provision_info=provision)
+    return _local_runner_class()(provision_info=provision)
+
+
+# The worker command of multi_processing: Beam's, and rnncast's in its place (same harness).
+BEAM_WORKER = "{python} -m apache_beam.runners.worker.sdk_worker_main"
+RNNCAST_WORKER = "{python} -m rnncast.pipeline.beam.worker"
+
+
+@functools.cache
+def _local_runner_class():
+    """The local engine's runner class (built on first use: this module loads before the
+    runners do)."""
+    from apache_beam.runners.portability.fn_api_runner import fn_runner
+    from apache_beam.transforms import environments
+
+    class LocalRunner(fn_runner.FnApiRunner):
+        """The FnApiRunner, whose multi_processing workers start through
+        :mod:`rnncast.pipeline.beam.worker` (the same harness, without its start-up notes).
+
+        (``run_pipeline`` sets the workers' environment from the options as it starts, so
+        the substitution happens where it is set.)"""
+
+        @property
+        def _default_environment(self):
+            return self._rnncast_environment
+
+        @_default_environment.setter
+        def _default_environment(self, environment):
+            beam = BEAM_WORKER.format(python=sys.executable)
+            if (
+                isinstance(environment, environments.SubprocessSDKEnvironment)
+                and environment.command_string == beam
+            ):
+                environment = environments.SubprocessSDKEnvironment.from_command_string(
+                    RNNCAST_WORKER.format(python=sys.executable)
+                )
+            self._rnncast_environment = environment
+
+    return LocalRunner
 
 
 # Runners Beam ships that rnncast's jobs do not run on, and why (README, "Runners").
