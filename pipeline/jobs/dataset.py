@@ -8,6 +8,7 @@ pipeline on whatever runner the Beam options name, and commits the run atomicall
 from __future__ import annotations
 
 import collections
+import concurrent.futures
 import functools
 import hashlib
 import logging
@@ -21,6 +22,9 @@ import numpy as np
 import pandas as pd
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions
+from apache_beam.transforms.window import GlobalWindow
+from apache_beam.utils.timestamp import MIN_TIMESTAMP
+from apache_beam.utils.windowed_value import WindowedValue
 
 from rnncast import schemas
 from rnncast.errors import InputError, JobArgumentError, RejectedRowsError
@@ -506,7 +510,15 @@ class _CutRowsFn(beam.DoFn):
 
 class _WriteFileFn(beam.DoFn):
     """Write one stream (lanes x batches, empty lanes filled) or one shard of windows from the
-    spilled rows of its series."""
+    spilled rows of its series.
+
+    Files are written by a small thread pool: GZIP compression is most of the work and zlib
+    (and hashlib) release the GIL, so on one worker two files compress at once. Each file is
+    still one sequential stream, so its bytes do not depend on the threads. At most
+    ``_IN_FLIGHT`` files are pending (memory: one stream file's records each)."""
+
+    _THREADS = 2
+    _IN_FLIGHT = 3
 
     def __init__(
         self,
@@ -517,8 +529,37 @@ class _WriteFileFn(beam.DoFn):
         self._config = config
         self._staging = staging
         self._progress = progress
+        self._pool = None
+        self._pending: collections.deque = collections.deque()
+
+    def setup(self):
+        self._pool = concurrent.futures.ThreadPoolExecutor(
+            self._THREADS, thread_name_prefix="rnncast-write"
+        )
+
+    def start_bundle(self):
+        self._pending = collections.deque()
+
+    def teardown(self):
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
 
     def process(self, element, plan, num_features):
+        self._pending.append(self._pool.submit(self._write, element, plan, num_features))
+        while len(self._pending) >= self._IN_FLIGHT or (self._pending and self._pending[0].done()):
+            yield self._finished(self._pending.popleft())
+
+    def finish_bundle(self):
+        while self._pending:
+            info = self._finished(self._pending.popleft())
+            yield WindowedValue(info, MIN_TIMESTAMP, [GlobalWindow()])
+
+    def _finished(self, future) -> dict:
+        info = future.result()
+        count_progress(self._progress, "files_written")
+        return info
+
+    def _write(self, element, plan, num_features) -> dict:
         (split, index), items = element
         items = sorted(items, key=lambda item: item[0])
         blobs = spill.read_blobs([ref for _, ref in items])
@@ -537,8 +578,7 @@ class _WriteFileFn(beam.DoFn):
         info.update(split=split, index=index, name=f"{split}/{name}")
         if config.layout == "stateful":
             info["batches"] = split_plan["num_batches"]
-        count_progress(self._progress, "files_written")
-        yield info
+        return info
 
     def _stream_records(self, segments, num_batches, num_features):
         config = self._config
