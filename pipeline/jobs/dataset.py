@@ -625,17 +625,19 @@ def _count_rows(stats, split, rows: chunking.Rows, T: int, H: int) -> None:
 
 
 def count_targets(rows: chunking.Rows, T: int, H: int) -> int:
-    """Number of (origin, horizon) targets that count in the loss across ``rows``."""
+    """Number of (origin, horizon) targets that count in the loss across ``rows``.
+
+    Target (t, h) of a row is the point j = t + 1 + h of its steps + look-ahead; it counts when
+    t < sequence_length, j >= target_start and j is observed. Summed per j instead of per
+    (t, h): the number of origins t that reach j is the length of [j - H, j - 1] within
+    [0, sequence_length - 1], so the work is [rows, T + H], not [rows, T, H].
+    """
     ext_observed = np.concatenate([rows.observed, rows.lookahead_observed], axis=1)
-    t = np.arange(T)[:, None]
-    h = np.arange(H)[None, :]
-    j = t + 1 + h  # [T, H]
-    eligible = (
-        (t[None] < rows.sequence_length[:, None, None])
-        & (j[None] >= rows.target_start[:, None, None])
-        & (ext_observed[:, j] == 1)
-    )
-    return int(eligible.sum())
+    j = np.arange(1, T + H)
+    last_origin = np.minimum(rows.sequence_length, T)[:, None] - 1
+    origins = np.minimum(last_origin, j - 1) - np.maximum(0, j - H) + 1
+    eligible = (j >= rows.target_start[:, None]) & (ext_observed[:, j] == 1)
+    return int((np.clip(origins, 0, None) * eligible).sum())
 
 
 class BuildDataset(beam.PTransform):
