@@ -119,7 +119,7 @@ def frame_record(record: bytes) -> bytes:
     )
 
 
-def write_tfrecord_file(path: str, framed_records: Iterable[bytes]) -> dict:
+def write_tfrecord_file(path: str, framed_records: Iterable[bytes | memoryview]) -> dict:
     """Write GZIP TFRecords to ``path`` through Beam ``FileSystems`` (any scheme).
 
     The file is written under a temporary name and renamed when complete, so it never appears

@@ -518,7 +518,7 @@ class _WriteFileFn(beam.DoFn):
     ``_IN_FLIGHT`` files are pending (memory: one stream file's records each)."""
 
     _THREADS = 2
-    _IN_FLIGHT = 3
+    _IN_FLIGHT = 2
 
     def __init__(
         self,
@@ -582,7 +582,9 @@ class _WriteFileFn(beam.DoFn):
 
     def _stream_records(self, segments, num_batches, num_features):
         config = self._config
-        grid: list[list[bytes | None]] = [[None] * config.batch_size for _ in range(num_batches)]
+        grid: list[list[bytes | memoryview | None]] = [
+            [None] * config.batch_size for _ in range(num_batches)
+        ]
         for lane, row, blob in segments:
             for offset, record in enumerate(spill.split_framed(blob)):
                 grid[row + offset][lane] = record
