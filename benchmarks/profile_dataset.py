@@ -59,8 +59,8 @@ def _install(totals: dict, calls: collections.Counter) -> None:
         *path, name = attr.split(".")
         for part in path:
             owner = getattr(owner, part)
-        original = getattr(owner, name)
-        if hasattr(original, "_timed"):
+        original = getattr(owner, name, None)
+        if original is None or hasattr(original, "_timed"):  # None: not in this version
             continue
         generator = name in ("validated_batches", "process", "_cut", "finish_bundle")
 
