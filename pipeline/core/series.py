@@ -148,6 +148,10 @@ def isolated_by_gap(
     if max_gap_steps <= 0 or n < 3:
         return isolated
     gaps = np.diff(timestamp)
+    if gaps.max() <= max_gap_steps * float(gaps.min()):
+        # No gap can exceed max_gap_steps x the median (>= the smallest gap): skip the
+        # median's partial sort, the dearest step of loading a series.
+        return isolated
     breaks = np.flatnonzero(gaps > max_gap_steps * float(np.median(gaps))) + 1
     if len(breaks) == 0:
         return isolated
