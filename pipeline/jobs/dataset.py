@@ -23,7 +23,6 @@ import pandas as pd
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.transforms.window import GlobalWindow
-from apache_beam.utils.timestamp import MIN_TIMESTAMP
 from apache_beam.utils.windowed_value import WindowedValue
 
 from rnncast import schemas
@@ -552,10 +551,17 @@ class _WriteFileFn(beam.DoFn):
     def finish_bundle(self):
         while self._pending:
             info = self._finished(self._pending.popleft())
-            yield WindowedValue(info, MIN_TIMESTAMP, [GlobalWindow()])
+            # What process() outputs carry: the grouped input's end-of-window timestamp.
+            yield WindowedValue(info, GlobalWindow().max_timestamp(), [GlobalWindow()])
 
     def _finished(self, future) -> dict:
-        info = future.result()
+        try:
+            info = future.result()
+        except BaseException:
+            # A retried bundle rewrites these files: let the bundle's other writers end first.
+            concurrent.futures.wait(self._pending)
+            self._pending.clear()
+            raise
         count_progress(self._progress, "files_written")
         return info
 
