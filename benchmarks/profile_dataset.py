@@ -32,8 +32,8 @@ OBS, BEAM, JOB = (
 STAGES = (
     ("read + validate input batches", OBS, "validated_batches", 1),
     ("spill validated rows (Arrow IPC)", BEAM, "spill.write_parts", 1),
-    ("load + de-duplicate a series (x3)", BEAM, "load_unique", 0),
-    ("regularise (x2)", BEAM, "series_lib.regularise", 0),
+    ("(in the passes) load + de-duplicate a series", BEAM, "load_unique", 0),
+    ("(in the passes) regularise", BEAM, "series_lib.regularise", 0),
     ("dedupe pass (DeduplicateFn)", BEAM, "_DeduplicateFn.process", 1),
     ("summary pass (RegulariseFn)", BEAM, "_RegulariseFn.process", 1),
     ("plan (lane packing)", JOB, "make_plan", 1),
