@@ -3,6 +3,7 @@ check our protobuf bytes against TensorFlow's own)."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 
 import numpy as np
@@ -196,6 +197,30 @@ def test_deduplicate_keeps_first_exact_repeat_and_rejects_all_conflicts():
     assert sorted(rows.row_number[rejected["conflict"]].tolist()) == [5, 6]
 
 
+def test_time_ordered_rows_deduplicate_and_place_on_the_grid_as_shuffled_rows_do():
+    # Time-ordered unique rows and rows on one grid phase take shortcuts; the same rows
+    # shuffled (plus one stray off-phase point) go the general way: same unique rows, grid.
+    rng = np.random.default_rng(1)
+    ts = np.cumsum(rng.integers(1, 4, 300)).astype(np.int64) * HOUR_NS
+    n = len(ts)
+    rows = series.Observations(
+        ts, rng.normal(size=n), rng.normal(size=(n, 2)), np.zeros(n, np.int32),
+        np.arange(n, dtype=np.int64), ("f.csv",),
+    )  # fmt: skip
+    shuffled = rows.subset(rng.permutation(n))
+    fast, fast_rejected = series.deduplicate(rows)
+    slow, slow_rejected = series.deduplicate(shuffled)
+    for name in ("timestamp", "value", "covariates", "row_number"):
+        np.testing.assert_array_equal(getattr(fast, name), getattr(slow, name))
+    assert all(len(v) == 0 for v in [*fast_rejected.values(), *slow_rejected.values()])
+    position, grid = series.grid_positions(ts, "h")
+    stray = np.sort(np.append(ts, ts[-1] + 60 * 10**9))
+    stray_position, stray_grid = series.grid_positions(stray, "h")
+    np.testing.assert_array_equal(grid, stray_grid)
+    np.testing.assert_array_equal(position, stray_position[:-1])
+    assert stray_position[-1] == -1
+
+
 def test_frequency_votes_and_calendar_frequencies():
     hourly = np.arange(0, 50, dtype=np.int64) * HOUR_NS
     gappy = np.delete(hourly, [3, 10, 11])
@@ -327,6 +352,63 @@ def test_encoded_rows_carry_exactly_the_contract_features():
     for record in records + [encode_empty_row(0, 4, 2, 2)]:
         names = set(tf.train.Example.FromString(record).features.feature)
         assert names == set(schemas.tfrecord_feature_names())
+
+
+def test_encoded_rows_are_byte_identical_to_encoding_each_row_features():
+    # encode_rows builds all rows at once from cached headers; the reference is the generic
+    # encoder (itself checked against TensorFlow above) on each row's features. Odd values
+    # on purpose: negative and ten-byte varints, observed flags outside [0, 128).
+    from rnncast.pipeline.io.examples import encode_rows, row_features
+    from rnncast.pipeline.io.tfrecord import encode_example
+
+    rng = np.random.default_rng(0)
+    features = rng.normal(size=(50, 3)).astype(np.float32)
+    observed = (rng.random(50) < 0.8).astype(np.int64)
+    track = chunking.Track(2, 47, 30)
+    starts = np.array([0, 5, 16, 40])
+    rows = chunking.cut_rows(features, observed, track, starts, [True, False, False, False], 8, 3)
+    timestamp = (np.arange(50) * 3 - 7) * HOUR_NS
+    for lanes, chunk_index in ((3, None), (np.array([0, 200, -1, 2**40]), [-1, 0, 300, 2**62])):
+        if chunk_index is not None:
+            rows = dataclasses.replace(rows, chunk_index=np.array(chunk_index))
+        reset = np.array([1, 0, 0, 1])
+        for odd in (False, True):
+            if odd:
+                rows = dataclasses.replace(rows, observed=rows.observed * 130 - 1)
+            args = ("s\u00e9rie", rows, timestamp, 1.5, 0.25, lanes, reset)
+            expected = [encode_example(row_features(*args, i)) for i in range(len(rows))]
+            assert encode_rows(*args) == expected
+
+
+def _targets_by_origin_and_horizon(rows: chunking.Rows, T: int, H: int) -> int:
+    # The definition, pair by pair: origin t, horizon h, target point j = t + 1 + h.
+    ext = np.concatenate([rows.observed, rows.lookahead_observed], axis=1)
+    return sum(
+        1
+        for r in range(len(rows))
+        for t in range(T)
+        for h in range(H)
+        if t < rows.sequence_length[r]
+        and t + 1 + h >= rows.target_start[r]
+        and ext[r, t + 1 + h] == 1
+    )
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(1, 9), st.integers(1, 7), st.integers(0, 2**32 - 1))
+def test_target_count_equals_counting_every_origin_and_horizon(T, H, seed):
+    from rnncast.pipeline.jobs.dataset import count_targets
+
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(1, 40))
+    observed = (rng.random(n) < 0.7).astype(np.int64)
+    begin = int(rng.integers(0, n))
+    track = chunking.Track(begin, n, int(rng.integers(begin, n + 3)))
+    starts = np.arange(0, n - begin, max(1, int(rng.integers(1, T + 2))))
+    warmup = rng.random(len(starts)) < 0.2
+    features = np.zeros((n, 1), np.float32)
+    rows = chunking.cut_rows(features, observed, track, starts, warmup, T, H)
+    assert count_targets(rows, T, H) == _targets_by_origin_and_horizon(rows, T, H)
 
 
 # --- points apart from their series, filled share (issue 11) --------------------------------

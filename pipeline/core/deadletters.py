@@ -22,8 +22,12 @@ _DETAILS = schemas.load(schemas.INPUT)["rejection_reasons"]
 
 
 def empty_rejected() -> pd.DataFrame:
-    """A dead-letter frame with no rows."""
-    return pd.DataFrame({c: pd.Series([], dtype=object) for c in REJECTED_COLUMNS})
+    """A dead-letter frame with no rows (a copy: callers may add to it)."""
+    return _EMPTY_REJECTED.copy()
+
+
+# Built once: constructing it costs ~0.4 ms, paid by every series of every pass otherwise.
+_EMPTY_REJECTED = pd.DataFrame({c: pd.Series([], dtype=object) for c in REJECTED_COLUMNS})
 
 
 def rejected_frame(

@@ -29,7 +29,7 @@ from rnncast.pipeline.core.validation import COLUMN_PRESETS, InputColumns, csv_l
 CSV_SUFFIXES = (".csv", ".csv.gz", ".csv.bz2", ".csv.zst")
 PARQUET_SUFFIXES = (".parquet", ".pq")
 CSV_BLOCK_BYTES = 1 << 24
-PARQUET_BATCH_ROWS = 1 << 19
+PARQUET_BATCH_ROWS = 1 << 17
 
 
 # What reading a damaged file raises: Arrow's errors, I/O errors, and what Decompressed

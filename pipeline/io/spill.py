@@ -116,12 +116,15 @@ def read_blobs(refs: list[BlobRef]) -> list[bytes]:
     return out
 
 
-def split_framed(blob: bytes) -> list[bytes]:
-    """Split back-to-back TFRecord-framed records (framing kept, so they can be copied as-is)."""
-    records, position = [], 0
+def split_framed(blob: bytes) -> list[memoryview]:
+    """Split back-to-back TFRecord-framed records (framing kept, so they can be copied as-is).
+
+    The records are views into ``blob``, not copies: a stream file's records are held until
+    it is written, and copies would double that memory."""
+    records, position, view = [], 0, memoryview(blob)
     while position < len(blob):
         (length,) = struct.unpack_from("<Q", blob, position)
         end = position + 8 + 4 + length + 4
-        records.append(blob[position:end])
+        records.append(view[position:end])
         position = end
     return records

@@ -9,6 +9,7 @@ sorted name order so the bytes are deterministic. TFRecord framing uses the C CR
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import struct
 import zlib
@@ -24,8 +25,16 @@ from rnncast.pipeline.io import commit
 _MASK_DELTA = 0xA282EAD8
 
 
-def _varint(value: int) -> bytes:
-    value &= (1 << 64) - 1  # negative int64 values use ten bytes, as protobuf does
+# Feature kinds: the field tags of tf.train.Feature's oneof.
+BYTES_LIST, FLOAT_LIST, INT64_LIST = 0x0A, 0x12, 0x1A
+_SMALL_VARINTS = [bytes([v]) for v in range(128)]
+
+
+def varint(value: int) -> bytes:
+    """Protobuf base-128 varint of an int64 (negative values use ten bytes, as protobuf does)."""
+    if 0 <= value < 128:
+        return _SMALL_VARINTS[value]
+    value &= (1 << 64) - 1
     out = bytearray()
     while True:
         byte = value & 0x7F
@@ -38,14 +47,14 @@ def _varint(value: int) -> bytes:
 
 
 def _length_delimited(field_tag: int, payload: bytes) -> bytes:
-    return bytes([field_tag]) + _varint(len(payload)) + payload
+    return bytes([field_tag]) + varint(len(payload)) + payload
 
 
 def _packed_varints(values: np.ndarray) -> bytes:
     values = np.asarray(values, dtype=np.int64)
     if values.size and values.min() >= 0 and values.max() < 128:
         return values.astype(np.uint8).tobytes()
-    return b"".join(_varint(int(v)) for v in values)
+    return b"".join(varint(int(v)) for v in values)
 
 
 def encode_feature(value: bytes | str | np.ndarray | int | float) -> bytes:
@@ -54,25 +63,43 @@ def encode_feature(value: bytes | str | np.ndarray | int | float) -> bytes:
     if isinstance(value, str):
         value = value.encode("utf-8")
     if isinstance(value, bytes):
-        return _length_delimited(0x0A, _length_delimited(0x0A, value))
+        return _length_delimited(BYTES_LIST, _length_delimited(0x0A, value))
     array = np.asarray(value)
     if array.dtype.kind == "f":
         packed = array.astype("<f4", copy=False).tobytes()
-        return _length_delimited(0x12, _length_delimited(0x0A, packed) if packed else b"")
+        return _length_delimited(FLOAT_LIST, _length_delimited(0x0A, packed) if packed else b"")
     packed = _packed_varints(array.ravel())
-    return _length_delimited(0x1A, _length_delimited(0x0A, packed) if packed else b"")
+    return _length_delimited(INT64_LIST, _length_delimited(0x0A, packed) if packed else b"")
+
+
+def encode_entry(name: str, value: bytes | str | np.ndarray | int | float) -> bytes:
+    """One entry of ``Features.feature`` (the map): the name and its encoded feature."""
+    return _length_delimited(
+        0x0A,
+        _length_delimited(0x0A, name.encode("utf-8"))
+        + _length_delimited(0x12, encode_feature(value)),
+    )
+
+
+@functools.lru_cache(maxsize=1024)
+def entry_header(name: str, kind: int, payload_length: int) -> bytes:
+    """The bytes of :func:`encode_entry` before a packed list payload of ``payload_length``
+    bytes (``kind``: FLOAT_LIST or INT64_LIST): they depend on nothing else, so encoders
+    that build many records reuse them and append the payload."""
+    if payload_length == 0:
+        return encode_entry(name, np.zeros(0, np.float32 if kind == FLOAT_LIST else np.int64))
+    inner = _length_delimited(0x0A, bytes(payload_length))
+    entry = _length_delimited(
+        0x0A,
+        _length_delimited(0x0A, name.encode("utf-8"))
+        + _length_delimited(0x12, _length_delimited(kind, inner)),
+    )
+    return entry[:-payload_length]
 
 
 def encode_example(features: Mapping[str, bytes | str | np.ndarray | int | float]) -> bytes:
     """Serialise a ``tf.train.Example`` with ``features`` (written in sorted name order)."""
-    entries = b"".join(
-        _length_delimited(
-            0x0A,
-            _length_delimited(0x0A, name.encode("utf-8"))
-            + _length_delimited(0x12, encode_feature(features[name])),
-        )
-        for name in sorted(features)
-    )
+    entries = b"".join(encode_entry(name, features[name]) for name in sorted(features))
     return _length_delimited(0x0A, entries)
 
 
@@ -92,7 +119,7 @@ def frame_record(record: bytes) -> bytes:
     )
 
 
-def write_tfrecord_file(path: str, framed_records: Iterable[bytes]) -> dict:
+def write_tfrecord_file(path: str, framed_records: Iterable[bytes | memoryview]) -> dict:
     """Write GZIP TFRecords to ``path`` through Beam ``FileSystems`` (any scheme).
 
     The file is written under a temporary name and renamed when complete, so it never appears

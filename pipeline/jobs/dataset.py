@@ -8,6 +8,7 @@ pipeline on whatever runner the Beam options name, and commits the run atomicall
 from __future__ import annotations
 
 import collections
+import concurrent.futures
 import functools
 import hashlib
 import logging
@@ -21,6 +22,8 @@ import numpy as np
 import pandas as pd
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions
+from apache_beam.transforms.window import GlobalWindow
+from apache_beam.utils.windowed_value import WindowedValue
 
 from rnncast import schemas
 from rnncast.errors import InputError, JobArgumentError, RejectedRowsError
@@ -400,7 +403,15 @@ class _CutRowsFn(beam.DoFn):
 
 class _WriteFileFn(beam.DoFn):
     """Write one stream (lanes x batches, empty lanes filled) or one shard of windows from the
-    spilled rows of its series."""
+    spilled rows of its series.
+
+    Files are written by a small thread pool: GZIP compression is most of the work and zlib
+    (and hashlib) release the GIL, so on one worker two files compress at once. Each file is
+    still one sequential stream, so its bytes do not depend on the threads. At most
+    ``_IN_FLIGHT`` files are pending (memory: one stream file's records each)."""
+
+    _THREADS = 2
+    _IN_FLIGHT = 2
 
     def __init__(
         self,
@@ -411,8 +422,44 @@ class _WriteFileFn(beam.DoFn):
         self._config = config
         self._staging = staging
         self._progress = progress
+        self._pool = None
+        self._pending: collections.deque = collections.deque()
+
+    def setup(self):
+        self._pool = concurrent.futures.ThreadPoolExecutor(
+            self._THREADS, thread_name_prefix="rnncast-write"
+        )
+
+    def start_bundle(self):
+        self._pending = collections.deque()
+
+    def teardown(self):
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
 
     def process(self, element, plan, num_features):
+        self._pending.append(self._pool.submit(self._write, element, plan, num_features))
+        while len(self._pending) >= self._IN_FLIGHT or (self._pending and self._pending[0].done()):
+            yield self._finished(self._pending.popleft())
+
+    def finish_bundle(self):
+        while self._pending:
+            info = self._finished(self._pending.popleft())
+            # What process() outputs carry: the grouped input's end-of-window timestamp.
+            yield WindowedValue(info, GlobalWindow().max_timestamp(), [GlobalWindow()])
+
+    def _finished(self, future) -> dict:
+        try:
+            info = future.result()
+        except BaseException:
+            # A retried bundle rewrites these files: let the bundle's other writers end first.
+            concurrent.futures.wait(self._pending)
+            self._pending.clear()
+            raise
+        count_progress(self._progress, "files_written")
+        return info
+
+    def _write(self, element, plan, num_features) -> dict:
         (split, index), items = element
         items = sorted(items, key=lambda item: item[0])
         blobs = spill.read_blobs([ref for _, ref in items])
@@ -431,12 +478,13 @@ class _WriteFileFn(beam.DoFn):
         info.update(split=split, index=index, name=f"{split}/{name}")
         if config.layout == "stateful":
             info["batches"] = split_plan["num_batches"]
-        count_progress(self._progress, "files_written")
-        yield info
+        return info
 
     def _stream_records(self, segments, num_batches, num_features):
         config = self._config
-        grid: list[list[bytes | None]] = [[None] * config.batch_size for _ in range(num_batches)]
+        grid: list[list[bytes | memoryview | None]] = [
+            [None] * config.batch_size for _ in range(num_batches)
+        ]
         for lane, row, blob in segments:
             for offset, record in enumerate(spill.split_framed(blob)):
                 grid[row + offset][lane] = record
@@ -479,17 +527,19 @@ def _count_rows(stats, split, rows: chunking.Rows, T: int, H: int) -> None:
 
 
 def count_targets(rows: chunking.Rows, T: int, H: int) -> int:
-    """Number of (origin, horizon) targets that count in the loss across ``rows``."""
+    """Number of (origin, horizon) targets that count in the loss across ``rows``.
+
+    Target (t, h) of a row is the point j = t + 1 + h of its steps + look-ahead; it counts when
+    t < sequence_length, j >= target_start and j is observed. Summed per j instead of per
+    (t, h): the number of origins t that reach j is the length of [j - H, j - 1] within
+    [0, sequence_length - 1], so the work is [rows, T + H], not [rows, T, H].
+    """
     ext_observed = np.concatenate([rows.observed, rows.lookahead_observed], axis=1)
-    t = np.arange(T)[:, None]
-    h = np.arange(H)[None, :]
-    j = t + 1 + h  # [T, H]
-    eligible = (
-        (t[None] < rows.sequence_length[:, None, None])
-        & (j[None] >= rows.target_start[:, None, None])
-        & (ext_observed[:, j] == 1)
-    )
-    return int(eligible.sum())
+    j = np.arange(1, T + H)
+    last_origin = np.minimum(rows.sequence_length, T)[:, None] - 1
+    origins = np.minimum(last_origin, j - 1) - np.maximum(0, j - H) + 1
+    eligible = (j >= rows.target_start[:, None]) & (ext_observed[:, j] == 1)
+    return int((np.clip(origins, 0, None) * eligible).sum())
 
 
 class BuildDataset(beam.PTransform):
