@@ -6,11 +6,14 @@ one epoch (quality is irrelevant here), runs `rnncast forecast --state-out` over
 
   0. the batch forecast job's work in-process, one core: every series' history prepared and
      run as lanes of 256 per model call -> points/s (the per-point cost to compare with);
-  1. the stateful step in-process, one core, one new point per series per advance: as it is
-     now (keyed by shard: classify each arrival, buffer it, then per firing advance the
-     shard's due series through forecasting.prepare and one lane-batched `step` run, with the
-     state encodings Beam stores) and as it was before issue 16 (one `step` call per series)
-     -> points/s and the ratio; also with 24 points per advance (a day of hourly points);
+  1. the stateful step in-process, one core, one new point per series per advance (and 24):
+     the old per-series step (before issue 16: one `step` call per series), the per-shard step
+     at commit c55dbfc (each due series through `advance`, JSON-headed slots), and the step
+     now (a firing's due series prepared in one pass by `advance_many`, binary slots), with
+     16 shards and with 1; the old two use `stream_baseline.py`, a frozen copy of the module at
+     c55dbfc. Timed alternating, `--repeats` times each (median); the arrivals are built
+     before timing. Prints "new / old per series per core" and "stream per-point cost /
+     batch per-point cost";
   2. the whole job on the DirectRunner (streaming engine, a single worker thread): the stream is
      started with --state-in, warmed up on one tiny file, then `--ticks - 6` files (one new
      point per series each) land at once -> points/s end to end, files read to forecasts
@@ -19,6 +22,7 @@ one epoch (quality is irrelevant here), runs `rnncast forecast --state-out` over
      rename that lands a file to the forecast file with its points being written.
 
     python benchmarks/bench_stream.py [--num-series 200] [--poll-interval 0.5] [--shards 16]
+        [--repeats 3]
 """
 
 from __future__ import annotations
