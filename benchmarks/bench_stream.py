@@ -6,11 +6,14 @@ one epoch (quality is irrelevant here), runs `rnncast forecast --state-out` over
 
   0. the batch forecast job's work in-process, one core: every series' history prepared and
      run as lanes of 256 per model call -> points/s (the per-point cost to compare with);
-  1. the stateful step in-process, one core, one new point per series per advance: as it is
-     now (keyed by shard: classify each arrival, buffer it, then per firing advance the
-     shard's due series through forecasting.prepare and one lane-batched `step` run, with the
-     state encodings Beam stores) and as it was before issue 16 (one `step` call per series)
-     -> points/s and the ratio; also with 24 points per advance (a day of hourly points);
+  1. the stateful step in-process, one core, one new point per series per advance (and 24):
+     the old per-series step (before issue 16: one `step` call per series), the per-shard step
+     at commit c55dbfc (each due series through `advance`, JSON-headed slots), and the step
+     now (a firing's due series prepared in one pass by `advance_many`, binary slots), with
+     16 shards and with 1; the old two use `stream_baseline.py`, a frozen copy of the module at
+     c55dbfc. Timed alternating, `--repeats` times each (median); the arrivals are built
+     before timing. Prints "new / old per series per core" and "stream per-point cost /
+     batch per-point cost";
   2. the whole job on the DirectRunner (streaming engine, a single worker thread): the stream is
      started with --state-in, warmed up on one tiny file, then `--ticks - 6` files (one new
      point per series each) land at once -> points/s end to end, files read to forecasts
@@ -19,6 +22,7 @@ one epoch (quality is irrelevant here), runs `rnncast forecast --state-out` over
      rename that lands a file to the forecast file with its points being written.
 
     python benchmarks/bench_stream.py [--num-series 200] [--poll-interval 0.5] [--shards 16]
+        [--repeats 3]
 """
 
 from __future__ import annotations
@@ -37,6 +41,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=ROOT)
 LATENCY_FILES = 6
+HORIZON = 86_400 * 10**9  # the stream's default --dedupe-horizon (1 day), ns
+
+import stream_baseline as baseline  # noqa: E402  (the step's code before this change)
 
 
 def cli(*args: str) -> None:
@@ -122,82 +129,103 @@ def _part(rows):
     )
 
 
-def step_per_series(model_path: str, state_dir: str, live, per_flush: int) -> float:
-    """Points/s of the stateful step as it was before issue 16 (one key and one model call per
-    series per advance; state encode/decode per series), one core."""
-    from rnncast.pipeline.core import forecasting, streaming
-
-    model, loaded, states = _load(model_path, state_dir)
-    saved = {sid: streaming.encode_state(state) for sid, state in states.items()}
-    recent = {sid: streaming.encode_recent(streaming.Recent.empty()) for sid in saved}
+def _arrivals(live, per_flush: int) -> list[dict]:
+    """Per advance, each series' new points as the part that arrives (built before timing:
+    parsing input is not the step's cost)."""
     groups = {sid: g.sort_values("timestamp") for sid, g in live.groupby("series_id")}
     width = len(next(iter(groups.values())))
+    return [
+        {sid: _part(rows.iloc[first : first + per_flush]) for sid, rows in sorted(groups.items())}
+        for first in range(0, width, per_flush)
+    ]
+
+
+def step_per_series(model_path: str, state_dir: str, arrivals) -> float:
+    """Points/s of the stateful step as it was before issue 16 (one key and one model call per
+    series per advance; state encode/decode per series, the encodings of the time), one core."""
+    from rnncast.pipeline.core import forecasting
+
+    old = baseline
+    model, loaded, states = _load(model_path, state_dir)
+    saved = {sid: old.encode_state(state) for sid, state in states.items()}
+    recent = {sid: old.encode_recent(old.Recent.empty()) for sid in saved}
     points = 0
     start = time.perf_counter()
-    for first in range(0, width, per_flush):
-        for sid, rows in groups.items():
-            part = _part(rows.iloc[first : first + per_flush])
-            state = streaming.decode_state(saved[sid])
-            old = streaming.decode_recent(recent[sid])
-            reasons = streaming.classify(part, state, old)
-            pending = streaming.decode_part(streaming.encode_part(part, 0))[0]
-            result = streaming.advance(sid, [pending], [], state, model)
+    for parts in arrivals:
+        for sid, part in parts.items():
+            state = old.decode_state(saved[sid])
+            seen = old.decode_recent(recent[sid])
+            reasons = old.classify(part, state, seen)
+            pending = old.decode_part(old.encode_part(part, 0))[0]
+            result = old.advance(sid, [pending], [], state, model)
             new = forecasting.run_lanes([result.work], loaded.step, model)[0]
-            saved[sid] = streaming.encode_state(new)
-            recent[sid] = streaming.encode_recent(
-                streaming.remember(old, result.consumed, new.last_timestamp, 86_400 * 10**9)
+            saved[sid] = old.encode_state(new)
+            recent[sid] = old.encode_recent(
+                old.remember(seen, result.consumed, new.last_timestamp, HORIZON)
             )
             points += int((reasons == "").sum())
     return points / (time.perf_counter() - start)
 
 
-def step_per_shard(model_path: str, state_dir: str, live, per_flush: int, shards: int) -> float:
-    """Points/s of the stateful step as the job runs it now, one core: series keyed by shard;
-    per arrival the shard's book is decoded and the series classified, its part buffered
-    (encoded with its series id); per firing the shard's due series advance as lanes of one
-    model run and their slots are re-encoded into the book."""
+def step_per_shard(model_path: str, state_dir: str, arrivals, shards: int, new: bool) -> float:
+    """Points/s of the stateful step keyed by shard, one core: per arrival the shard's book is
+    decoded and the series classified, its part buffered (encoded with its series id); per
+    firing the shard's due series advance as lanes of one model run and their slots are
+    re-encoded into the book. ``new``: as the job runs it now (the due series prepared in one
+    pass by ``advance_many``, binary slots); otherwise as at commit c55dbfc (each due series
+    through ``advance``, JSON-headed slots)."""
     from rnncast.pipeline.core import forecasting, streaming
 
+    lib = streaming if new else baseline
     model, loaded, states = _load(model_path, state_dir)
     books: dict[int, bytes] = {}
     for sid, state in states.items():
-        shard = streaming.shard_of(sid, shards)
-        book = streaming.decode_book(books[shard]) if shard in books else {}
-        book[sid] = streaming.encode_slot(streaming.SeriesSlot(saved=state))
-        books[shard] = streaming.encode_book(book)
-    groups = {sid: g.sort_values("timestamp") for sid, g in live.groupby("series_id")}
+        shard = lib.shard_of(sid, shards)
+        book = lib.decode_book(books[shard]) if shard in books else {}
+        book[sid] = lib.encode_slot(lib.SeriesSlot(saved=state))
+        books[shard] = lib.encode_book(book)
     by_shard: dict[int, list[str]] = {}
-    for sid in sorted(groups):
-        by_shard.setdefault(streaming.shard_of(sid, shards), []).append(sid)
-    width = len(next(iter(groups.values())))
+    for sid in sorted(arrivals[0]):
+        by_shard.setdefault(lib.shard_of(sid, shards), []).append(sid)
     points = 0
     start = time.perf_counter()
-    for first in range(0, width, per_flush):
+    for parts in arrivals:
         for shard, ids in by_shard.items():
             pending = []
             for sid in ids:  # process(): one arrival per series
-                part = _part(groups[sid].iloc[first : first + per_flush])
-                slot = streaming.decode_slot(streaming.decode_book(books[shard])[sid])
-                reasons = streaming.classify(part, slot.saved, slot.recent)
-                pending.append(streaming.encode_keyed_part(sid, streaming.Pending(0, part)))
+                part = parts[sid]
+                slot = lib.decode_slot(lib.decode_book(books[shard])[sid])
+                reasons = lib.classify(part, slot.saved, slot.recent)
+                pending.append(lib.encode_keyed_part(sid, lib.Pending(0, part)))
                 points += int((reasons == "").sum())
-            book = streaming.decode_book(books[shard])  # on_flush: every series of the shard due
-            slots, results = {}, {}
+            book = lib.decode_book(books[shard])  # on_flush: every series of the shard due
+            slots, takes = {}, {}
             for encoded in pending:
-                sid, item = streaming.decode_keyed_part(encoded)
-                slots[sid] = streaming.decode_slot(book[sid])
-                take, _, _ = streaming.take_due([item], 0, 0)
-                results[sid] = streaming.advance(sid, take, [], slots[sid].saved, model)
+                sid, item = lib.decode_keyed_part(encoded)
+                slots[sid] = lib.decode_slot(book[sid])
+                takes[sid], _, _ = lib.take_due([item], 0, 0)
+            if new:
+                results, hashes = streaming.advance_many(takes, slots, model)
+            else:
+                hashes = {}
+                results = {
+                    sid: lib.advance(sid, take, [], slots[sid].saved, model)
+                    for sid, take in takes.items()
+                }
             works = [result.work for result in results.values()]
-            for new in forecasting.run_lanes(works, loaded.step, model):
-                slot = slots[new.series_id]
-                consumed = results[new.series_id].consumed
-                slot.saved = new
-                slot.recent = streaming.remember(
-                    slot.recent, consumed, new.last_timestamp, 86_400 * 10**9
-                )
-                book[new.series_id] = streaming.encode_slot(slot)
-            books[shard] = streaming.encode_book(book)
+            for state in forecasting.run_lanes(works, loaded.step, model):
+                sid = state.series_id
+                slot = slots[sid]
+                slot.saved = state
+                consumed = results[sid].consumed
+                if new:
+                    slot.recent = lib.remember(
+                        slot.recent, consumed, state.last_timestamp, HORIZON, hashes.get(sid)
+                    )
+                else:
+                    slot.recent = lib.remember(slot.recent, consumed, state.last_timestamp, HORIZON)
+                book[sid] = lib.encode_slot(slot)
+            books[shard] = lib.encode_book(book)
     return points / (time.perf_counter() - start)
 
 
@@ -225,6 +253,9 @@ def main() -> None:
     parser.add_argument("--ticks", type=int, default=30, help="New points per series.")
     parser.add_argument("--poll-interval", type=float, default=0.5)
     parser.add_argument("--shards", type=int, default=16, help="The stream's --shards.")
+    parser.add_argument(
+        "--repeats", type=int, default=3, help="Alternating runs of each in-process step."
+    )
     args = parser.parse_args()
     import pandas as pd
 
@@ -253,11 +284,21 @@ def main() -> None:
             os.path.join(tmp, "batch"), "--state-out", state)  # fmt: skip
 
         batch_rate = batch_in_process(model, state, history)
-        old_one = step_per_series(model, state, live, 1)
-        one = step_per_shard(model, state, live, 1, args.shards)
-        old_day = step_per_series(model, state, live, 24)
-        day = step_per_shard(model, state, live, 24, args.shards)
-        one_shard = step_per_shard(model, state, live, 1, 1)
+        rates: dict = {}
+        for per_flush in (1, 24):
+            arrivals = _arrivals(live, per_flush)
+            for _ in range(args.repeats):  # old, then c55dbfc's per shard, then now, alternating
+                runs = {
+                    "old": lambda a: step_per_series(model, state, a),
+                    "shard": lambda a: step_per_shard(model, state, a, args.shards, False),
+                    "new": lambda a: step_per_shard(model, state, a, args.shards, True),
+                    "new1": lambda a: step_per_shard(model, state, a, 1, True),
+                }
+                for name, run in runs.items():
+                    if per_flush == 24 and name == "new1":
+                        continue
+                    rates.setdefault((per_flush, name), []).append(run(arrivals))
+        rate = {key: statistics.median(values) for key, values in rates.items()}
 
         incoming, output = os.path.join(tmp, "incoming"), os.path.join(tmp, "out")
         os.makedirs(incoming)
@@ -298,17 +339,23 @@ def main() -> None:
             f"{len(history):,} history points, {len(live):,} live points"
         )
         print(f"batch job's work in-process (prepare + 256 lanes): {batch_rate:10,.0f} points/s")
-        for label, old, new in (("1 point", old_one, one), ("24 points", old_day, day)):
-            print(
-                f"stateful step in-process, {label} per series per advance: per series "
-                f"{old:8,.0f} points/s, per shard ({args.shards} shards) {new:8,.0f} points/s "
-                f"= {new / old:.1f}x; batch/stream per-point cost {batch_rate / new:.1f}x"
-            )
-        print(
-            f"stateful step in-process, 1 point per series per advance, 1 shard (all series as "
-            f"lanes of one call): {one_shard:8,.0f} points/s = {one_shard / old_one:.1f}x; "
-            f"batch/stream per-point cost {batch_rate / one_shard:.1f}x"
-        )
+        print(f"stateful step in-process, one core, median of {args.repeats} alternating runs:")
+        for per_flush in (1, 24):
+            old = rate[per_flush, "old"]
+            for name, label in (
+                ("old", "old per-series step (before issue 16)"),
+                ("shard", f"per shard at c55dbfc ({args.shards} shards)"),
+                ("new", f"per shard now ({args.shards} shards)"),
+                ("new1", "per shard now (1 shard: all series as lanes of one call)"),
+            ):
+                if (per_flush, name) not in rate:
+                    continue
+                new = rate[per_flush, name]
+                print(
+                    f"  {per_flush:2d} point(s) per series per advance, {label}: {new:9,.0f} "
+                    f"points/s; new / old per series per core {new / old:5.1f}x; stream "
+                    f"per-point cost / batch per-point cost {batch_rate / new:6.1f}x"
+                )
         print(
             f"whole job, DirectRunner, {len(bulk)} files x {args.num_series} series x 1 point: "
             f"{bulk_points / (done - landed):8,.0f} points/s ({bulk_points:,} points in "

@@ -136,6 +136,58 @@ def test_a_new_series_waits_until_it_has_num_steps_points(exported):
     assert [frame.reason.tolist() for frame in second.rejected] == [["duplicate"]]
 
 
+def test_a_firing_prepares_its_series_together_as_each_alone(exported):
+    """advance_many gives every due series exactly what advance gives it alone: the one-pass
+    case (a saved series extended one grid step per point, one part or two) and the series it
+    hands back to advance (a gap to fill, a late point, a repeat, a cold series)."""
+    model = model_info(exported[0])
+    t = pd.date_range("2021-01-01", periods=40, freq="h")
+    state = saved_at(t[19], 3.5)
+    S, U = len(model.state_size), model.state_size[0]
+    state.state = np.linspace(0, 1, S * U, dtype=np.float32).reshape(S, U)
+    state.digest = 2**64 - 5  # the sum wraps
+    takes = {
+        "one": [part(t[20:23], [1.0, 2.5, -3.0])],
+        "two": [part(t[23:25], [4.0, 5.0], source="z"), part(t[20:23], [1.0, 2.0, 3.0])],
+        "gap": [part([t[20], t[22]], [1.0, 2.0])],
+        "late": [part(t[19:21], [9.0, 1.0])],
+        "repeat": [part([t[20], t[20], t[21]], [1.0, 1.0, 2.0])],
+        "cold": [part(t[:20], np.arange(20.0))],
+        "none": [],
+    }
+    slots = {sid: streaming.SeriesSlot(saved=None if sid == "cold" else state) for sid in takes}
+    together, hashes = streaming.advance_many(takes, slots, model)
+    assert sorted(hashes) == ["one", "two"]  # the one-pass case, and only it
+    assert list(together) == list(takes)
+    for sid, parts in takes.items():
+        alone = streaming.advance(sid, parts, [], slots[sid].saved, model)
+        got = together[sid]
+        assert (got.status, len(got.rejected), got.waiting == []) == (
+            alone.status,
+            len(alone.rejected),
+            alone.waiting == [],
+        ), sid
+        assert (got.work is None) == (alone.work is None), sid
+        if alone.work is None:
+            continue
+        for name in ("features", "observed", "initial_state", "last_raw"):
+            a, b = getattr(got.work, name), getattr(alone.work, name)
+            if a is None or b is None:  # a cold start has no initial state
+                assert a is b, (sid, name)
+                continue
+            assert a.dtype == b.dtype and a.tobytes() == b.tobytes(), (sid, name)
+        for name in ("status", "first_timestamp", "last_timestamp", "digest", "loc", "scale"):
+            assert getattr(got.work, name) == getattr(alone.work, name), (sid, name)
+        np.testing.assert_array_equal(got.consumed.timestamp, alone.consumed.timestamp)
+        recent = streaming.remember(
+            streaming.Recent.empty(), got.consumed, got.work.last_timestamp, 10**15, hashes.get(sid)
+        )
+        expected = streaming.remember(
+            streaming.Recent.empty(), alone.consumed, alone.work.last_timestamp, 10**15
+        )
+        assert recent.hashes.tobytes() == expected.hashes.tobytes(), sid
+
+
 def test_state_and_part_encodings_round_trip_without_pickle():
     state = saved_at("2021-01-01", 2.5)
     state.digest = 2**64 - 1

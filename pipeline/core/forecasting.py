@@ -313,6 +313,64 @@ def _work(series_id, status, regular, model, state, first, digest, loc, scale, s
     )
 
 
+def extend_many(
+    series_ids: list[str],
+    saved: list[SeriesState],
+    timestamp: np.ndarray,
+    raw: np.ndarray,
+    offsets: np.ndarray,
+    model: ModelInfo,
+) -> tuple[list[Work | None], np.ndarray]:
+    """:func:`prepare` of many saved series at once for their common streaming case: new
+    points right after the last consumed one, on a fixed-frequency grid, one per grid step.
+
+    Series ``i``'s new points are rows ``offsets[i]:offsets[i + 1]`` of ``timestamp`` (int64
+    ns) and ``raw`` (float64 ``[N, 1 + k]``: value, covariates), in the order :func:`prepare`
+    would see them after de-duplication. One grid check, one calendar-feature pass and one
+    hash pass cover every series (per series the same element-wise arithmetic as
+    :func:`prepare`, so the same bytes). Returns per series its :class:`Work`, or None where the
+    case does not apply (unsorted or repeated timestamps, a point at or before the last
+    consumed one, off the grid, a gap to fill, a calendar frequency: the caller prepares those
+    one by one), and the hash of every row (:func:`point_hashes`, for de-duplication)."""
+    offsets = np.asarray(offsets, np.int64)
+    counts = np.diff(offsets)
+    hashes = point_hashes(timestamp, raw)
+    out: list[Work | None] = [None] * len(series_ids)
+    offset = series_lib.to_offset(model.freq)
+    if len(timestamp) == 0 or not isinstance(offset, pd.offsets.Tick):
+        return out, hashes
+    period = int(offset.nanos)
+    lane = np.repeat(np.arange(len(series_ids)), counts)
+    last = np.array([s.last_timestamp for s in saved], np.int64)
+    rank = np.arange(len(timestamp)) - np.repeat(offsets[:-1], counts)
+    # Contiguous: point j of a series is exactly j + 1 grid steps after its last consumed one.
+    fits = timestamp == last[lane] + (rank + 1) * period
+    ok = (counts > 0) & (np.add.reduceat(fits, offsets[:-1].clip(max=len(fits) - 1)) == counts)
+    if not ok.any():
+        return out, hashes
+    calendar = series_lib.calendar_features(timestamp, model.calendar_features)
+    features = np.column_stack([raw, calendar]).astype(np.float32)
+    with np.errstate(over="ignore"):
+        digests = np.add.reduceat(hashes, offsets[:-1].clip(max=len(hashes) - 1), dtype=np.uint64)
+    for i in np.flatnonzero(ok):
+        a, b, state = offsets[i], offsets[i + 1], saved[i]
+        out[i] = Work(
+            series_id=series_ids[i],
+            status=INCREMENTAL,
+            features=features[a:b],
+            observed=np.ones(b - a, bool),
+            initial_state=state.state,
+            first_timestamp=state.first_timestamp,
+            last_timestamp=int(timestamp[b - 1]),
+            last_raw=raw[b - 1].copy(),
+            digest=(state.digest + int(digests[i])) % 2**64,
+            loc=state.loc,
+            scale=state.scale,
+            scaling=state.scaling,
+        )
+    return out, hashes
+
+
 def run_lanes(works: list[Work], step: StepFn, model: ModelInfo) -> list[SeriesState]:
     """Advance every work item over its features, all items as lanes of one batch per chunk
     of ``num_steps`` (never one series per call); return each series' new state and forecast.

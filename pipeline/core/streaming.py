@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import io
 import json
+import struct
 import zlib
 from dataclasses import dataclass, field
 
@@ -176,13 +177,23 @@ def classify(part: SeriesPart, saved: forecasting.SeriesState | None, recent: Re
     return reasons
 
 
-def remember(recent: Recent, consumed: Observations, last_timestamp: int, horizon: int) -> Recent:
-    """Add consumed points to ``recent`` and keep those within ``horizon`` ns of the last one."""
+def remember(
+    recent: Recent,
+    consumed: Observations,
+    last_timestamp: int,
+    horizon: int,
+    hashes: np.ndarray | None = None,
+) -> Recent:
+    """Add consumed points to ``recent`` and keep those within ``horizon`` ns of the last one
+    (``hashes``: the consumed points' :func:`~rnncast.pipeline.core.forecasting.point_hashes`,
+    when already computed)."""
+    if hashes is None:
+        hashes = forecasting.point_hashes(consumed.timestamp, raw_of(consumed))
     timestamp = np.concatenate([recent.timestamp, consumed.timestamp])
-    hashes = np.concatenate(
-        [recent.hashes, forecasting.point_hashes(consumed.timestamp, raw_of(consumed))]
-    )
+    hashes = np.concatenate([recent.hashes, hashes])
     keep = timestamp > last_timestamp - horizon
+    if keep.all() and (np.diff(timestamp) > 0).all():  # appended in order: nothing to sort
+        return Recent(timestamp, hashes)
     order = np.argsort(timestamp[keep], kind="stable")
     return Recent(timestamp[keep][order], hashes[keep][order])
 
@@ -296,6 +307,54 @@ def parts_of(observations: Observations) -> list[SeriesPart]:
     return out
 
 
+def advance_many(
+    takes: dict[str, list[SeriesPart]], slots: dict[str, SeriesSlot], model: forecasting.ModelInfo
+) -> tuple[dict[str, Advance], dict[str, np.ndarray]]:
+    """:func:`advance` of every series due at one firing (``takes``: the parts each consumes;
+    ``slots``: their slots). The common case (a saved series whose new points extend its grid
+    one step each) is prepared for all series at once by
+    :func:`~rnncast.pipeline.core.forecasting.extend_many`; the rest go through
+    :func:`advance` one by one, with the same outcome. Returns the advances and, for the series
+    prepared together, the hashes of their consumed points (for :func:`remember`)."""
+    ids, saved, rows = [], [], []
+    for series_id, parts in takes.items():
+        slot = slots[series_id]
+        parts = [p for p in parts if len(p)]
+        if slot.saved is None or slot.waiting or not parts:
+            continue
+        if len(parts) > 1:  # the provenance order of combine_parts (and so of the dead letters)
+            parts = sorted(parts, key=lambda p: (p.source, int(p.row_number[0])))
+        ids.append(series_id)
+        saved.append(slot.saved)
+        rows.append(parts)
+    out: dict[str, Advance] = {}
+    hashes_of: dict[str, np.ndarray] = {}
+    if ids:
+        flat = [p for parts in rows for p in parts]
+        counts = np.array([sum(len(p) for p in parts) for parts in rows], np.int64)
+        offsets = np.concatenate([[0], np.cumsum(counts)])
+        timestamp = np.concatenate([p.timestamp for p in flat])
+        raw = np.column_stack(
+            [np.concatenate([p.value for p in flat]), np.concatenate([p.covariates for p in flat])]
+        ).astype(np.float64)
+        works, hashes = forecasting.extend_many(ids, saved, timestamp, raw, offsets, model)
+        for i, (series_id, work) in enumerate(zip(ids, works)):
+            if work is None:
+                continue
+            a, b = offsets[i], offsets[i + 1]
+            consumed = series_lib.Observations(
+                timestamp[a:b], raw[a:b, 0], raw[a:b, 1:], np.zeros(b - a, np.int32),
+                np.zeros(b - a, np.int64), ("",),
+            )  # fmt: skip
+            out[series_id] = Advance(work, work.status, [], consumed, [])
+            hashes_of[series_id] = hashes[a:b]
+    for series_id, parts in takes.items():
+        if series_id not in out:
+            slot = slots[series_id]
+            out[series_id] = advance(series_id, parts, slot.waiting, slot.saved, model)
+    return out, hashes_of
+
+
 def latest_per_series(
     states: list[forecasting.SeriesState],
 ) -> dict[str, forecasting.SeriesState]:
@@ -367,89 +426,124 @@ def parse_duration(text: str, flag: str) -> int:
 # --- plain binary encodings (Beam state coders; no pickle) ---------------------------------
 
 
-def _pack(meta: dict, arrays: list[np.ndarray]) -> bytes:
-    header = dict(meta)
-    header["_arrays"] = [[a.dtype.str, list(a.shape)] for a in arrays]
-    head = json.dumps(header, sort_keys=True).encode("utf-8")
-    body = b"".join(np.ascontiguousarray(a).tobytes() for a in arrays)
-    return len(head).to_bytes(4, "little") + head + body
+# Binary, no JSON: a firing decodes and re-encodes every slot it touches, and per-series JSON
+# headers were most of the step's Python cost. Layouts are fixed per record (little-endian);
+# they are Beam state of a running job only (snapshots are Parquet), so no version is kept.
+_STATE = struct.Struct("<qqQdd5I")  # first, last, digest, loc, scale; len(last_raw), S, U, H, Q
+_PART = struct.Struct("<qII")  # arrival, rows, covariates per row
+_TEXT = struct.Struct("<I")
 
 
-def _unpack(data: bytes) -> tuple[dict, list[np.ndarray]]:
-    size = int.from_bytes(data[:4], "little")
-    meta = json.loads(bytes(data[4 : 4 + size]).decode("utf-8"))
-    offset = 4 + size
-    arrays = []
-    for dtype, shape in meta.pop("_arrays"):
-        dtype = np.dtype(dtype)
-        count = int(np.prod(shape, dtype=np.int64))
-        arrays.append(np.frombuffer(data, dtype, count, offset).reshape(shape).copy())
-        offset += count * dtype.itemsize
-    return meta, arrays
+def _text(value: str) -> bytes:
+    data = value.encode("utf-8")
+    return _TEXT.pack(len(data)) + data
+
+
+def _read_text(data, offset: int) -> tuple[str, int]:
+    (size,) = _TEXT.unpack_from(data, offset)
+    offset += _TEXT.size
+    return bytes(data[offset : offset + size]).decode("utf-8"), offset + size
+
+
+def _read_array(data, offset: int, dtype, shape: tuple[int, ...]) -> tuple[np.ndarray, int]:
+    count = 1
+    for size in shape:
+        count *= size
+    array = np.frombuffer(data, dtype, count, offset).reshape(shape).copy()
+    return array, offset + count * np.dtype(dtype).itemsize
 
 
 def encode_part(part: SeriesPart, arrival: int = 0) -> bytes:
-    return _pack(
-        {"source": part.source, "arrival": int(arrival)},
+    n = len(part.value)
+    covariates = np.asarray(part.covariates, np.float64).reshape(n, -1)
+    return b"".join(
         [
-            np.asarray(part.row_number, np.int64),
-            np.asarray(part.timestamp, np.int64),
-            np.asarray(part.value, np.float64),
-            np.asarray(part.covariates, np.float64).reshape(len(part.value), -1),
-        ],
+            _PART.pack(int(arrival), n, covariates.shape[1]),
+            _text(part.source),
+            np.asarray(part.row_number, np.int64).tobytes(),
+            np.asarray(part.timestamp, np.int64).tobytes(),
+            np.asarray(part.value, np.float64).tobytes(),
+            np.ascontiguousarray(covariates).tobytes(),
+        ]
     )
 
 
 def decode_part(data: bytes) -> tuple[SeriesPart, int]:
-    meta, (row_number, timestamp, value, covariates) = _unpack(data)
-    return SeriesPart(meta["source"], row_number, timestamp, value, covariates), meta["arrival"]
+    arrival, n, k = _PART.unpack_from(data, 0)
+    source, offset = _read_text(data, _PART.size)
+    row_number, offset = _read_array(data, offset, np.int64, (n,))
+    timestamp, offset = _read_array(data, offset, np.int64, (n,))
+    value, offset = _read_array(data, offset, np.float64, (n,))
+    covariates, _ = _read_array(data, offset, np.float64, (n, k))
+    return SeriesPart(source, row_number, timestamp, value, covariates), arrival
 
 
 def encode_state(state: forecasting.SeriesState) -> bytes:
-    return _pack(
-        {
-            "series_id": state.series_id,
-            "first_timestamp": int(state.first_timestamp),
-            "last_timestamp": int(state.last_timestamp),
-            "digest": f"{state.digest:016x}",
-            "loc": float(state.loc),
-            "scale": float(state.scale),
-            "scaling": state.scaling,
-            "model_fingerprint": state.model_fingerprint,
-        },
+    last_raw = np.asarray(state.last_raw, np.float64).ravel()
+    rnn = np.asarray(state.state, np.float32)
+    rnn = rnn.reshape(1, -1) if rnn.ndim == 1 else rnn
+    point = np.asarray(state.point, np.float64).ravel()
+    quantiles = np.asarray(state.quantiles, np.float64).reshape(len(point), -1)
+    head = _STATE.pack(
+        int(state.first_timestamp),
+        int(state.last_timestamp),
+        int(state.digest),
+        float(state.loc),
+        float(state.scale),
+        len(last_raw),
+        *rnn.shape,
+        *quantiles.shape,
+    )
+    return b"".join(
         [
-            np.asarray(state.last_raw, np.float64),
-            np.asarray(state.state, np.float32),
-            np.asarray(state.point, np.float64),
-            np.asarray(state.quantiles, np.float64),
-        ],
+            head,
+            _text(state.series_id),
+            _text(state.scaling),
+            _text(state.model_fingerprint),
+            last_raw.tobytes(),
+            np.ascontiguousarray(rnn).tobytes(),
+            point.tobytes(),
+            np.ascontiguousarray(quantiles).tobytes(),
+        ]
     )
 
 
 def decode_state(data: bytes) -> forecasting.SeriesState:
-    meta, (last_raw, state, point, quantiles) = _unpack(data)
+    first, last, digest, loc, scale, width, S, U, H, Q = _STATE.unpack_from(data, 0)
+    series_id, offset = _read_text(data, _STATE.size)
+    scaling, offset = _read_text(data, offset)
+    fingerprint, offset = _read_text(data, offset)
+    last_raw, offset = _read_array(data, offset, np.float64, (width,))
+    state, offset = _read_array(data, offset, np.float32, (S, U))
+    point, offset = _read_array(data, offset, np.float64, (H,))
+    quantiles, _ = _read_array(data, offset, np.float64, (H, Q))
     return forecasting.SeriesState(
-        series_id=meta["series_id"],
-        first_timestamp=meta["first_timestamp"],
-        last_timestamp=meta["last_timestamp"],
+        series_id=series_id,
+        first_timestamp=first,
+        last_timestamp=last,
         last_raw=last_raw,
-        digest=int(meta["digest"], 16),
-        loc=meta["loc"],
-        scale=meta["scale"],
-        scaling=meta["scaling"],
+        digest=digest,
+        loc=loc,
+        scale=scale,
+        scaling=scaling,
         state=state,
         point=point,
         quantiles=quantiles,
-        model_fingerprint=meta["model_fingerprint"],
+        model_fingerprint=fingerprint,
     )
 
 
 def encode_recent(recent: Recent) -> bytes:
-    return _pack({}, [recent.timestamp.astype(np.int64), recent.hashes.astype(np.uint64)])
+    return (
+        np.asarray(recent.timestamp, np.int64).tobytes()
+        + np.asarray(recent.hashes, np.uint64).tobytes()
+    )
 
 
 def decode_recent(data: bytes) -> Recent:
-    _, (timestamp, hashes) = _unpack(data)
+    n = len(data) // 16
+    timestamp, offset = _read_array(data, 0, np.int64, (n,))
+    hashes, _ = _read_array(data, offset, np.uint64, (n,))
     return Recent(timestamp, hashes)
 
 
@@ -470,13 +564,14 @@ def _unframe(data: bytes | memoryview) -> list[memoryview]:
     return out
 
 
+_SLOT_STATUS = (None, *forecasting.STATUSES)
+
+
 def encode_slot(slot: SeriesSlot) -> bytes:
-    meta = {
-        "saved": slot.saved is not None,
-        "latest": slot.latest is not None,
-        "latest_status": slot.latest_status,
-    }
-    blobs = [json.dumps(meta, sort_keys=True).encode("utf-8"), encode_recent(slot.recent)]
+    head = bytes(
+        [slot.saved is not None, slot.latest is not None, _SLOT_STATUS.index(slot.latest_status)]
+    )
+    blobs = [head, encode_recent(slot.recent)]
     blobs += [encode_state(s) for s in (slot.saved, slot.latest) if s is not None]
     blobs += [encode_part(p) for p in slot.waiting]
     return _frame(blobs)
@@ -484,25 +579,38 @@ def encode_slot(slot: SeriesSlot) -> bytes:
 
 def decode_slot(data: bytes) -> SeriesSlot:
     head, recent, *rest = _unframe(data)
-    meta = json.loads(bytes(head).decode("utf-8"))
-    saved = decode_state(rest.pop(0)) if meta["saved"] else None
-    latest = decode_state(rest.pop(0)) if meta["latest"] else None
+    has_saved, has_latest, status = bytes(head)
+    saved = decode_state(rest.pop(0)) if has_saved else None
+    latest = decode_state(rest.pop(0)) if has_latest else None
     waiting = [decode_part(blob)[0] for blob in rest]
-    return SeriesSlot(saved, decode_recent(recent), waiting, latest, meta["latest_status"])
+    return SeriesSlot(saved, decode_recent(recent), waiting, latest, _SLOT_STATUS[status])
 
 
 def encode_book(book: dict[str, bytes]) -> bytes:
     """A shard's encoded slots by series id (sorted: the same dict, the same bytes). Slots stay
-    encoded inside, so a firing decodes and re-encodes only the series it touches."""
-    blobs = []
-    for series_id in sorted(book):
-        blobs += [series_id.encode("utf-8"), book[series_id]]
-    return _frame(blobs)
+    encoded inside, so a firing decodes and re-encodes only the series it touches. Columnar:
+    the count, every id's and slot's length as one array each, then the ids, then the slots
+    (every arrival reads its shard's whole book, so reading it must not cost a Python step per
+    length)."""
+    ids = sorted(book)
+    names = [series_id.encode("utf-8") for series_id in ids]
+    slots = [bytes(book[series_id]) for series_id in ids]
+    lengths = np.array([[len(n) for n in names], [len(s) for s in slots]], "<u4").reshape(2, -1)
+    return b"".join([_TEXT.pack(len(ids)), lengths.tobytes(), *names, *slots])
 
 
 def decode_book(data: bytes) -> dict[str, bytes | memoryview]:
-    blobs = _unframe(data)
-    return {bytes(blobs[i]).decode("utf-8"): blobs[i + 1] for i in range(0, len(blobs), 2)}
+    data = memoryview(data)
+    (n,) = _TEXT.unpack_from(data, 0)
+    lengths = np.frombuffer(data, "<u4", 2 * n, _TEXT.size).astype(np.int64)
+    ends = (_TEXT.size + 8 * n + np.cumsum(lengths)).tolist()
+    starts = [_TEXT.size + 8 * n, *ends[:-1]]
+    ids = str(data[starts[0] : ends[n - 1]], "utf-8") if n else ""
+    if ids.isascii():  # one character per byte: slice the decoded text
+        names = [ids[a - starts[0] : b - starts[0]] for a, b in zip(starts[:n], ends[:n])]
+    else:
+        names = [str(data[a:b], "utf-8") for a, b in zip(starts[:n], ends[:n])]
+    return dict(zip(names, [data[a:b] for a, b in zip(starts[n:], ends[n:])]))
 
 
 def encode_times(times: dict[str, int]) -> bytes:

@@ -249,14 +249,13 @@ class _AdvanceShardFn(beam.DoFn):
         de-duplication, yield dead letters and the states for snapshots (keyed by ``shard``,
         so snapshots are taken per shard). Returns
         ``(series_id, status, new state or None)`` of each series with something to publish."""
-        results = {}
-        for series_id, take in takes.items():
-            slot = book.slot(series_id)
-            result = streaming.advance(series_id, take, slot.waiting, slot.saved, self._model)
+        slots = {series_id: book.slot(series_id) for series_id in takes}
+        # Every due series prepared in one pass where it can be (see streaming.advance_many).
+        results, hashes = streaming.advance_many(takes, slots, self._model)
+        for series_id, result in results.items():
             for frame in result.rejected:
                 yield beam.pvalue.TaggedOutput(REJECTED, frame)
-            slot.waiting = result.waiting
-            results[series_id] = result
+            slots[series_id].waiting = result.waiting
         working = [series_id for series_id, result in results.items() if result.work is not None]
         new_states = {}
         for first in range(0, len(working), MAX_LANES):
@@ -272,7 +271,11 @@ class _AdvanceShardFn(beam.DoFn):
             self._consumed.inc(len(consumed))
             slot.saved = new_state
             slot.recent = streaming.remember(
-                slot.recent, consumed, new_state.last_timestamp, self._config.dedupe_horizon_ns
+                slot.recent,
+                consumed,
+                new_state.last_timestamp,
+                self._config.dedupe_horizon_ns,
+                hashes.get(series_id),
             )
             yield beam.pvalue.TaggedOutput(STATES, (shard, new_state))
         return [
