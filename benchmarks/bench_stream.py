@@ -10,10 +10,10 @@ one epoch (quality is irrelevant here), runs `rnncast forecast --state-out` over
      the old per-series step (before issue 16: one `step` call per series), the per-shard step
      at commit c55dbfc (each due series through `advance`, JSON-headed slots), and the step
      now (a firing's due series prepared in one pass by `advance_many`, binary slots), with
-     16 shards and with 1; the old two use `stream_baseline.py`, a frozen copy of the module at
-     c55dbfc. Timed alternating, `--repeats` times each (median); the arrivals are built
-     before timing. Prints "new / old per series per core" and "stream per-point cost /
-     batch per-point cost";
+     16 shards and with 1; the old two run `rnncast.pipeline.core.streaming` as it was at
+     c55dbfc, loaded from git history (`git show`). Timed alternating, `--repeats` times
+     each (median); the arrivals are built before timing. Prints "new / old per series per
+     core" and "stream per-point cost / batch per-point cost";
   2. the whole job on the DirectRunner (streaming engine, a single worker thread): the stream is
      started with --state-in, warmed up on one tiny file, then `--ticks - 6` files (one new
      point per series each) land at once -> points/s end to end, files read to forecasts
@@ -43,7 +43,25 @@ ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=ROOT)
 LATENCY_FILES = 6
 HORIZON = 86_400 * 10**9  # the stream's default --dedupe-horizon (1 day), ns
 
-import stream_baseline as baseline  # noqa: E402  (the step's code before this change)
+BASELINE_COMMIT = "c55dbfc"  # the per-shard step before the one-pass prepare and binary slots
+
+
+def module_at(commit: str, path: str, name: str):
+    """The module at ``path`` as it was at ``commit`` (from git history, so the old step is
+    timed with its own code and state encodings without a copy of it in the tree)."""
+    import importlib.util
+
+    source = subprocess.run(
+        ["git", "show", f"{commit}:{path}"], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout
+    spec = importlib.util.spec_from_loader(name, loader=None)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses resolve annotations through sys.modules
+    exec(compile(source, f"{commit}:{path}", "exec"), module.__dict__)
+    return module
+
+
+baseline = module_at(BASELINE_COMMIT, "pipeline/core/streaming.py", "streaming_" + BASELINE_COMMIT)
 
 
 def cli(*args: str) -> None:
