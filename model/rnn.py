@@ -118,6 +118,11 @@ class MaskedStackedRNN(keras.layers.Layer):
         if not 0.0 <= float(dropout) < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {dropout}")
         self.cell_type = cell_type
+        # True: batches without padding take the unmasked kernels (cuDNN on GPU) through a
+        # branch; False: every batch takes the masked path, which gives the same values and,
+        # unlike the branch around Keras' loops, compiles with XLA. How to run, not what is
+        # computed: not part of the config.
+        self.branch_on_padding = True
         self.num_layers = int(num_layers)
         self.units = int(units)
         self.dropout = float(dropout)
@@ -239,6 +244,8 @@ class MaskedStackedRNN(keras.layers.Layer):
                     x = ops.where(valid_3d, x, ops.zeros_like(x))
             return x, final_state
 
+        if not self.branch_on_padding:
+            return run_stack(True)
         # Batches without padding (most of a stream) skip every mask and select: same values,
         # the plain (and on GPU, cuDNN) kernels.
         return ops.cond(all_full, lambda: run_stack(False), lambda: run_stack(True))

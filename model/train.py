@@ -41,6 +41,7 @@ from rnncast.model.forecaster import (
     model_inputs,
     reset_state,
 )
+from rnncast.model.rnn import MaskedStackedRNN
 from rnncast.pipeline.core.progress import Bar, bar_enabled
 from rnncast.pipeline.io import commit
 from rnncast.pipeline.io.locations import check_output_directory
@@ -99,8 +100,17 @@ class Trainer:
         )
         self.optimizer = keras.optimizers.Adam(schedule, global_clipnorm=config.clip_norm)
         self.optimizer.build(self.model.trainable_variables)
-        self._train_step = tf.function(self._train_step_impl, reduce_retracing=True)
-        self._eval_step = tf.function(self._eval_step_impl, reduce_retracing=True)
+        if config.jit_compile:
+            # XLA cannot compile the unpadded/padded branch around Keras' loops; the padded
+            # path alone gives the same values (see MaskedStackedRNN.branch_on_padding).
+            for layer in self.model._flatten_layers():  # noqa: SLF001 - Keras layer walk
+                if isinstance(layer, MaskedStackedRNN):
+                    layer.branch_on_padding = False
+        jit = bool(config.jit_compile)
+        self._train_step = tf.function(
+            self._train_step_impl, reduce_retracing=True, jit_compile=jit
+        )
+        self._eval_step = tf.function(self._eval_step_impl, reduce_retracing=True, jit_compile=jit)
 
     @property
     def variables(self) -> list:
