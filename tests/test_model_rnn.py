@@ -746,22 +746,27 @@ def test_nonnegative_model_clips_forecasts_in_original_units():
 
 
 @pytest.mark.parametrize("cell_type", CELLS)
-@pytest.mark.parametrize("lengths", [[5, 5, 5], [5, 3, 0]])
-def test_masked_path_alone_gives_the_branchs_values(cell_type: str, lengths: list[int]) -> None:
-    # branch_on_padding=False (what XLA compiles) runs every batch on the masked path; it must
-    # give the same values as the branch, with and without padding, in eager mode and in XLA.
+@pytest.mark.parametrize(
+    ("lengths", "path"), [([5, 5, 5], "masked"), ([5, 3, 0], "masked"), ([5, 5, 5], "full")]
+)
+def test_each_path_alone_gives_the_branchs_values(
+    cell_type: str, lengths: list[int], path: str
+) -> None:
+    # padding_path "masked" (any batch) or "full" (batches without padding) is what an XLA
+    # step compiles, without the branch; it must give the branch's values, in eager mode
+    # exactly and under XLA up to float rounding.
     rng = np.random.default_rng(5)
     layer = make_layer(cell_type, 2, 3, 2, seed=13)
     x = rng.normal(size=(len(lengths), 5, 2)).astype(np.float32)
     state = random_state(layer, len(lengths), rng)
     out, fin = run(layer, x, state, lengths)
-    layer.branch_on_padding = False
+    layer.padding_path = path
     try:
         single_out, single_fin = run(layer, x, state, lengths)
         xla = tf.function(lambda x, s, n: layer(x, s, n), jit_compile=True)
         xla_out, xla_fin = xla(x, state, np.asarray(lengths, np.int32))
     finally:
-        layer.branch_on_padding = True
+        layer.padding_path = "branch"
     np.testing.assert_array_equal(single_out, out)
     for a, b in zip(single_fin, fin, strict=True):
         np.testing.assert_array_equal(a, b)
