@@ -6,7 +6,7 @@ and B=256 lanes):
       from batch to batch, masked point + pinball loss, gradient clipping;
   (b) the same step compiled with XLA (``rnncast train --jit-compile``);
   (c) keras.Sequential([GRU|LSTM x 3, Dense]) compiled with Adam and fitted with model.fit
-      (Keras' default ``jit_compile="auto"``, which is XLA for these layers on CPU).
+      (Keras' default ``jit_compile="auto"``, which is no XLA on a CPU-only machine).
 The three alternate round by round; each ratio is the median over the rounds of the
 per-round ratio. Also prints the share of the matmul roofline each reaches (the step's matmul
 FLOPs per second over a large float32 matmul's, timed in the same run), and the input
