@@ -1,14 +1,19 @@
 """Benchmark: rnncast's training step against a plain Keras ``Sequential`` + ``model.fit``.
 
-Same shapes and tensors for both (default B=32, T=64, 3 layers x 100 units, GRU and LSTM):
+Same shapes and tensors for all (default T=64, 3 layers x 100 units, GRU and LSTM, at B=32
+and B=256 lanes):
   (a) rnncast's Trainer step: exact sequence_length masking, per-lane reset, state carried
       from batch to batch, masked point + pinball loss, gradient clipping;
-  (b) keras.Sequential([GRU|LSTM x 3, Dense]) compiled with Adam and fitted with model.fit.
-Prints timesteps/s of each and their ratio (target >= 0.9), and the input pipeline's read
-rate (rnncast.pipeline.io.reader.make_dataset over a dataset-job output of the same T and
-B) against the training rate (the reader must not be the bottleneck).
+  (b) the same step compiled with XLA (``rnncast train --jit-compile``);
+  (c) keras.Sequential([GRU|LSTM x 3, Dense]) compiled with Adam and fitted with model.fit
+      (Keras' default ``jit_compile="auto"``, which is no XLA on a CPU-only machine).
+The three alternate round by round; each ratio is the median over the rounds of the
+per-round ratio. Also prints the share of the matmul roofline each reaches (the step's matmul
+FLOPs per second over a large float32 matmul's, timed in the same run), and the input
+pipeline's read rate (rnncast.pipeline.io.reader.make_dataset over a dataset-job output of
+the same T and B=32) against the training rate (the reader must not be the bottleneck).
 
-    python benchmarks/bench_train.py [--cells gru,lstm] [--batches 40] [--repeats 3]
+    python benchmarks/bench_train.py [--cells gru,lstm] [--batch-sizes 32,256] [--repeats 9]
 """
 
 from __future__ import annotations
@@ -45,7 +50,7 @@ def make_tensors(batches, B, T, F, H, seed=0):
     }
 
 
-def rnncast_epoch(cell, tensors, args):
+def rnncast_epoch(cell, tensors, args, jit_compile=False):
     """A callable running one pass of rnncast's train step over ``tensors`` (warmed up)."""
     batches, B, T, F = tensors["inputs"].shape
     H = tensors["targets"].shape[-1]
@@ -64,15 +69,16 @@ def rnncast_epoch(cell, tensors, args):
         units=args.units,
         dropout=0.0,
         epochs=args.repeats + 1,
+        jit_compile=jit_compile,
     )
     trainer = Trainer(config, metadata)
-    step = trainer._train_step  # noqa: SLF001 - the very step rnncast train runs
     batch_list = [{k: tf.constant(v[i]) for k, v in tensors.items()} for i in range(batches)]
 
     def epoch():
         state = trainer.model.zero_state(B)
         for batch in batch_list:
-            _, _, state = step(batch, state)
+            # The very step rnncast train runs (with XLA: chosen per batch by its padding).
+            _, _, state = trainer.step_for(batch, train=True)(batch, state)
         float(state[0][0, 0])
 
     epoch()  # trace and warm up
@@ -142,48 +148,99 @@ def reader_rate(args) -> float:
         return read.steps / elapsed
 
 
+def matmul_peak(n: int = 2048, repeats: int = 10) -> float:
+    """FLOP/s of a large float32 matmul: the roofline of a matmul-bound step here."""
+    a = tf.random.normal((n, n))
+    matmul = tf.function(lambda x: tf.matmul(x, x))
+    float(tf.reduce_sum(matmul(a)))  # trace and warm up
+    start = time.perf_counter()
+    for _ in range(repeats):
+        out = matmul(a)
+    float(tf.reduce_sum(out))
+    return 2 * n**3 * repeats / (time.perf_counter() - start)
+
+
+def step_flops_per_timestep(cell: str, args) -> float:
+    """Matmul FLOPs of one lane-timestep of a train step: forward (input and recurrent
+    projections of every layer, and the output head) and backward (twice the forward)."""
+    gates = {"gru": 3, "lstm": 4}[cell]
+    forward, width = 0, args.features + 1
+    for _ in range(args.layers):
+        forward += 2 * gates * args.units * (width + args.units)
+        width = args.units
+    forward += 2 * args.units * args.horizon * 4  # point + 3 quantiles per horizon step
+    return 3.0 * forward
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawTextHelpFormatter
     )
     parser.add_argument("--cells", default="gru,lstm")
-    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--batch-sizes", default="32,256")
     parser.add_argument("--num-steps", type=int, default=64)
     parser.add_argument("--features", type=int, default=7)
     parser.add_argument("--horizon", type=int, default=24)
     parser.add_argument("--layers", type=int, default=3)
     parser.add_argument("--units", type=int, default=100)
-    parser.add_argument("--batches", type=int, default=40)
-    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument(
+        "--batches", type=int, default=20, help="Batches per round at B=32 (fewer at larger B)."
+    )
+    parser.add_argument("--repeats", type=int, default=9)
+    parser.add_argument("--skip-reader", action="store_true")
     args = parser.parse_args()
     devices = [d.device_type for d in tf.config.list_physical_devices()]
     print(
         f"machine: {platform.machine()}, {os.cpu_count()} cores, devices {devices}, "
         f"tensorflow {tf.__version__}, keras {keras.__version__}"
     )
-    tensors = make_tensors(
-        args.batches, args.batch_size, args.num_steps, args.features, args.horizon
+    peak = matmul_peak()
+    print(f"matmul roofline: {peak / 1e9:.1f} GFLOP/s (2048x2048 float32, tf.matmul)")
+    print()
+    print(
+        "| B | cell | rnncast | rnncast XLA | Keras fit | rnncast / Keras | XLA / Keras "
+        "| roofline share (rnncast, XLA, Keras) |"
     )
+    print("| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |")
     fastest_training = None
-    for cell in args.cells.split(","):
-        ours_epoch = rnncast_epoch(cell, tensors, args)
-        keras_fit = keras_epoch(cell, tensors, args)
-        # Alternate the two so drifts of a shared 2-core machine hit both alike.
-        rounds = [(_timed(ours_epoch), _timed(keras_fit)) for _ in range(args.repeats)]
-        steps = tensors["inputs"].shape[0] * args.batch_size * args.num_steps
-        ours = steps / np.median([a for a, _ in rounds])
-        plain = steps / np.median([b for _, b in rounds])
-        ratio = float(np.median([b / a for a, b in rounds]))
-        fastest_training = max(ours, fastest_training or 0)
-        print(
-            f"{cell}: rnncast {ours:10,.0f} timesteps/s   keras fit {plain:10,.0f} "
-            f"timesteps/s   median ratio {ratio:.2f} over {args.repeats} alternating rounds "
-            "(target >= 0.9)"
-        )
+    for batch_size in (int(b) for b in args.batch_sizes.split(",")):
+        args.batch_size = batch_size
+        # About the same timesteps per round at every B.
+        batches = max(2, args.batches * 32 // batch_size)
+        tensors = make_tensors(batches, batch_size, args.num_steps, args.features, args.horizon)
+        steps = batches * batch_size * args.num_steps
+        for cell in args.cells.split(","):
+            runs = {
+                "rnncast": rnncast_epoch(cell, tensors, args),
+                "xla": rnncast_epoch(cell, tensors, args, jit_compile=True),
+                "keras": keras_epoch(cell, tensors, args),
+            }
+            # Alternate the three so drifts of a shared 2-core machine hit all alike.
+            rounds = [{k: _timed(fn) for k, fn in runs.items()} for _ in range(args.repeats)]
+            rate = {k: steps / np.median([r[k] for r in rounds]) for k in runs}
+            ratio = {
+                k: float(np.median([r["keras"] / r[k] for r in rounds])) for k in ("rnncast", "xla")
+            }
+            flops = step_flops_per_timestep(cell, args)
+            share = ", ".join(f"{rate[k] * flops / peak:.1%}" for k in runs)
+            if batch_size == 32:
+                fastest_training = max(rate["rnncast"], rate["xla"], fastest_training or 0)
+            print(
+                f"| {batch_size} | {cell} | {rate['rnncast']:,.0f} | {rate['xla']:,.0f} | "
+                f"{rate['keras']:,.0f} | {ratio['rnncast']:.2f} | {ratio['xla']:.2f} | "
+                f"{share} |",
+                flush=True,
+            )
+    print(
+        f"\n(timesteps/s, median of {args.repeats} alternating rounds of ~{steps:,} "
+        "lane-timesteps; ratios: median per-round speed-up over Keras fit)"
+    )
+    if args.skip_reader or fastest_training is None:  # the reader is compared at B=32
+        return
     rate = reader_rate(args)
     print(
         f"reader: {rate:,.0f} timesteps/s = {rate / fastest_training:.1f}x the fastest "
-        "training rate above (must be > 1)"
+        "training rate at B=32 above (must be > 1)"
     )
 
 

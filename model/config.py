@@ -73,6 +73,9 @@ class TrainConfig:
     seed: int = 0
     patience: int = 5
     distribution: str = "none"
+    # XLA-compiled train and eval steps (single device): faster on CPU (BENCHMARKS.md); the
+    # numbers differ from the plain steps in the last bits, and are reproducible either way.
+    jit_compile: bool = False
     # What the outputs are added to (model_anchor): "auto" picks the last value or seasonal
     # naive over one of the lags, whichever fits the training data best.
     anchor: str = "auto"
@@ -119,6 +122,8 @@ class TrainConfig:
             problems.append("--lags must be distinct positive numbers of steps")
         if self.distribution not in DISTRIBUTIONS:
             problems.append(f"--distribution must be one of {DISTRIBUTIONS}")
+        elif self.jit_compile and self.distribution != "none":
+            problems.append("--jit-compile works with --distribution none only")
         if self.nonnegative not in NONNEGATIVE:
             problems.append(f"--nonnegative must be one of {NONNEGATIVE}")
         if self.min_batches_per_epoch < 0:
@@ -143,6 +148,7 @@ class TrainConfig:
         settings.pop("model_dir")
         settings.pop("data")
         settings.pop("distribution")  # how training is spread does not change the model
+        settings.pop("jit_compile")  # nor how its steps are compiled
         settings["quantiles"] = sorted(self.quantiles)
         if self.lags is not None:
             settings["lags"] = list(self.lags)  # as JSON reads it back

@@ -118,6 +118,13 @@ class MaskedStackedRNN(keras.layers.Layer):
         if not 0.0 <= float(dropout) < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {dropout}")
         self.cell_type = cell_type
+        # How batches reach the kernels, not what is computed (not part of the config):
+        # "branch": a graph branch sends batches without padding to the unmasked kernels
+        # (cuDNN on GPU); "masked": every batch takes the masked path (same values); "full":
+        # the unmasked kernels only, for a caller that knows the batch has no padding (its
+        # padding would be computed on). XLA cannot compile the branch around Keras' loops,
+        # but compiles either path alone, so an XLA step picks the path in Python per batch.
+        self.padding_path = "branch"
         self.num_layers = int(num_layers)
         self.units = int(units)
         self.dropout = float(dropout)
@@ -239,6 +246,8 @@ class MaskedStackedRNN(keras.layers.Layer):
                     x = ops.where(valid_3d, x, ops.zeros_like(x))
             return x, final_state
 
+        if self.padding_path != "branch":
+            return run_stack(self.padding_path == "masked")
         # Batches without padding (most of a stream) skip every mask and select: same values,
         # the plain (and on GPU, cuDNN) kernels.
         return ops.cond(all_full, lambda: run_stack(False), lambda: run_stack(True))

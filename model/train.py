@@ -41,6 +41,7 @@ from rnncast.model.forecaster import (
     model_inputs,
     reset_state,
 )
+from rnncast.model.rnn import MaskedStackedRNN
 from rnncast.pipeline.core.progress import Bar, bar_enabled
 from rnncast.pipeline.io import commit
 from rnncast.pipeline.io.locations import check_output_directory
@@ -99,8 +100,47 @@ class Trainer:
         )
         self.optimizer = keras.optimizers.Adam(schedule, global_clipnorm=config.clip_norm)
         self.optimizer.build(self.model.trainable_variables)
-        self._train_step = tf.function(self._train_step_impl, reduce_retracing=True)
-        self._eval_step = tf.function(self._eval_step_impl, reduce_retracing=True)
+        self._stacks = [
+            layer
+            for layer in self.model._flatten_layers()  # noqa: SLF001 - Keras layer walk
+            if isinstance(layer, MaskedStackedRNN)
+        ]
+        if config.jit_compile:
+            # XLA cannot compile the padded/unpadded graph branch around Keras' loops, so
+            # each path is its own compiled step and run_split picks one per batch.
+            self._xla_steps = {
+                (train, padded): self._xla_step(train, padded)
+                for train in (True, False)
+                for padded in (True, False)
+            }
+        else:
+            self._train_step = tf.function(self._train_step_impl, reduce_retracing=True)
+            self._eval_step = tf.function(self._eval_step_impl, reduce_retracing=True)
+
+    def _xla_step(self, train: bool, padded: bool):
+        impl = self._train_step_impl if train else self._eval_step_impl
+        path = "masked" if padded else "full"
+
+        def step(batch, state):
+            # Runs while tracing only: the path is baked into this step's graph.
+            for stack in self._stacks:
+                stack.padding_path = path
+            try:
+                return impl(batch, state)
+            finally:
+                for stack in self._stacks:
+                    stack.padding_path = "branch"
+
+        return tf.function(step, reduce_retracing=True, jit_compile=True)
+
+    def step_for(self, batch, train: bool):
+        """The compiled step for ``batch``: with XLA, the unmasked one when no lane is
+        padded (resets need no mask: they act on the incoming state), else the masked one."""
+        if not self.config.jit_compile:
+            return self._train_step if train else self._eval_step
+        lengths = batch["sequence_length"]
+        padded = bool(np.any(np.asarray(lengths) < int(batch["inputs"].shape[1])))
+        return self._xla_steps[(train, padded)]
 
     @property
     def variables(self) -> list:
@@ -183,7 +223,6 @@ class Trainer:
     ) -> tuple[float, int, int]:
         """One pass over ``dataset``: mean loss over valid targets, batches, time steps.
         ``on_batch(loss_sum, targets)`` is called after every batch (progress only)."""
-        step = self._train_step if train else self._eval_step
         total, count, batches, timesteps = 0.0, 0.0, 0, 0
         state, state_size = None, None
         for batch in dataset:
@@ -195,7 +234,7 @@ class Trainer:
                     state = self._lanes(state, size)
             if self.strategy is not None:
                 batch = self._lanes(batch, size)
-            batch_total, batch_count, state = step(batch, state)
+            batch_total, batch_count, state = self.step_for(batch, train)(batch, state)
             batch_total, batch_count = float(batch_total), float(batch_count)
             total += batch_total
             count += batch_count

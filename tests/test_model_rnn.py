@@ -743,3 +743,33 @@ def test_nonnegative_model_clips_forecasts_in_original_units():
         np.testing.assert_allclose(high[key], np.maximum(low[key], 0.0))
     np.testing.assert_allclose(high["state"], low["state"])
     assert type(clipped).from_config(clipped.get_config()).nonnegative
+
+
+@pytest.mark.parametrize("cell_type", CELLS)
+@pytest.mark.parametrize(
+    ("lengths", "path"), [([5, 5, 5], "masked"), ([5, 3, 0], "masked"), ([5, 5, 5], "full")]
+)
+def test_each_path_alone_gives_the_branchs_values(
+    cell_type: str, lengths: list[int], path: str
+) -> None:
+    # padding_path "masked" (any batch) or "full" (batches without padding) is what an XLA
+    # step compiles, without the branch; it must give the branch's values, in eager mode
+    # exactly and under XLA up to float rounding.
+    rng = np.random.default_rng(5)
+    layer = make_layer(cell_type, 2, 3, 2, seed=13)
+    x = rng.normal(size=(len(lengths), 5, 2)).astype(np.float32)
+    state = random_state(layer, len(lengths), rng)
+    out, fin = run(layer, x, state, lengths)
+    layer.padding_path = path
+    try:
+        single_out, single_fin = run(layer, x, state, lengths)
+        xla = tf.function(lambda x, s, n: layer(x, s, n), jit_compile=True)
+        xla_out, xla_fin = xla(x, state, np.asarray(lengths, np.int32))
+    finally:
+        layer.padding_path = "branch"
+    np.testing.assert_array_equal(single_out, out)
+    for a, b in zip(single_fin, fin, strict=True):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_allclose(np.asarray(xla_out), out, rtol=0, atol=ATOL)
+    assert_zero_past_length(np.asarray(xla_out), lengths)
+    assert_states_close([np.asarray(s) for s in xla_fin], fin)
