@@ -100,12 +100,12 @@ class Trainer:
         )
         self.optimizer = keras.optimizers.Adam(schedule, global_clipnorm=config.clip_norm)
         self.optimizer.build(self.model.trainable_variables)
-        self._stacks = [
-            layer
-            for layer in self.model._flatten_layers()  # noqa: SLF001 - Keras layer walk
-            if isinstance(layer, MaskedStackedRNN)
-        ]
         if config.jit_compile:
+            self._stacks = [
+                layer
+                for layer in self.model._flatten_layers()  # noqa: SLF001 - Keras layer walk
+                if isinstance(layer, MaskedStackedRNN)
+            ]
             # XLA cannot compile the padded/unpadded graph branch around Keras' loops, so
             # each path is its own compiled step and run_split picks one per batch.
             self._xla_steps = {

@@ -159,6 +159,16 @@ def committed_shard_file(state_dir: str, shard: int, shards: int) -> bytes:
         return source.read()
 
 
+def _arm_at_window_end(timer, next_fire, micros: int, window: int) -> None:
+    """Set ``timer`` to the end of the window holding ``micros`` unless it is already set
+    earlier (``next_fire`` remembers when it is set; cleared when it fires)."""
+    at = window_end(micros, window)
+    current = next_fire.read()
+    if current is None or at < current:
+        timer.set(Timestamp(micros=at))
+        next_fire.write(at)
+
+
 class _SnapshotShardFn(beam.DoFn):
     """Per shard (the key): the latest state of each of its series; at each window end (event
     time) the shard's states, with its ``--state-in`` series not seen since, become one
@@ -186,11 +196,7 @@ class _SnapshotShardFn(beam.DoFn):
     ):
         Pacing.of(self._config.output).note_activity()
         updates.add(element[1])
-        at = window_end(int(timestamp.micros), self._config.window_us)
-        current = next_fire.read()
-        if current is None or at < current:
-            snapshot.set(Timestamp(micros=at))
-            next_fire.write(at)
+        _arm_at_window_end(snapshot, next_fire, int(timestamp.micros), self._config.window_us)
 
     @userstate.on_timer(SNAPSHOT)
     def on_snapshot(
@@ -242,11 +248,7 @@ class _CommitSnapshotFn(beam.DoFn):
         commit_timer=beam.DoFn.TimerParam(COMMIT),
     ):
         files.add(element[1])
-        at = window_end(int(timestamp.micros), self._config.window_us)
-        current = next_fire.read()
-        if current is None or at < current:
-            commit_timer.set(Timestamp(micros=at))
-            next_fire.write(at)
+        _arm_at_window_end(commit_timer, next_fire, int(timestamp.micros), self._config.window_us)
 
     @userstate.on_timer(COMMIT)
     def on_commit(
