@@ -379,6 +379,20 @@ def quiet_workers(argv: list[str]) -> list[str]:
     return [*argv, *extra]
 
 
+def _dump_stacks_on_sigusr1() -> None:
+    """``kill -USR1 PID`` prints every thread's Python stack to stderr: what a long-running
+    job (``stream``, a large ``dataset``) is doing when it seems stuck, without stopping it."""
+    import contextlib
+    import faulthandler
+    import signal
+
+    if not hasattr(signal, "SIGUSR1"):  # Windows
+        return
+    # Not where stderr is no file (captured by a test, an embedding program).
+    with contextlib.suppress(OSError, ValueError, AttributeError):
+        faulthandler.register(signal.SIGUSR1, all_threads=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = argparse.ArgumentParser(
@@ -410,6 +424,7 @@ def main(argv: list[str] | None = None) -> int:
         help_parser.print_help()
         return 0
     configure_logging(verbose)
+    _dump_stacks_on_sigusr1()
     if command in BEAM_COMMANDS and not verbose and not helping:
         rest = quiet_workers(rest)
     try:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -19,6 +20,9 @@ from apache_beam.options.pipeline_options import PipelineOptions, StandardOption
 from apache_beam.testing import test_stream
 from apache_beam.transforms.window import TimestampedValue
 from conftest import run_job, write_csv
+from hypothesis import given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 
 from rnncast.model.config import TrainConfig
 from rnncast.model.export import export_model
@@ -222,6 +226,55 @@ def test_shards_are_stable_and_a_shard_book_round_trips_without_pickle():
     )
     assert series_id == "a" and item.arrival == 7
     assert streaming.decode_times(streaming.encode_times({"b": 2, "a": 1})) == {"a": 1, "b": 2}
+
+
+@given(
+    stored=st.dictionaries(st.text(max_size=6), st.binary(max_size=12), max_size=20),
+    written=st.dictionaries(st.text(max_size=6), st.binary(max_size=12), max_size=5),
+    probes=st.lists(st.text(max_size=6), max_size=10),
+)
+@hypothesis_settings(max_examples=200, deadline=None)
+def test_a_lazily_read_book_answers_and_writes_back_like_a_dict(stored, written, probes):
+    # The book is read for every arrival and bisected over its sorted ids, never decoded
+    # whole: lookups, misses, writes on top and the bytes written back must be a dict's.
+    book = streaming.decode_book(streaming.encode_book(stored))
+    assert len(book) == len(stored) and bool(book) == bool(stored)
+    for series_id in [*stored, *probes]:
+        assert (series_id in book) == (series_id in stored)
+        if series_id in stored:
+            assert bytes(book[series_id]) == stored[series_id]
+    for series_id, slot in written.items():
+        book[series_id] = slot
+    expected = {**stored, **written}
+    assert len(book) == len(expected) and list(book) == sorted(expected)
+    assert streaming.encode_book(book) == streaming.encode_book(expected)
+
+
+def test_an_arrival_peeks_at_a_slot_as_the_firing_decodes_it():
+    # classify needs only the saved state's last point and the recent hashes; the peek must
+    # see exactly what the full decode sees (cold and saved slots, with waiting parts).
+    original = part(pd.date_range("2021-01-01", periods=3, freq="h"), [1.0, 2.0, 3.0])
+    recent = streaming.Recent(np.array([5, 9], np.int64), np.array([11, 2**64 - 1], np.uint64))
+    for slot in (
+        streaming.SeriesSlot(),
+        streaming.SeriesSlot(None, recent, [original]),
+        streaming.SeriesSlot(saved_at("2021-01-01", 2.5), recent, [original], None, "full"),
+        streaming.SeriesSlot(saved_at("2021-01-02", 1.0), recent, [], saved_at("2021-01-02", 3.0)),
+    ):
+        encoded = streaming.encode_slot(slot)
+        last, seen = streaming.peek_slot(encoded)
+        full = streaming.decode_slot(encoded)
+        if full.saved is None:
+            assert last is None
+        else:
+            assert last.last_timestamp == full.saved.last_timestamp
+            np.testing.assert_array_equal(last.last_raw, full.saved.last_raw)
+        np.testing.assert_array_equal(seen.timestamp, full.recent.timestamp)
+        np.testing.assert_array_equal(seen.hashes, full.recent.hashes)
+        late = part(pd.date_range("2020-12-31 23:00", periods=3, freq="h"), [1.0, 2.0, 3.0])
+        np.testing.assert_array_equal(
+            streaming.classify(late, last, seen), streaming.classify(late, full.saved, full.recent)
+        )
 
 
 def test_a_shard_firing_takes_exactly_the_series_due_then():
@@ -515,6 +568,8 @@ def test_file_watching_run_picks_up_new_files_and_stops_by_itself(exported, tmp_
                 time.sleep(0.5)
             else:
                 pytest.fail(f"no forecast from {name} within 180 s")
+            if k == 0:  # a running job prints its stacks on SIGUSR1 and goes on
+                job.send_signal(signal.SIGUSR1)
         (incoming / "broken.csv").write_text("id,when,amount\na,2021-01-01,1\n")
         out, _ = job.communicate(timeout=180)
     finally:
@@ -522,6 +577,7 @@ def test_file_watching_run_picks_up_new_files_and_stops_by_itself(exported, tmp_
             job.kill()
     assert job.returncode == 0, out
     assert "stopped watching after 4 file(s)" in out, out
+    assert "(most recent call first)" in out and "cli.py" in out
     assert "dead letters {'unreadable_file': 1}" in out
     broken = dead_letters(output).iloc[0]
     assert broken.source.endswith("broken.csv") and "missing column(s)" in broken.row["error"]

@@ -401,10 +401,10 @@ def run_lanes(works: list[Work], step: StepFn, model: ModelInfo) -> list[SeriesS
                 observed[lane, : steps[lane]] = work.observed[start : start + steps[lane]]
         out = step(inputs, observed, steps, loc, scale, state)
         state = np.asarray(out["state"])
-        ends = (lengths > start) & (lengths <= start + T)
-        for lane in np.flatnonzero(ends):
-            point[lane] = np.asarray(out["point"])[lane, steps[lane] - 1]
-            quantiles[lane] = np.asarray(out["quantiles"])[lane, steps[lane] - 1]
+        ends = np.flatnonzero((lengths > start) & (lengths <= start + T))
+        point[ends] = np.asarray(out["point"])[ends, steps[ends] - 1]
+        quantiles[ends] = np.asarray(out["quantiles"])[ends, steps[ends] - 1]
+    state = np.ascontiguousarray(state.transpose(1, 0, 2))  # [B, S, U]: one block per lane
     return [
         SeriesState(
             series_id=w.series_id,
@@ -415,7 +415,7 @@ def run_lanes(works: list[Work], step: StepFn, model: ModelInfo) -> list[SeriesS
             loc=w.loc,
             scale=w.scale,
             scaling=w.scaling,
-            state=state[:, lane].copy(),
+            state=state[lane],
             point=point[lane],
             quantiles=quantiles[lane],
             model_fingerprint=model.fingerprint,

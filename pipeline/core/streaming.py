@@ -20,7 +20,9 @@ import io
 import json
 import struct
 import zlib
+from collections.abc import Mapping, MutableMapping
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -152,7 +154,9 @@ def raw_of(part: SeriesPart | Observations) -> np.ndarray:
     return np.column_stack([part.value, part.covariates]).astype(np.float64)
 
 
-def classify(part: SeriesPart, saved: forecasting.SeriesState | None, recent: Recent) -> np.ndarray:
+def classify(
+    part: SeriesPart, saved: forecasting.SeriesState | LastPoint | None, recent: Recent
+) -> np.ndarray:
     """Decide each arriving row of a series: ``""`` (buffer it), ``duplicate`` (an exact repeat
     of a consumed point: ignored) or ``late`` (at or before the last consumed point: the series
     has been advanced past it). Repeats of points still buffered are resolved when consumed."""
@@ -586,31 +590,123 @@ def decode_slot(data: bytes) -> SeriesSlot:
     return SeriesSlot(saved, decode_recent(recent), waiting, latest, _SLOT_STATUS[status])
 
 
-def encode_book(book: dict[str, bytes]) -> bytes:
+class LastPoint(NamedTuple):
+    """The last consumed point of a saved series: all :func:`classify` reads of its state."""
+
+    last_timestamp: int
+    last_raw: np.ndarray
+
+
+def peek_slot(data: bytes | memoryview) -> tuple[LastPoint | None, Recent]:
+    """What :func:`classify` needs of an encoded slot (the saved state's last point, None for
+    a cold series, and the recent hashes), without decoding the rest: every arrival classifies
+    its points, while only a firing needs the whole slot."""
+    head, recent, *rest = _unframe(data)
+    if not bytes(head)[0]:
+        return None, decode_recent(recent)
+    saved = rest[0]
+    _, last, _, _, _, width, *_ = _STATE.unpack_from(saved, 0)
+    offset = _STATE.size
+    for _ in range(3):  # series id, scaling, fingerprint
+        (size,) = _TEXT.unpack_from(saved, offset)
+        offset += _TEXT.size + size
+    last_raw, _ = _read_array(saved, offset, np.float64, (width,))
+    return LastPoint(last, last_raw), decode_recent(recent)
+
+
+def encode_book(book: Mapping[str, bytes | memoryview]) -> bytes:
     """A shard's encoded slots by series id (sorted: the same dict, the same bytes). Slots stay
     encoded inside, so a firing decodes and re-encodes only the series it touches. Columnar:
-    the count, every id's and slot's length as one array each, then the ids, then the slots
-    (every arrival reads its shard's whole book, so reading it must not cost a Python step per
-    length)."""
-    ids = sorted(book)
+    the count, every id's and slot's length as one array each, then the ids (sorted), then the
+    slots, so that :class:`Book` finds one series without reading the others."""
+    ids = list(book)
+    if any(a >= b for a, b in zip(ids, ids[1:])):
+        ids.sort()
     names = [series_id.encode("utf-8") for series_id in ids]
-    slots = [bytes(book[series_id]) for series_id in ids]
+    slots = [book[series_id] for series_id in ids]
     lengths = np.array([[len(n) for n in names], [len(s) for s in slots]], "<u4").reshape(2, -1)
     return b"".join([_TEXT.pack(len(ids)), lengths.tobytes(), *names, *slots])
 
 
-def decode_book(data: bytes) -> dict[str, bytes | memoryview]:
-    data = memoryview(data)
-    (n,) = _TEXT.unpack_from(data, 0)
-    lengths = np.frombuffer(data, "<u4", 2 * n, _TEXT.size).astype(np.int64)
-    ends = (_TEXT.size + 8 * n + np.cumsum(lengths)).tolist()
-    starts = [_TEXT.size + 8 * n, *ends[:-1]]
-    ids = str(data[starts[0] : ends[n - 1]], "utf-8") if n else ""
-    if ids.isascii():  # one character per byte: slice the decoded text
-        names = [ids[a - starts[0] : b - starts[0]] for a, b in zip(starts[:n], ends[:n])]
-    else:
-        names = [str(data[a:b], "utf-8") for a, b in zip(starts[:n], ends[:n])]
-    return dict(zip(names, [data[a:b] for a, b in zip(starts[n:], ends[n:])]))
+class Book(MutableMapping):
+    """A shard's encoded slots by series id, read from :func:`encode_book`'s bytes lazily.
+
+    Every arrival reads its shard's book to classify one series, so looking a series up must
+    not cost a Python step per series of the shard: the lengths are one numpy array, ids are
+    found by bisection over the sorted id block (O(log n) ids decoded), and a slot is a view
+    into the bytes. Writes go to an overlay; iterating (which :func:`encode_book` does when
+    the book is written back) decodes every id once."""
+
+    def __init__(self, data: bytes | memoryview = b""):
+        self._data = memoryview(data)
+        self._changed: dict[str, bytes | memoryview] = {}
+        self._names: list[str] | None = None  # every stored id, once iterated
+        self._position: dict[str, int] = {}
+        if len(self._data) == 0:
+            self._n, self._ends = 0, np.zeros(0, np.int64)
+            return
+        (n,) = _TEXT.unpack_from(self._data, 0)
+        lengths = np.frombuffer(self._data, "<u4", 2 * n, _TEXT.size).astype(np.int64)
+        self._n = n
+        # End of each id (the first n) and slot (the last n), in file order.
+        self._ends = _TEXT.size + 8 * n + np.cumsum(lengths)
+
+    def _span(self, index: int) -> tuple[int, int]:
+        end = int(self._ends[index])
+        start = int(self._ends[index - 1]) if index else _TEXT.size + 8 * self._n
+        return start, end
+
+    def _name(self, index: int) -> str:
+        if self._names is not None:
+            return self._names[index]
+        start, end = self._span(index)
+        return str(self._data[start:end], "utf-8")
+
+    def _index(self, series_id: str) -> int:
+        """Position of ``series_id`` among the stored ids, or -1 (ids are stored sorted)."""
+        if self._names is not None:
+            return self._position.get(series_id, -1)
+        low, high = 0, self._n
+        while low < high:
+            middle = (low + high) // 2
+            if self._name(middle) < series_id:
+                low = middle + 1
+            else:
+                high = middle
+        return low if low < self._n and self._name(low) == series_id else -1
+
+    def _stored(self) -> list[str]:
+        if self._names is None:
+            names = [self._name(i) for i in range(self._n)]
+            self._position = {name: i for i, name in enumerate(names)}
+            self._names = names
+        return self._names
+
+    def __getitem__(self, series_id: str) -> bytes | memoryview:
+        if series_id in self._changed:
+            return self._changed[series_id]
+        index = self._index(series_id)
+        if index < 0:
+            raise KeyError(series_id)
+        start, end = self._span(self._n + index)
+        return self._data[start:end]
+
+    def __setitem__(self, series_id: str, slot: bytes | memoryview) -> None:
+        self._changed[series_id] = slot
+
+    def __delitem__(self, series_id: str) -> None:
+        raise TypeError("a shard's book never forgets a series")
+
+    def __iter__(self):
+        added = [i for i in self._changed if self._index(i) < 0]
+        return iter(sorted([*self._stored(), *added]) if added else self._stored())
+
+    def __len__(self) -> int:
+        return self._n + sum(1 for i in self._changed if self._index(i) < 0)
+
+
+def decode_book(data: bytes) -> Book:
+    return Book(data)
 
 
 def encode_times(times: dict[str, int]) -> bytes:
