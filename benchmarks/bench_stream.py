@@ -28,9 +28,11 @@ one epoch (quality is irrelevant here), runs `rnncast forecast --state-out` over
 from __future__ import annotations
 
 import argparse
+import gc
 import glob
 import os
 import platform
+import signal
 import statistics
 import subprocess
 import sys
@@ -93,13 +95,15 @@ class Outputs:
         import pandas as pd
 
         for path in sorted(set(glob.glob(self._pattern)) - self._seen):
-            self._seen.add(path)
             rows = pd.read_parquet(path, columns=["series_id", "origin"]).dropna()
+            self._seen.add(path)
             for origin, ids in rows.groupby("origin")["series_id"]:
                 self.origins.setdefault(origin, set()).update(ids)
 
-    def wait_for(self, origin, count: int, job, timeout: float = 600.0) -> float:
-        """Wait until ``count`` series have a forecast from ``origin``; return the time."""
+    def wait_for(self, origin, count: int, job, timeout: float = 180.0) -> float:
+        """Wait until ``count`` series have a forecast from ``origin``; return the time. On a
+        timeout, the stream's thread stacks (``kill -USR1``) go into the error, so a stall
+        says where it is."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             self.refresh()
@@ -108,10 +112,25 @@ class Outputs:
             if job.poll() is not None:
                 raise RuntimeError(f"the stream exited early:\n{job.stdout.read()}")
             time.sleep(0.02)
-        raise RuntimeError(f"no forecast from {origin} within {timeout} s")
+        job.send_signal(signal.SIGUSR1)
+        time.sleep(2)
+        job.kill()
+        got = {str(k): len(v) for k, v in sorted(self.origins.items())}
+        raise RuntimeError(
+            f"only {len(self.origins.get(origin, ()))} of {count} series have a forecast from "
+            f"{origin} after {timeout} s; series per origin so far: {got}; the stream's "
+            f"output and thread stacks:\n{job.stdout.read()}"
+        )
 
 
-def _load(model_path: str, state_dir: str):
+_LOADED: dict = {}
+
+
+def _load(model_path: str, state_dir: str, jit: bool = False, shapes=((1, 1),)):
+    """The model info, the loaded model (once per process and mode: an XLA step compiles per
+    shape, and a new load would compile again) and the saved states. Each ``(lanes, steps)``
+    call shape in ``shapes`` is run once first: tracing (~1 s) and XLA's compiling (~1 s per
+    shape) are not per-point cost."""
     import numpy as np
     import pandas as pd
 
@@ -125,13 +144,19 @@ def _load(model_path: str, state_dir: str):
     for path in files:
         for state in forecasting.states_from_frame(pd.read_parquet(path), model):
             states[state.series_id] = state
-    loaded = load_model(model_path)
-    # One call first: the first traces the step function (~1 s), which is not per-point cost.
-    features = np.zeros((1, len(model.feature_names)), np.float32)
-    work = forecasting.Work(
-        "warm", "full", features, np.ones(1, bool), None, 0, 0, np.zeros(1), 0, 0.0, 1.0, "own"
-    )
-    forecasting.run_lanes([work], loaded.step, model)
+    if (model_path, jit) not in _LOADED:
+        _LOADED[model_path, jit] = load_model(model_path, jit_compile=jit)
+    loaded = _LOADED[model_path, jit]
+    for lanes, steps in shapes:
+        features = np.zeros((steps, len(model.feature_names)), np.float32)
+        work = forecasting.Work(
+            "warm", "full", features, np.ones(steps, bool), None, 0, 0, np.zeros(1), 0, 0.0,
+            1.0, "own",
+        )  # fmt: skip
+        forecasting.run_lanes([work] * lanes, loaded.step, model)
+    # Loading TensorFlow and the model leaves a large heap of young objects: collect it now,
+    # or the first variant timed after a load pays a one-off full collection (~0.3 s).
+    gc.collect()
     return model, loaded, states
 
 
@@ -185,7 +210,9 @@ def step_per_series(model_path: str, state_dir: str, arrivals) -> float:
     return points / (time.perf_counter() - start)
 
 
-def step_per_shard(model_path: str, state_dir: str, arrivals, shards: int, new: bool) -> float:
+def step_per_shard(
+    model_path: str, state_dir: str, arrivals, shards: int, new: bool, jit: bool = False
+) -> float:
     """Points/s of the stateful step keyed by shard, one core: per arrival the shard's book is
     decoded and the series classified, its part buffered (encoded with its series id); per
     firing the shard's due series advance as lanes of one model run and their slots are
@@ -195,7 +222,13 @@ def step_per_shard(model_path: str, state_dir: str, arrivals, shards: int, new: 
     from rnncast.pipeline.core import forecasting, streaming
 
     lib = streaming if new else baseline
-    model, loaded, states = _load(model_path, state_dir)
+    width = len(next(iter(arrivals[0].values())).timestamp)
+    counts = {}
+    for sid in arrivals[0]:
+        shard = lib.shard_of(sid, shards)
+        counts[shard] = counts.get(shard, 0) + 1
+    shapes = {(lanes, width) for lanes in counts.values()}
+    model, loaded, states = _load(model_path, state_dir, jit, shapes)
     books: dict[int, bytes] = {}
     for sid, state in states.items():
         shard = lib.shard_of(sid, shards)
@@ -212,8 +245,13 @@ def step_per_shard(model_path: str, state_dir: str, arrivals, shards: int, new: 
             pending = []
             for sid in ids:  # process(): one arrival per series
                 part = parts[sid]
-                slot = lib.decode_slot(lib.decode_book(books[shard])[sid])
-                reasons = lib.classify(part, slot.saved, slot.recent)
+                encoded = lib.decode_book(books[shard])[sid]
+                if new:  # only the last point and the recent hashes
+                    saved, recent = streaming.peek_slot(encoded)
+                else:
+                    slot = lib.decode_slot(encoded)
+                    saved, recent = slot.saved, slot.recent
+                reasons = lib.classify(part, saved, recent)
                 pending.append(lib.encode_keyed_part(sid, lib.Pending(0, part)))
                 points += int((reasons == "").sum())
             book = lib.decode_book(books[shard])  # on_flush: every series of the shard due
@@ -247,17 +285,23 @@ def step_per_shard(model_path: str, state_dir: str, arrivals, shards: int, new: 
     return points / (time.perf_counter() - start)
 
 
-def batch_in_process(model_path: str, state_dir: str, history, lanes: int = 256) -> float:
+def batch_in_process(
+    model_path: str, state_dir: str, history, lanes: int = 256, jit: bool = False
+) -> float:
     """Points/s of the batch forecast job's work on the history, one core: every series
-    prepared from scratch (grid, scaling, features) and run as lanes of 256 per model call."""
+    prepared from scratch (grid, scaling, features) and run as lanes of 256 per model call
+    (run once untimed first, so that every call shape is traced and compiled)."""
     from rnncast.pipeline.core import forecasting, streaming
 
-    model, loaded, _ = _load(model_path, state_dir)
+    model, loaded, _ = _load(model_path, state_dir, jit)
     groups = [(sid, g.sort_values("timestamp")) for sid, g in history.groupby("series_id")]
-    start = time.perf_counter()
-    works = [streaming.advance(sid, [_part(rows)], [], None, model).work for sid, rows in groups]
-    for first in range(0, len(works), lanes):
-        forecasting.run_lanes(works[first : first + lanes], loaded.step, model)
+    for _ in range(2):  # the first traces and compiles every call shape; the second is timed
+        start = time.perf_counter()
+        works = [
+            streaming.advance(sid, [_part(rows)], [], None, model).work for sid, rows in groups
+        ]
+        for first in range(0, len(works), lanes):
+            forecasting.run_lanes(works[first : first + lanes], loaded.step, model)
     return len(history) / (time.perf_counter() - start)
 
 
@@ -302,6 +346,7 @@ def main() -> None:
             os.path.join(tmp, "batch"), "--state-out", state)  # fmt: skip
 
         batch_rate = batch_in_process(model, state, history)
+        batch_xla = batch_in_process(model, state, history, jit=True)
         rates: dict = {}
         for per_flush in (1, 24):
             arrivals = _arrivals(live, per_flush)
@@ -311,9 +356,11 @@ def main() -> None:
                     "shard": lambda a: step_per_shard(model, state, a, args.shards, False),
                     "new": lambda a: step_per_shard(model, state, a, args.shards, True),
                     "new1": lambda a: step_per_shard(model, state, a, 1, True),
+                    "xla": lambda a: step_per_shard(model, state, a, args.shards, True, True),
+                    "xla1": lambda a: step_per_shard(model, state, a, 1, True, True),
                 }
                 for name, run in runs.items():
-                    if per_flush == 24 and name == "new1":
+                    if per_flush == 24 and name in ("new1", "xla1"):
                         continue
                     rates.setdefault((per_flush, name), []).append(run(arrivals))
         rate = {key: statistics.median(values) for key, values in rates.items()}
@@ -357,6 +404,10 @@ def main() -> None:
             f"{len(history):,} history points, {len(live):,} live points"
         )
         print(f"batch job's work in-process (prepare + 256 lanes): {batch_rate:10,.0f} points/s")
+        print(
+            f"same, --jit-compile (XLA):                         {batch_xla:10,.0f} points/s "
+            f"({batch_xla / batch_rate:.2f}x)"
+        )
         print(f"stateful step in-process, one core, median of {args.repeats} alternating runs:")
         for per_flush in (1, 24):
             old = rate[per_flush, "old"]
@@ -365,14 +416,17 @@ def main() -> None:
                 ("shard", f"per shard at c55dbfc ({args.shards} shards)"),
                 ("new", f"per shard now ({args.shards} shards)"),
                 ("new1", "per shard now (1 shard: all series as lanes of one call)"),
+                ("xla", f"per shard now, --jit-compile ({args.shards} shards)"),
+                ("xla1", "per shard now, --jit-compile (1 shard)"),
             ):
                 if (per_flush, name) not in rate:
                     continue
                 new = rate[per_flush, name]
+                batch = batch_xla if name.startswith("xla") else batch_rate
                 print(
                     f"  {per_flush:2d} point(s) per series per advance, {label}: {new:9,.0f} "
                     f"points/s; new / old per series per core {new / old:5.1f}x; stream "
-                    f"per-point cost / batch per-point cost {batch_rate / new:6.1f}x"
+                    f"per-point cost / batch per-point cost (same mode) {batch / new:6.1f}x"
                 )
         print(
             f"whole job, DirectRunner, {len(bulk)} files x {args.num_series} series x 1 point: "

@@ -25,7 +25,7 @@ from rnncast.pipeline.core import series as series_lib
 from rnncast.pipeline.core import synthetic
 from rnncast.pipeline.core.series import model_features
 from rnncast.pipeline.core.validation import InputColumns
-from rnncast.pipeline.io.model_loader import read_model_info
+from rnncast.pipeline.io.model_loader import load_model, read_model_info
 from rnncast.pipeline.io.state_store import load_state_files
 from rnncast.pipeline.jobs import forecast as forecast_job
 
@@ -119,6 +119,61 @@ def test_job_output_equals_the_savedmodel_forecast_signature(exported, tmp_path)
         assert (mine["origin"] == pd.Timestamp(regular.timestamp[-1])).all()
         assert (mine["timestamp"] == mine["origin"] + mine["step"] * HOUR).all()
         assert set(mine["scaling"]) == {"training" if sid in info["series"] else "own_history"}
+
+
+def test_the_xla_step_equals_the_plain_step_at_any_width_and_length(exported):
+    # --jit-compile pads each call to a power-of-two shape and takes the masked path: padded
+    # lanes and steps must not change any real lane (lengths 0, 1, W - 1, W; carried state).
+    model_path, _ = exported
+    plain, xla = load_model(model_path), load_model(model_path, jit_compile=True)
+    info = plain.info
+    features, (S, U) = len(info.feature_names), (len(info.state_size), info.state_size[0])
+    rng = np.random.default_rng(3)
+    for lanes, width in [(5, 7), (1, 1), (4, info.num_steps)]:
+        lengths = np.array([width, 0, 1, max(width - 1, 0), width][:lanes], np.int32)
+        args = (
+            rng.normal(size=(lanes, width, features)).astype(np.float32),
+            (rng.random((lanes, width)) > 0.2).astype(np.float32),
+            lengths,
+            rng.normal(size=lanes).astype(np.float32),
+            (1 + rng.random(lanes)).astype(np.float32),
+            rng.normal(size=(S, lanes, U)).astype(np.float32),
+        )
+        want, got = plain.step(*args), xla.step(*args)
+        for name in ("point", "quantiles", "state"):
+            assert got[name].shape == want[name].shape, name
+            np.testing.assert_allclose(got[name], want[name], rtol=1e-5, atol=1e-5, err_msg=name)
+        empty = lengths == 0
+        np.testing.assert_array_equal(got["state"][:, empty], args[5][:, empty])
+        assert not got["point"][empty].any()
+
+
+def test_jit_compile_forecasts_equal_the_plain_job_in_full_and_incremental_runs(exported, tmp_path):
+    model_path, frame = exported
+    frame = series_frame(frame)
+    cut = frame.timestamp.max() - 20 * HOUR
+    first = write_csv(frame[frame.timestamp <= cut], tmp_path / "first.csv")
+    whole = write_csv(frame, tmp_path / "whole.csv")
+    from rnncast.pipeline import cli
+
+    runs = {}
+    for jit in (False, True):
+        flags = ["--jit-compile"] if jit else []
+        state = tmp_path / f"state-{jit}"
+        assert cli.main(["forecast", "--model", str(model_path), "--input", str(first),
+                         "--output", str(tmp_path / f"a-{jit}"), "--state-out", str(state),
+                         *flags]) == 0  # fmt: skip
+        out = tmp_path / f"b-{jit}"
+        assert cli.main(["forecast", "--model", str(model_path), "--input", str(whole),
+                         "--output", str(out), "--state-in", str(state), *flags]) == 0  # fmt: skip
+        runs[jit] = (read_forecasts(tmp_path / f"a-{jit}"), read_forecasts(out))
+    for plain, xla in zip(runs[False], runs[True]):
+        plain = plain.sort_values(["series_id", "step"]).reset_index(drop=True)
+        xla = xla.sort_values(["series_id", "step"]).reset_index(drop=True)
+        assert list(xla.status) == list(plain.status) and list(xla.origin) == list(plain.origin)
+        columns = ["forecast", "q0.1", "q0.5", "q0.9"]
+        np.testing.assert_allclose(xla[columns], plain[columns], rtol=1e-5, atol=1e-5)
+    assert {"from_state", "incremental"} == set(runs[True][1].status)
 
 
 def test_incremental_runs_equal_full_recompute(exported, tmp_path):

@@ -225,6 +225,19 @@ def add_forecast_flags(parser: argparse.ArgumentParser) -> None:
         "--lanes", type=int, default=256, help="Series run together as lanes of one model call."
     )
     add_max_gap_steps(g)
+    add_jit_compile(g)
+
+
+def add_jit_compile(group) -> None:
+    """``--jit-compile`` of the jobs that run the model (forecast, stream)."""
+    group.add_argument(
+        "--jit-compile",
+        action="store_true",
+        default=False,
+        help="Run the model compiled with XLA: about a second to compile each new call "
+        "shape (lanes and steps padded to powers of two), then faster calls on CPU "
+        "(BENCHMARKS.md); forecasts differ from the plain run in the last bits.",
+    )
 
 
 def add_stream_flags(parser: argparse.ArgumentParser) -> None:
@@ -314,6 +327,7 @@ def add_stream_flags(parser: argparse.ArgumentParser) -> None:
         help="For tests and bounded runs (DirectRunner file watching): stop after this many "
         "files were read, then drain and exit.",
     )
+    add_jit_compile(g)
 
 
 def _no_flags(parser: argparse.ArgumentParser) -> None:

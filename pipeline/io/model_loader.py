@@ -60,9 +60,14 @@ def read_model_info(export_dir: str) -> ModelInfo:
 
 class LoadedModel:
     """An export's network, ready to run: ``step(inputs, observed, sequence_length, loc,
-    scale, state) -> {"point", "quantiles", "state"}`` (numpy in, numpy out)."""
+    scale, state) -> {"point", "quantiles", "state"}`` (numpy in, numpy out).
 
-    def __init__(self, info: ModelInfo):
+    ``jit_compile``: the step is compiled with XLA, one program per padded input shape (about
+    a second each, the first time a shape is seen). On a CPU it runs a wide batch about 2x
+    faster (``benchmarks/bench_stream.py``); the values agree with the plain step to float32
+    round-off, not bit for bit."""
+
+    def __init__(self, info: ModelInfo, jit_compile: bool = False):
         import tensorflow as tf
 
         from rnncast.model import checkpoint, inference
@@ -104,26 +109,81 @@ class LoadedModel:
             )
         self.fingerprint = fingerprint
         self.network = model  # the built RNNForecaster, weights assigned
-        step = tf.function(
-            inference.step_function(model),
-            input_signature=inference.step_signature(model, num_features),
-        )
-        # One concrete function: calls skip tf.function's per-call dispatch.
-        self._step = step.get_concrete_function()
+        self.jit_compile = jit_compile
+        if jit_compile:
+            # XLA compiles one program per input shape, so calls are padded to buckets
+            # (powers of two, see :func:`bucket`) and take the masked path, which gives
+            # padded lanes and steps their exact meaning (XLA cannot compile the graph branch
+            # between the masked and unmasked paths around Keras' loops).
+            model.rnn.padding_path = "masked"
+        try:
+            step = tf.function(
+                inference.step_function(model),
+                input_signature=inference.step_signature(model, num_features),
+                jit_compile=jit_compile,
+            )
+            # One concrete function: calls skip tf.function's per-call dispatch.
+            self._step = step.get_concrete_function()
+        finally:
+            model.rnn.padding_path = "branch"
+        signature = self._step.structured_input_signature[0]
+        self._input_dtypes = [spec.dtype.as_numpy_dtype for spec in signature]
+        self._constant = tf.constant
 
     def step(self, inputs, observed, sequence_length, loc, scale, state) -> dict[str, np.ndarray]:
-        out = self._step(inputs, observed, sequence_length, loc, scale, state)
-        return {k: v.numpy() for k, v in out.items()}
+        args = [inputs, observed, sequence_length, loc, scale, state]
+        lanes, width = np.shape(inputs)[:2]
+        if self.jit_compile:
+            args = _pad_to_buckets(args, bucket(lanes), bucket(width, self.info.num_steps))
+        # Tensors of the signature's dtypes: handing numpy arrays to the concrete function
+        # converts them through its argument binding, about a third of a small call's cost
+        # (a stream firing makes one small call per shard).
+        tensors = [self._constant(np.asarray(a, d)) for a, d in zip(args, self._input_dtypes)]
+        out = {k: v.numpy() for k, v in self._step(*tensors).items()}
+        if self.jit_compile:
+            out = {
+                "point": out["point"][:lanes, :width],
+                "quantiles": out["quantiles"][:lanes, :width],
+                "state": out["state"][:, :lanes],
+            }
+        return out
 
 
-def load_model(export_dir: str) -> LoadedModel:
-    """The checked network of ``export_dir`` (ModelError naming the file and the fix)."""
-    return LoadedModel(read_model_info(export_dir))
+def bucket(size: int, cap: int | None = None) -> int:
+    """The padded size of a dimension under XLA: the next power of two, at most ``cap``
+    unless ``size`` is larger (so a stream's calls, 1..256 lanes of one step, compile at
+    most 9 programs, and a batch job's few more)."""
+    padded = 1 << max(int(size) - 1, 0).bit_length()
+    return max(min(padded, cap), int(size)) if cap is not None else padded
 
 
-def worker_model(model: ModelInfo) -> LoadedModel:
+def _pad_to_buckets(args: list, lanes: int, width: int) -> list:
+    """``step``'s arguments padded to ``lanes`` rows and ``width`` steps: padded lanes have
+    length 0 (their state and outputs are discarded), loc 0 and scale 1 (no division by 0);
+    padded steps lie past every row's length (the masked path zeroes them)."""
+    inputs, observed, sequence_length, loc, scale, state = (np.asarray(a) for a in args)
+    rows, steps = lanes - inputs.shape[0], width - inputs.shape[1]
+    if rows == 0 and steps == 0:
+        return args
+    return [
+        np.pad(inputs, ((0, rows), (0, steps), (0, 0))),
+        np.pad(observed, ((0, rows), (0, steps))),
+        np.pad(sequence_length, (0, rows)),
+        np.pad(loc, (0, rows)),
+        np.pad(scale, (0, rows), constant_values=1.0),
+        np.pad(state, ((0, 0), (0, rows), (0, 0))),
+    ]
+
+
+def load_model(export_dir: str, jit_compile: bool = False) -> LoadedModel:
+    """The checked network of ``export_dir`` (ModelError naming the file and the fix);
+    ``jit_compile``: run the step compiled with XLA (see :class:`LoadedModel`)."""
+    return LoadedModel(read_model_info(export_dir), jit_compile)
+
+
+def worker_model(model: ModelInfo, jit_compile: bool = False) -> LoadedModel:
     """Load ``model`` in a worker; refuse an export that changed since the job checked it."""
-    loaded = load_model(model.path)
+    loaded = load_model(model.path, jit_compile)
     if loaded.fingerprint != model.fingerprint:
         raise ModelError(
             f"{model.path}: the export changed while the job ran (fingerprint "

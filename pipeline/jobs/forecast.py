@@ -85,6 +85,7 @@ class ForecastConfig:
     columns: InputColumns = field(default_factory=InputColumns)
     max_rejected_fraction: float = 0.01
     max_gap_steps: float = MAX_GAP_STEPS
+    jit_compile: bool = False
 
     @property
     def as_of_ns(self) -> int | None:
@@ -142,6 +143,7 @@ def config_from_options(options: ForecastOptions) -> ForecastConfig:
         columns=input_columns(options, (), "rnncast forecast"),
         max_rejected_fraction=options.max_rejected_fraction,
         max_gap_steps=options.max_gap_steps,
+        jit_compile=options.jit_compile,
     )
 
 
@@ -210,16 +212,21 @@ class _RunModelFn(beam.DoFn):
     process through Beam's shared-object manager."""
 
     def __init__(
-        self, model: forecasting.ModelInfo, progress: progress_lib.JobProgress | None = None
+        self,
+        model: forecasting.ModelInfo,
+        progress: progress_lib.JobProgress | None = None,
+        jit_compile: bool = False,
     ):
         self._model = model
         self._shared = shared.Shared()
         self._progress = progress
+        self._jit_compile = jit_compile
 
     def setup(self):
-        model = self._model
+        model, jit = self._model, self._jit_compile
         self._loaded = self._shared.acquire(
-            lambda: model_loader.worker_model(model), tag=f"{model.path}\x1f{model.fingerprint}"
+            lambda: model_loader.worker_model(model, jit),
+            tag=f"{model.path}\x1f{model.fingerprint}\x1f{jit}",
         )
 
     def process(self, works):
@@ -307,7 +314,7 @@ class Forecast(beam.PTransform):
             # Full batches of lanes (only a bundle's remainder is smaller).
             | "BatchLanes"
             >> beam.BatchElements(min_batch_size=config.lanes, max_batch_size=config.lanes)
-            | "RunModel" >> beam.ParDo(_RunModelFn(model, self._progress))
+            | "RunModel" >> beam.ParDo(_RunModelFn(model, self._progress, config.jit_compile))
         )
         finals = (
             (prepared[DONE], ran)

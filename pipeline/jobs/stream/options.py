@@ -50,6 +50,7 @@ class StreamConfig:
     poll_interval: float = 5.0
     stop_after_seconds: float | None = None
     max_files: int | None = None
+    jit_compile: bool = False
     columns: InputColumns = field(default_factory=InputColumns)
 
     @property
@@ -126,5 +127,6 @@ def config_from_options(options: StreamOptions) -> StreamConfig:
         poll_interval=options.poll_interval,
         stop_after_seconds=options.stop_after_seconds,
         max_files=options.max_files,
+        jit_compile=options.jit_compile,
         columns=input_columns(options, (), prog),
     )

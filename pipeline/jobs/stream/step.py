@@ -77,8 +77,9 @@ MAX_LANES = 256
 
 
 class _Book:
-    """A shard's series slots, read once per call; only the slots touched are decoded, and
-    only those are re-encoded on :meth:`save` (a shard may hold thousands of series)."""
+    """A shard's series slots, read once per call; only the slots touched are decoded (the
+    book itself is indexed lazily, see ``streaming.Book``), and only those are re-encoded on
+    :meth:`save` (a shard may hold thousands of series)."""
 
     def __init__(self, cell, bootstrap: _Bootstrap):
         self._cell = cell
@@ -97,6 +98,18 @@ class _Book:
                 slot = streaming.decode_slot(encoded)
             self._slots[series_id] = slot
         return self._slots[series_id]
+
+    def peek(
+        self, series_id: str
+    ) -> tuple[forecasting.SeriesState | streaming.LastPoint | None, streaming.Recent]:
+        """What classifying an arrival needs of the series (see ``streaming.peek_slot``)."""
+        if series_id in self._slots:
+            slot = self._slots[series_id]
+            return slot.saved, slot.recent
+        encoded = self._encoded.get(series_id)
+        if encoded is None:
+            return self._bootstrap.states.get(series_id), streaming.Recent.empty()
+        return streaming.peek_slot(encoded)
 
     def save(self) -> None:
         for series_id, slot in self._slots.items():
@@ -139,8 +152,10 @@ class _AdvanceShardFn(beam.DoFn):
 
     def setup(self):
         model = self._model
+        jit = self._config.jit_compile
         self._loaded = _per_process(
-            ("model", model.path, model.fingerprint), lambda: model_loader.worker_model(model)
+            ("model", model.path, model.fingerprint, jit),
+            lambda: model_loader.worker_model(model, jit),
         )
         self._bootstrap = bootstrap_states(self._state_files, self._model)
         self._pacing = Pacing.of(self._config.output)
@@ -156,8 +171,8 @@ class _AdvanceShardFn(beam.DoFn):
     ):
         self._pacing.note_activity()
         _, (series_id, part) = element
-        slot = _Book(series, self._bootstrap).slot(series_id)  # read only: nothing to save
-        reasons = streaming.classify(part, slot.saved, slot.recent)
+        saved, recent = _Book(series, self._bootstrap).peek(series_id)  # read only
+        reasons = streaming.classify(part, saved, recent)
         accepted = reasons == streaming.ACCEPTED
         if not accepted.all():
             rows = combine_parts([part])
