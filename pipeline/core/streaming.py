@@ -212,10 +212,18 @@ def cutoff(pending: list[Pending], fire: int, lateness: int) -> int | None:
     return int(max(p.part.timestamp.max() for p in due))
 
 
-def split_pending(pending: list[Pending], until: int) -> tuple[list[SeriesPart], list[Pending]]:
-    """Parts of every point at or before ``until`` (ns) to consume now, and the rest."""
+def split_pending(
+    pending: list[Pending | EncodedPending], until: int
+) -> tuple[list[SeriesPart], list[Pending | EncodedPending]]:
+    """Parts of every point at or before ``until`` (ns) to consume now, and the rest (a part
+    still encoded whose points are all later stays as it is)."""
     take, keep = [], []
     for p in pending:
+        if isinstance(p, EncodedPending):
+            if p.first_timestamp() > until:
+                keep.append(p)
+                continue
+            p = p.decode()
         now = p.part.timestamp <= until
         if now.any():
             take.append(part_subset(p.part, now))
@@ -394,15 +402,21 @@ class SeriesSlot:
 
 
 def take_due(
-    pending: list[Pending], fire: int, lateness: int
-) -> tuple[list[SeriesPart], list[Pending], int | None]:
+    pending: list[Pending | EncodedPending], fire: int, lateness: int
+) -> tuple[list[SeriesPart], list[Pending | EncodedPending], int | None]:
     """One series' firing at ``fire`` (µs): the parts to consume now, the pending parts that
-    stay, and when (µs) the series is due next (None: nothing pending)."""
-    until = cutoff(pending, fire, lateness)
+    stay, and when (µs) the series is due next (None: nothing pending). Parts may come still
+    encoded: only those due now, or holding points that are, are decoded (when many files
+    land at once, a series has a part per file buffered, and each firing takes one)."""
+    ready = [
+        p.decode() if isinstance(p, EncodedPending) and p.arrival + lateness <= fire else p
+        for p in pending
+    ]
+    until = cutoff([p for p in ready if isinstance(p, Pending)], fire, lateness)
     if until is None:
         take, keep = [], list(pending)
     else:
-        take, keep = split_pending(pending, until)
+        take, keep = split_pending(ready, until)
     return take, keep, next_fire(keep, lateness)
 
 
@@ -717,11 +731,38 @@ def decode_times(data: bytes) -> dict[str, int]:
     return json.loads(data.decode("utf-8"))
 
 
-def encode_keyed_part(series_id: str, item: Pending) -> bytes:
-    return _frame([series_id.encode("utf-8"), encode_part(item.part, item.arrival)])
+@dataclass(frozen=True)
+class EncodedPending:
+    """A buffered part as stored (:func:`encode_part`'s bytes) with its arrival time read from
+    the header: a firing reads every part buffered in its shard but decodes only those of the
+    series due; the others go back into the buffer as they came."""
+
+    arrival: int
+    data: bytes | memoryview
+
+    def decode(self) -> Pending:
+        part, arrival = decode_part(self.data)
+        return Pending(arrival, part)
+
+    def first_timestamp(self) -> int:
+        """The earliest timestamp (ns) of the part's points, read without decoding it."""
+        _, n, _ = _PART.unpack_from(self.data, 0)
+        (size,) = _TEXT.unpack_from(self.data, _PART.size)  # the source's name
+        start = _PART.size + _TEXT.size + size + 8 * n  # past the row numbers
+        return int(np.frombuffer(self.data, np.int64, n, start).min()) if n else 2**63 - 1
+
+
+def encode_keyed_part(series_id: str, item: Pending | EncodedPending) -> bytes:
+    data = item.data if isinstance(item, EncodedPending) else encode_part(item.part, item.arrival)
+    return _frame([series_id.encode("utf-8"), data])
+
+
+def decode_keyed_part_lazily(data: bytes) -> tuple[str, EncodedPending]:
+    series_id, blob = _unframe(data)
+    arrival = _PART.unpack_from(blob, 0)[0]
+    return bytes(series_id).decode("utf-8"), EncodedPending(arrival, blob)
 
 
 def decode_keyed_part(data: bytes) -> tuple[str, Pending]:
-    series_id, blob = _unframe(data)
-    part, arrival = decode_part(blob)
-    return bytes(series_id).decode("utf-8"), Pending(arrival, part)
+    series_id, item = decode_keyed_part_lazily(data)
+    return series_id, item.decode()

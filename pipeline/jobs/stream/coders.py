@@ -76,13 +76,14 @@ class TimesCoder(Coder):
 
 
 class KeyedPendingCoder(Coder):
-    """``(series_id, Pending)``: a buffered part of one of a shard's series."""
+    """``(series_id, Pending)``: a buffered part of one of a shard's series; read back as
+    ``(series_id, EncodedPending)``, whose points are decoded when its series is due."""
 
     def encode(self, value):
         return streaming.encode_keyed_part(*value)
 
     def decode(self, encoded):
-        return streaming.decode_keyed_part(encoded)
+        return streaming.decode_keyed_part_lazily(encoded)
 
     def is_deterministic(self):
         return True

@@ -195,7 +195,8 @@ class _SnapshotShardFn(beam.DoFn):
         snapshot=beam.DoFn.TimerParam(SNAPSHOT),
     ):
         Pacing.of(self._config.output).note_activity()
-        updates.add(element[1])
+        for state in element[1]:  # the series one firing of the shard advanced
+            updates.add(state)
         _arm_at_window_end(snapshot, next_fire, int(timestamp.micros), self._config.window_us)
 
     @userstate.on_timer(SNAPSHOT)
@@ -283,7 +284,7 @@ class _CommitSnapshotFn(beam.DoFn):
 
 
 class SnapshotState(beam.PTransform):
-    """State updates ``(shard, SeriesState)`` → state snapshots under ``DIR/state``
+    """State updates ``(shard, [SeriesState, ...])`` → state snapshots under ``DIR/state``
     (``--state-out`` format, one Parquet file per shard)."""
 
     def __init__(self, config, model, state_files):

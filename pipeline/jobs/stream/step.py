@@ -13,6 +13,7 @@ from apache_beam.metrics import Metrics
 from apache_beam.transforms import userstate
 from apache_beam.transforms.timeutil import TimeDomain
 from apache_beam.utils.timestamp import Timestamp
+from apache_beam.utils.windowed_value import WindowedValue
 
 from rnncast.pipeline.beam.transforms import REJECTED
 from rnncast.pipeline.core import forecasting, streaming
@@ -169,28 +170,40 @@ class _AdvanceShardFn(beam.DoFn):
         fires=beam.DoFn.StateParam(FIRES),
         flush=beam.DoFn.TimerParam(FLUSH),
     ):
+        """``(shard, [(series_id, part), ...])``: parts of the shard's series that arrived
+        together (see :class:`_GroupByShardFn`); each is classified and buffered as if it
+        had come alone."""
         self._pacing.note_activity()
-        _, (series_id, part) = element
-        saved, recent = _Book(series, self._bootstrap).peek(series_id)  # read only
-        reasons = streaming.classify(part, saved, recent)
-        accepted = reasons == streaming.ACCEPTED
-        if not accepted.all():
-            rows = combine_parts([part])
-            for reason in (streaming.DUPLICATE, streaming.LATE):
-                positions = reasons == reason
-                if positions.any():
-                    frame = rejected_observations(series_id, rows, positions.nonzero()[0], reason)
-                    yield beam.pvalue.TaggedOutput(REJECTED, frame)
-        if not accepted.any():
-            return
+        _, parts = element
+        book = _Book(series, self._bootstrap)  # read only: nothing to save
         arrival = int(timestamp.micros)
-        pending.add((series_id, streaming.Pending(arrival, streaming.part_subset(part, accepted))))
         fire = arrival + self._config.lateness_us
         times = fires.read() or {}
-        current = times.get(series_id)
-        if current is None or fire < current:
-            first = streaming.earliest(times)
-            times[series_id] = fire
+        first = streaming.earliest(times)
+        moved = False
+        for series_id, part in parts:
+            saved, recent = book.peek(series_id)
+            reasons = streaming.classify(part, saved, recent)
+            accepted = reasons == streaming.ACCEPTED
+            if not accepted.all():
+                rows = combine_parts([part])
+                for reason in (streaming.DUPLICATE, streaming.LATE):
+                    positions = reasons == reason
+                    if positions.any():
+                        frame = rejected_observations(
+                            series_id, rows, positions.nonzero()[0], reason
+                        )
+                        yield beam.pvalue.TaggedOutput(REJECTED, frame)
+            if not accepted.any():
+                continue
+            pending.add(
+                (series_id, streaming.Pending(arrival, streaming.part_subset(part, accepted)))
+            )
+            current = times.get(series_id)
+            if current is None or fire < current:
+                times[series_id] = fire
+                moved = True
+        if moved:
             fires.write(times)
             if first is None or fire < first:
                 flush.set(Timestamp(micros=fire))
@@ -233,13 +246,13 @@ class _AdvanceShardFn(beam.DoFn):
         if not due:
             return {}
         items = list(pending.read())
-        mine: dict[str, list[streaming.Pending]] = {series_id: [] for series_id in due}
+        mine: dict[str, list] = {series_id: [] for series_id in due}  # Pending or encoded
         kept = []
         for series_id, item in items:
             if series_id in mine:
-                mine[series_id].append(item)
+                mine[series_id].append(item)  # decoded by take_due where it is needed
             else:
-                kept.append((series_id, item))
+                kept.append((series_id, item))  # stays encoded
         takes = {}
         lateness = self._config.lateness_us
         for series_id in due:
@@ -280,6 +293,7 @@ class _AdvanceShardFn(beam.DoFn):
             new_states.update(zip(lanes, states))
             longest = max(len(work.features) for work in works)
             self._model_calls.inc(-(-longest // self._model.num_steps))
+        advanced = []
         for series_id in working:
             slot, new_state = book.slot(series_id), new_states[series_id]
             consumed = results[series_id].consumed
@@ -292,7 +306,9 @@ class _AdvanceShardFn(beam.DoFn):
                 self._config.dedupe_horizon_ns,
                 hashes.get(series_id),
             )
-            yield beam.pvalue.TaggedOutput(STATES, (shard, new_state))
+            advanced.append(new_state)
+        if advanced:  # one element per firing: the snapshot step adds them to its shard's
+            yield beam.pvalue.TaggedOutput(STATES, (shard, advanced))
         return [
             (series_id, result.status, new_states.get(series_id))
             for series_id, result in results.items()
@@ -349,9 +365,33 @@ class _AdvanceShardFn(beam.DoFn):
         yield series_id, status, state
 
 
+class _GroupByShardFn(beam.DoFn):
+    """``(series_id, part)`` → ``(shard, [(series_id, part), ...])``: the parts of one bundle
+    with the same shard, event time and window become one element. The stateful step then
+    pays the runner's per-element cost, and reads and writes its shard's flush times, once per
+    shard and arrival instead of once per series (a file or message of many series is one
+    bundle of one event time). Order within a group is arrival order; nothing else changes:
+    the step classifies and buffers each part as if it had come alone."""
+
+    def __init__(self, shards: int):
+        self._shards = shards
+
+    def start_bundle(self):
+        self._groups: dict = {}
+
+    def process(self, item, timestamp=beam.DoFn.TimestampParam, window=beam.DoFn.WindowParam):
+        key = (streaming.shard_of(item[0], self._shards), timestamp, window)
+        self._groups.setdefault(key, []).append(item)
+
+    def finish_bundle(self):
+        for (shard, timestamp, window), items in self._groups.items():
+            yield WindowedValue((shard, items), timestamp, [window])
+        self._groups = {}
+
+
 class AdvanceSeries(beam.PTransform):
     """``(series_id, SeriesPart)`` → forecasts ``(series_id, status, SeriesState | None)``
-    (main), ``states`` updates for snapshots and ``rejected``
+    (main), ``states`` updates for snapshots (``(shard, [SeriesState, ...])``) and ``rejected``
     dead-letter frames. Keyed by shard (``--shards``): a shard's series due together advance
     in one model run."""
 
@@ -362,10 +402,9 @@ class AdvanceSeries(beam.PTransform):
         self._state_files = tuple(state_files)
 
     def expand(self, points):
-        shards = self._config.shards
         return (
             points
-            | "KeyByShard" >> beam.Map(lambda item: (streaming.shard_of(item[0], shards), item))
+            | "GroupByShard" >> beam.ParDo(_GroupByShardFn(self._config.shards))
             | "Advance"
             >> beam.ParDo(
                 _AdvanceShardFn(self._config, self._model, self._state_files)
