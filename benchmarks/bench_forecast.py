@@ -5,7 +5,9 @@ model for one epoch (quality is irrelevant here), then times, each as a fresh pr
   - a start-up run on a single short series (Beam, TensorFlow and model load: fixed cost);
   - a full-history forecast run writing state (--state-out): points/s and series/s;
   - an incremental run that reads only the 1% newest points per series with --state-in;
-  - a full recompute over history + new points, for comparison.
+  - a full recompute over history + new points, for comparison;
+  - with --jit-compile, the start-up and full-history runs again with the step compiled by
+    XLA (compiling is part of the run's time).
 Prints each time, the start-up cost, and (incremental - start-up) / (full - start-up)
 (target <= 10%).
 
@@ -47,6 +49,9 @@ def main() -> None:
     parser.add_argument("--min-length", type=int, default=2500)
     parser.add_argument("--max-length", type=int, default=7500)
     parser.add_argument("--new-fraction", type=float, default=0.01)
+    parser.add_argument(
+        "--jit-compile", action="store_true", help="Also time the full run with --jit-compile."
+    )
     args = parser.parse_args()
     from rnncast.pipeline.core import synthetic
 
@@ -126,6 +131,16 @@ def main() -> None:
         recompute = timed(
             "forecast", "--model", model, "--input", paths["all"], "--output", out("o-all")
         )
+        jit = {}
+        if args.jit_compile:  # the same full run with the step compiled by XLA
+            jit["startup"] = timed(
+                "forecast", "--model", model, "--input", paths["tiny"], "--output",
+                out("x-tiny"), "--jit-compile",
+            )  # fmt: skip
+            jit["full"] = timed(
+                "forecast", "--model", model, "--input", paths["history"], "--output",
+                out("x-full"), "--state-out", out("x-state"), "--jit-compile",
+            )  # fmt: skip
         points = int((~is_new).sum())
         print(
             f"machine: {platform.machine()}, {os.cpu_count()} cores; {args.num_series} series, "
@@ -141,6 +156,14 @@ def main() -> None:
         print(f"full recompute (all):      {recompute:6.1f} s")
         ratio = (incremental - startup) / (recompute - startup)
         print(f"incremental / full beyond start-up: {ratio:.1%} (target <= 10%)")
+        if jit:
+            beyond = jit["full"] - jit["startup"]
+            print(
+                f"--jit-compile: start-up {jit['startup']:6.1f} s; full history + state-out "
+                f"{jit['full']:6.1f} s   {points / beyond:,.0f} points/s beyond start-up "
+                f"({(full - startup) / beyond:.2f}x the plain run's rate; whole run "
+                f"{full / jit['full']:.2f}x)"
+            )
 
 
 if __name__ == "__main__":
