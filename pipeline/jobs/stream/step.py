@@ -307,7 +307,7 @@ class _AdvanceShardFn(beam.DoFn):
                 hashes.get(series_id),
             )
             advanced.append(new_state)
-        if advanced:  # one element per firing: the snapshot step adds them to its shard's
+        if advanced:  # one element per firing; the snapshot step adds each state to its shard
             yield beam.pvalue.TaggedOutput(STATES, (shard, advanced))
         return [
             (series_id, result.status, new_states.get(series_id))
