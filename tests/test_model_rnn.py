@@ -394,6 +394,7 @@ def test_every_level_sees_zeros_past_length_and_a_cudnn_friendly_mask(cell_type:
     layer = make_layer(cell_type, 3, 3, 2, seed=12)
     x = rng.normal(size=(3, 4, 2)).astype(np.float32)
     state = random_state(layer, 3, rng)
+    layer.time_loop = "keras"  # the Keras layers' own calls (the GPU/cuDNN path) are checked
     records = _record_sublayer_calls(layer)
     run(layer, x, state, lengths)
     rnn_records = [r for r in records if r["kind"] == "rnn"]
@@ -446,6 +447,7 @@ def test_training_dropout_masks_only_layer_inputs_and_output(cell_type: str) -> 
     layer = make_layer(cell_type, state_layers, 4, 3, seed=31, dropout=0.4)
     x = rng.normal(size=(3, 5, 3)).astype(np.float32)
     state = random_state(layer, 3, rng)
+    layer.time_loop = "keras"  # the Keras layers' own calls (the GPU/cuDNN path) are checked
     records = _record_sublayer_calls(layer)
     keras.utils.set_random_seed(4321)
     out, fin = run(layer, x, state, lengths, training=True)
@@ -773,3 +775,43 @@ def test_each_path_alone_gives_the_branchs_values(
     np.testing.assert_allclose(np.asarray(xla_out), out, rtol=0, atol=ATOL)
     assert_zero_past_length(np.asarray(xla_out), lengths)
     assert_states_close([np.asarray(s) for s in xla_fin], fin)
+
+
+@pytest.mark.parametrize("cell_type", CELLS)
+@pytest.mark.parametrize("jit", [False, True])
+def test_hoisted_loop_equals_the_keras_layers(cell_type: str, jit: bool) -> None:
+    # The CPU default (input projection hoisted out of the time loop, hand-written BPTT) must
+    # give the Keras layers' outputs, final states and gradients (weights, inputs, state).
+    rng = np.random.default_rng(31)
+    steps = 6
+    lengths = np.asarray([0, 1, steps - 1, steps], np.int32)
+    layer = make_layer(cell_type, 3, 4, 3, seed=31)
+    x = tf.constant(rng.normal(size=(4, steps, 3)).astype(np.float32))
+    state = [tf.constant(s) for s in random_state(layer, 4, rng)]
+
+    def forward_and_gradients(x, state, lengths):
+        with tf.GradientTape() as tape:
+            tape.watch([x, *state])
+            out, fin = layer(x, state, lengths)
+            loss = tf.reduce_sum(out * out) + sum(tf.reduce_sum(s * s) for s in fin)
+        grads = tape.gradient(loss, [*layer.trainable_variables, x, *state])
+        return out, fin, grads
+
+    results = {}
+    # XLA cannot compile the branch around Keras' loops: the masked path alone, as the XLA
+    # train step compiles it.
+    layer.padding_path = "masked" if jit else "branch"
+    for loop in ("keras", "hoisted"):
+        layer.time_loop = loop
+        fn = tf.function(forward_and_gradients, jit_compile=True) if jit else forward_and_gradients
+        results[loop] = fn(x, state, tf.constant(lengths))
+    layer.time_loop, layer.padding_path = "hoisted", "branch"
+    (k_out, k_fin, k_grads), (h_out, h_fin, h_grads) = results["keras"], results["hoisted"]
+    np.testing.assert_allclose(np.asarray(h_out), np.asarray(k_out), rtol=0, atol=ATOL)
+    assert_zero_past_length(np.asarray(h_out), lengths)
+    assert_states_close([np.asarray(s) for s in h_fin], [np.asarray(s) for s in k_fin])
+    # Length 0: the incoming state comes back exactly.
+    for fin, initial in zip(h_fin, state, strict=True):
+        np.testing.assert_array_equal(np.asarray(fin)[0], np.asarray(initial)[0])
+    for a, b in zip(h_grads, k_grads, strict=True):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=0, atol=ATOL)
