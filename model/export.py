@@ -29,6 +29,7 @@ import os
 import shutil
 
 import keras
+import tensorflow as tf
 
 from rnncast import schemas
 from rnncast.errors import ExportError
@@ -104,7 +105,10 @@ def export_model(model_dir: str, servable: bool = True) -> str:
             inference.forecast_function(model, step),
             input_signature=inference.forecast_signature(num_features),
         )
-        archive.write_out(staging, verbose=False)
+        # The CPU loop's hand-written gradient captures its forward loop's arrays, which a
+        # SavedModel cannot hold; serving never differentiates, so the gradient is not saved.
+        options = tf.saved_model.SaveOptions(experimental_custom_gradients=False)
+        archive.write_out(staging, options=options, verbose=False)
         model.save(os.path.join(staging, KERAS_FILE))
     else:
         os.makedirs(staging)
