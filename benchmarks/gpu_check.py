@@ -1,15 +1,16 @@
 """GPU check: the cuDNN kernels against the CPU kernels, then the train step's speed on a GPU.
 
 1. Equality: rnncast's MaskedStackedRNN (LSTM and GRU, 2 layers) on the same weights and
-   inputs on the CPU and on the GPU (where Keras picks cuDNN), with rows of length 0, 1,
+   inputs on the CPU with the loop a CPU-only machine runs (``time_loop = "hoisted"``) and
+   on the GPU with Keras' kernels (where Keras picks cuDNN), with rows of length 0, 1,
    T - 1 and T, from a carried (random) state and from a reset (zero) state: the largest
    difference of the outputs and of the final states, against a tolerance for float32
    kernels that sum in another order.
 2. Timing: the train step of ``rnncast train`` against a plain Keras ``Sequential`` + ``fit``
    on the same tensors (benchmarks/bench_train.py), on the GPU.
 
-Without a GPU it says so, checks the CPU against itself (so the script is known to run) and
-times on the CPU. Run by ``benchmarks/gpu_check.sh`` on a fresh GPU machine.
+Without a GPU it says so, checks the hoisted loop against Keras' CPU kernels (so the script
+is known to run) and times on the CPU. Run by ``benchmarks/gpu_check.sh`` on a fresh GPU machine.
 
     python benchmarks/gpu_check.py [--batch-size 32] [--repeats 5]
 """
@@ -34,9 +35,10 @@ from rnncast.model.rnn import MaskedStackedRNN  # noqa: E402
 TOLERANCE = 1e-4  # float32 kernels summing in another order
 
 
-def stack_outputs(cell: str, device: str, weights, inputs, state, lengths):
+def stack_outputs(cell: str, device: str, weights, inputs, state, lengths, time_loop: str):
     with tf.device(device):
         layer = MaskedStackedRNN(cell, num_layers=2, units=64)
+        layer.time_loop = time_loop
         layer.build(inputs.shape)
         if weights is not None:
             layer.set_weights(weights)
@@ -54,11 +56,13 @@ def check_equality(devices: list[str]) -> bool:
         per_state = 4 if cell == "lstm" else 2
         carried = [tf.constant(rng.normal(size=(B, 64)).astype(np.float32))] * per_state
         for name, state in (("carried", carried), ("reset", None)):
+            # The reference is what a CPU-only machine runs (rnncast's hoisted loop); the other
+            # is Keras' own kernels on the last device (cuDNN on a GPU, else the CPU's).
             weights, cpu_out, cpu_state = stack_outputs(
-                cell, "/CPU:0", None, inputs, state, lengths
+                cell, "/CPU:0", None, inputs, state, lengths, "hoisted"
             )
             _, other_out, other_state = stack_outputs(
-                cell, devices[-1], weights, inputs, state, lengths
+                cell, devices[-1], weights, inputs, state, lengths, "keras"
             )
             worst = max(
                 float(np.max(np.abs(cpu_out - other_out))),
@@ -70,7 +74,8 @@ def check_equality(devices: list[str]) -> bool:
             ok = worst <= TOLERANCE and zeros
             passed &= ok
             print(
-                f"equality {cell} {name:7s} state, lengths 0/1/T-1/T: CPU vs {devices[-1]} "
+                f"equality {cell} {name:7s} state, lengths 0/1/T-1/T: CPU (hoisted loop) vs "
+                f"{devices[-1]} (Keras kernels) "
                 f"max |diff| {worst:.2e} (tolerance {TOLERANCE:.0e}), zeros past length "
                 f"{'yes' if zeros else 'NO'} -> {'ok' if ok else 'FAILED'}"
             )
