@@ -9,9 +9,11 @@ one epoch (quality is irrelevant here), runs `rnncast forecast --state-out` over
   1. the stateful step in-process, one core, one new point per series per advance (and 24):
      the old per-series step (before issue 16: one `step` call per series), the per-shard step
      at commit c55dbfc (each due series through `advance`, JSON-headed slots), and the step
-     now (a firing's due series prepared in one pass by `advance_many`, binary slots), with
-     16 shards and with 1; the old two run `rnncast.pipeline.core.streaming` as it was at
-     c55dbfc, loaded from git history (`git show`). Timed alternating, `--repeats` times
+     now: the job's own `_AdvanceShardFn` driven in-process (one element per shard and file,
+     as `_GroupByShardFn` makes them, then the shard's flush timer; state cells through the
+     step's coders, as the DirectRunner's), with 16 shards and with 1; the old two run
+     `rnncast.pipeline.core.streaming` as it was at c55dbfc, loaded from git history
+     (`git show`), and are emulations of those steps. Timed alternating, `--repeats` times
      each (median); the arrivals are built before timing. Prints "new / old per series per
      core" and "stream per-point cost / batch per-point cost";
   2. the whole job on the DirectRunner (streaming engine, a single worker thread): the stream is
@@ -210,25 +212,22 @@ def step_per_series(model_path: str, state_dir: str, arrivals) -> float:
     return points / (time.perf_counter() - start)
 
 
-def step_per_shard(
-    model_path: str, state_dir: str, arrivals, shards: int, new: bool, jit: bool = False
-) -> float:
-    """Points/s of the stateful step keyed by shard, one core: per arrival the shard's book is
-    decoded and the series classified, its part buffered (encoded with its series id); per
-    firing the shard's due series advance as lanes of one model run and their slots are
-    re-encoded into the book. ``new``: as the job runs it now (the due series prepared in one
-    pass by ``advance_many``, binary slots); otherwise as at commit c55dbfc (each due series
-    through ``advance``, JSON-headed slots)."""
-    from rnncast.pipeline.core import forecasting, streaming
+def step_per_shard(model_path: str, state_dir: str, arrivals, shards: int) -> float:
+    """Points/s of the stateful step keyed by shard as it was at commit c55dbfc, one core:
+    per arrival the shard's book is decoded and the series classified, its part buffered
+    (encoded with its series id); per firing the shard's due series advance one by one
+    through ``advance`` into lanes of one model run, and their JSON-headed slots are
+    re-encoded into the book."""
+    from rnncast.pipeline.core import forecasting
 
-    lib = streaming if new else baseline
-    width = len(next(iter(arrivals[0].values())).timestamp)
+    lib = baseline
     counts = {}
     for sid in arrivals[0]:
         shard = lib.shard_of(sid, shards)
         counts[shard] = counts.get(shard, 0) + 1
-    shapes = {(lanes, width) for lanes in counts.values()}
-    model, loaded, states = _load(model_path, state_dir, jit, shapes)
+    width = len(next(iter(arrivals[0].values())).timestamp)
+    shapes = {(n, width) for n in counts.values()}
+    model, loaded, states = _load(model_path, state_dir, False, shapes)
     books: dict[int, bytes] = {}
     for sid, state in states.items():
         shard = lib.shard_of(sid, shards)
@@ -243,15 +242,10 @@ def step_per_shard(
     for parts in arrivals:
         for shard, ids in by_shard.items():
             pending = []
-            for sid in ids:  # process(): one arrival per series
+            for sid in ids:  # process(): one arrival per series, the whole book decoded
                 part = parts[sid]
-                encoded = lib.decode_book(books[shard])[sid]
-                if new:  # only the last point and the recent hashes
-                    saved, recent = streaming.peek_slot(encoded)
-                else:
-                    slot = lib.decode_slot(encoded)
-                    saved, recent = slot.saved, slot.recent
-                reasons = lib.classify(part, saved, recent)
+                slot = lib.decode_slot(lib.decode_book(books[shard])[sid])
+                reasons = lib.classify(part, slot.saved, slot.recent)
                 pending.append(lib.encode_keyed_part(sid, lib.Pending(0, part)))
                 points += int((reasons == "").sum())
             book = lib.decode_book(books[shard])  # on_flush: every series of the shard due
@@ -260,29 +254,118 @@ def step_per_shard(
                 sid, item = lib.decode_keyed_part(encoded)
                 slots[sid] = lib.decode_slot(book[sid])
                 takes[sid], _, _ = lib.take_due([item], 0, 0)
-            if new:
-                results, hashes = streaming.advance_many(takes, slots, model)
-            else:
-                hashes = {}
-                results = {
-                    sid: lib.advance(sid, take, [], slots[sid].saved, model)
-                    for sid, take in takes.items()
-                }
+            results = {
+                sid: lib.advance(sid, take, [], slots[sid].saved, model)
+                for sid, take in takes.items()
+            }
             works = [result.work for result in results.values()]
             for state in forecasting.run_lanes(works, loaded.step, model):
                 sid = state.series_id
                 slot = slots[sid]
                 slot.saved = state
                 consumed = results[sid].consumed
-                if new:
-                    slot.recent = lib.remember(
-                        slot.recent, consumed, state.last_timestamp, HORIZON, hashes.get(sid)
-                    )
-                else:
-                    slot.recent = lib.remember(slot.recent, consumed, state.last_timestamp, HORIZON)
+                slot.recent = lib.remember(slot.recent, consumed, state.last_timestamp, HORIZON)
                 book[sid] = lib.encode_slot(slot)
             books[shard] = lib.encode_book(book)
     return points / (time.perf_counter() - start)
+
+
+class _Cell:
+    """A state cell kept encoded by its spec's coder between calls, as the DirectRunner's."""
+
+    def __init__(self, spec):
+        self._coder, self._data = spec.coder, None
+
+    def read(self):
+        return None if self._data is None else self._coder.decode(self._data)
+
+    def write(self, value) -> None:
+        self._data = self._coder.encode(value)
+
+    def clear(self) -> None:
+        self._data = None
+
+
+class _Bag(_Cell):
+    def read(self):
+        return [self._coder.decode(item) for item in self._data or []]
+
+    def add(self, value) -> None:
+        if self._data is None:
+            self._data = []
+        self._data.append(self._coder.encode(value))
+
+
+class _Timer:
+    def __init__(self):
+        self.at = None
+
+    def set(self, at) -> None:
+        self.at = at
+
+    def clear(self) -> None:
+        self.at = None
+
+
+def step_job(model_path: str, state_dir: str, arrivals, shards: int, jit: bool = False) -> float:
+    """Points/s of the stream's stateful step itself, one core: the job's ``_AdvanceShardFn``
+    driven in-process. Per arrival (a file of one new part per series) each shard gets one
+    element of its series' parts, as ``_GroupByShardFn`` makes them, then its flush timer
+    fires and advances the shard's due series (lanes of one model run). Its state cells go
+    through the step's own coders, as the DirectRunner's do; the series start from the
+    ``--state-in`` snapshot. Run twice, the second timed: the first loads the model into the
+    step's process cache and traces (and with XLA compiles) every call shape."""
+    from apache_beam.utils.timestamp import Timestamp
+
+    from rnncast.pipeline.core import streaming
+    from rnncast.pipeline.io.model_loader import read_model_info
+    from rnncast.pipeline.io.state_store import load_state_files
+    from rnncast.pipeline.jobs.stream import step
+    from rnncast.pipeline.jobs.stream.options import StreamConfig
+
+    model = read_model_info(model_path)
+    files, _ = load_state_files(state_dir, model)
+    by_shard: dict[int, list[str]] = {}
+    for sid in sorted(arrivals[0]):
+        by_shard.setdefault(streaming.shard_of(sid, shards), []).append(sid)
+    config = StreamConfig(
+        model=model_path, output=state_dir, input_pattern="*", shards=shards, jit_compile=jit
+    )
+    spec = step._AdvanceShardFn
+    for _ in range(2):
+        fn = step._AdvanceShardFn(config, model, files)
+        fn.setup()
+        cells = {
+            shard: {
+                "series": _Cell(spec.SERIES),
+                "pending": _Bag(spec.PENDING),
+                "fires": _Cell(spec.FIRES),
+                "emits": _Cell(spec.EMITS),
+                "flush": _Timer(),
+                "emit": _Timer(),
+            }
+            for shard in by_shard
+        }
+        gc.collect()
+        points, forecasts = 0, 0
+        start = time.perf_counter()
+        for parts in arrivals:
+            newest = max(int(part.timestamp.max()) for part in parts.values())
+            at = Timestamp(micros=newest // 1000)
+            for shard, ids in by_shard.items():
+                cell = cells[shard]
+                element = (shard, [(sid, parts[sid]) for sid in ids])
+                states = [cell[name] for name in ("series", "pending", "fires")]
+                for _ in fn.process(element, at, *states, cell["flush"]):
+                    pass  # dead letters: none here
+                timers = [cell[name] for name in ("emits", "flush", "emit")]
+                fired = fn.on_flush(shard, cell["flush"].at, *states, *timers)
+                forecasts += sum(1 for out in fired if isinstance(out, tuple))
+            points += sum(len(part.timestamp) for part in parts.values())
+        elapsed = time.perf_counter() - start
+    if forecasts != sum(len(parts) for parts in arrivals):
+        raise RuntimeError(f"the step emitted {forecasts} forecasts, expected one per arrival")
+    return points / elapsed
 
 
 def batch_in_process(
@@ -353,11 +436,11 @@ def main() -> None:
             for _ in range(args.repeats):  # old, then c55dbfc's per shard, then now, alternating
                 runs = {
                     "old": lambda a: step_per_series(model, state, a),
-                    "shard": lambda a: step_per_shard(model, state, a, args.shards, False),
-                    "new": lambda a: step_per_shard(model, state, a, args.shards, True),
-                    "new1": lambda a: step_per_shard(model, state, a, 1, True),
-                    "xla": lambda a: step_per_shard(model, state, a, args.shards, True, True),
-                    "xla1": lambda a: step_per_shard(model, state, a, 1, True, True),
+                    "shard": lambda a: step_per_shard(model, state, a, args.shards),
+                    "new": lambda a: step_job(model, state, a, args.shards),
+                    "new1": lambda a: step_job(model, state, a, 1),
+                    "xla": lambda a: step_job(model, state, a, args.shards, True),
+                    "xla1": lambda a: step_job(model, state, a, 1, True),
                 }
                 for name, run in runs.items():
                     if per_flush == 24 and name in ("new1", "xla1"):

@@ -154,6 +154,12 @@ def raw_of(part: SeriesPart | Observations) -> np.ndarray:
     return np.column_stack([part.value, part.covariates]).astype(np.float64)
 
 
+def all_new(part: SeriesPart, saved: forecasting.SeriesState | LastPoint | None) -> bool:
+    """Whether every row of ``part`` is after the series' last consumed point (or the series is
+    cold): then :func:`classify` accepts them all, and nothing else of the slot is needed."""
+    return saved is None or len(part) == 0 or int(part.timestamp.min()) > saved.last_timestamp
+
+
 def classify(
     part: SeriesPart, saved: forecasting.SeriesState | LastPoint | None, recent: Recent
 ) -> np.ndarray:
@@ -161,11 +167,9 @@ def classify(
     of a consumed point: ignored) or ``late`` (at or before the last consumed point: the series
     has been advanced past it). Repeats of points still buffered are resolved when consumed."""
     reasons = np.full(len(part), ACCEPTED, dtype=object)
-    if saved is None or len(part) == 0:
+    if all_new(part, saved):
         return reasons
     old = part.timestamp <= saved.last_timestamp
-    if not old.any():
-        return reasons
     raw = raw_of(part)
     hashes = forecasting.point_hashes(part.timestamp, raw)
     at = np.searchsorted(recent.timestamp, part.timestamp)
@@ -193,11 +197,15 @@ def remember(
     when already computed)."""
     if hashes is None:
         hashes = forecasting.point_hashes(consumed.timestamp, raw_of(consumed))
-    timestamp = np.concatenate([recent.timestamp, consumed.timestamp])
+    added = consumed.timestamp
+    timestamp = np.concatenate([recent.timestamp, added])
     hashes = np.concatenate([recent.hashes, hashes])
+    after = not len(recent.timestamp) or not len(added) or added[0] > recent.timestamp[-1]
+    if after and (len(added) < 2 or (np.diff(added) > 0).all()):
+        # Appended in order (recent is kept sorted): drop the oldest, nothing to sort.
+        start = int(np.searchsorted(timestamp, last_timestamp - horizon, side="right"))
+        return Recent(timestamp[start:], hashes[start:])
     keep = timestamp > last_timestamp - horizon
-    if keep.all() and (np.diff(timestamp) > 0).all():  # appended in order: nothing to sort
-        return Recent(timestamp, hashes)
     order = np.argsort(timestamp[keep], kind="stable")
     return Recent(timestamp[keep][order], hashes[keep][order])
 
@@ -225,10 +233,13 @@ def split_pending(
                 continue
             p = p.decode()
         now = p.part.timestamp <= until
+        if now.all():  # the common case: the whole part is due
+            if len(now):
+                take.append(p.part)
+            continue
         if now.any():
             take.append(part_subset(p.part, now))
-        if (~now).any():
-            keep.append(Pending(p.arrival, part_subset(p.part, ~now)))
+        keep.append(Pending(p.arrival, part_subset(p.part, ~now)))
     return take, keep
 
 
@@ -350,13 +361,16 @@ def advance_many(
             [np.concatenate([p.value for p in flat]), np.concatenate([p.covariates for p in flat])]
         ).astype(np.float64)
         works, hashes = forecasting.extend_many(ids, saved, timestamp, raw, offsets, model)
+        source_index = np.zeros(len(timestamp), np.int32)  # sliced per series (views)
+        row_number = np.zeros(len(timestamp), np.int64)
+        bounds = offsets.tolist()
         for i, (series_id, work) in enumerate(zip(ids, works)):
             if work is None:
                 continue
-            a, b = offsets[i], offsets[i + 1]
+            a, b = bounds[i], bounds[i + 1]
             consumed = series_lib.Observations(
-                timestamp[a:b], raw[a:b, 0], raw[a:b, 1:], np.zeros(b - a, np.int32),
-                np.zeros(b - a, np.int64), ("",),
+                timestamp[a:b], raw[a:b, 0], raw[a:b, 1:], source_index[a:b], row_number[a:b],
+                ("",),
             )  # fmt: skip
             out[series_id] = Advance(work, work.status, [], consumed, [])
             hashes_of[series_id] = hashes[a:b]
@@ -464,11 +478,14 @@ def _read_text(data, offset: int) -> tuple[str, int]:
 
 
 def _read_array(data, offset: int, dtype, shape: tuple[int, ...]) -> tuple[np.ndarray, int]:
-    count = 1
-    for size in shape:
-        count *= size
-    array = np.frombuffer(data, dtype, count, offset).reshape(shape).copy()
-    return array, offset + count * np.dtype(dtype).itemsize
+    """A read-only view of ``shape`` (one or two dimensions) values at ``offset``. No copy:
+    every firing decodes the slots it touches, and copying was a large part of that; nothing
+    writes into a decoded array (numpy refuses if something tries)."""
+    count = shape[0] if len(shape) == 1 else shape[0] * shape[1]
+    array = np.frombuffer(data, dtype, count, offset)
+    if len(shape) > 1:
+        array = array.reshape(shape)
+    return array, offset + count * array.itemsize
 
 
 def encode_part(part: SeriesPart, arrival: int = 0) -> bytes:
@@ -487,12 +504,13 @@ def encode_part(part: SeriesPart, arrival: int = 0) -> bytes:
 
 
 def decode_part(data: bytes) -> tuple[SeriesPart, int]:
+    # Inlined reads (a firing decodes every part it consumes): views, no copies.
     arrival, n, k = _PART.unpack_from(data, 0)
     source, offset = _read_text(data, _PART.size)
-    row_number, offset = _read_array(data, offset, np.int64, (n,))
-    timestamp, offset = _read_array(data, offset, np.int64, (n,))
-    value, offset = _read_array(data, offset, np.float64, (n,))
-    covariates, _ = _read_array(data, offset, np.float64, (n, k))
+    row_number = np.frombuffer(data, np.int64, n, offset)
+    timestamp = np.frombuffer(data, np.int64, n, offset + 8 * n)
+    value = np.frombuffer(data, np.float64, n, offset + 16 * n)
+    covariates = np.frombuffer(data, np.float64, n * k, offset + 24 * n).reshape(n, k)
     return SeriesPart(source, row_number, timestamp, value, covariates), arrival
 
 
@@ -519,22 +537,29 @@ def encode_state(state: forecasting.SeriesState) -> bytes:
             _text(state.scaling),
             _text(state.model_fingerprint),
             last_raw.tobytes(),
-            np.ascontiguousarray(rnn).tobytes(),
+            rnn.tobytes(),  # tobytes() writes C order whatever the layout
             point.tobytes(),
-            np.ascontiguousarray(quantiles).tobytes(),
+            quantiles.tobytes(),
         ]
     )
 
 
 def decode_state(data: bytes) -> forecasting.SeriesState:
+    # Inlined reads (a firing decodes one state per series it advances): views, no copies.
     first, last, digest, loc, scale, width, S, U, H, Q = _STATE.unpack_from(data, 0)
-    series_id, offset = _read_text(data, _STATE.size)
-    scaling, offset = _read_text(data, offset)
-    fingerprint, offset = _read_text(data, offset)
-    last_raw, offset = _read_array(data, offset, np.float64, (width,))
-    state, offset = _read_array(data, offset, np.float32, (S, U))
-    point, offset = _read_array(data, offset, np.float64, (H,))
-    quantiles, _ = _read_array(data, offset, np.float64, (H, Q))
+    offset, texts = _STATE.size, []
+    for _ in range(3):  # series id, scaling, model fingerprint
+        (size,) = _TEXT.unpack_from(data, offset)
+        offset += _TEXT.size
+        texts.append(str(data[offset : offset + size], "utf-8"))
+        offset += size
+    series_id, scaling, fingerprint = texts
+    last_raw = np.frombuffer(data, np.float64, width, offset)
+    offset += 8 * width
+    state = np.frombuffer(data, np.float32, S * U, offset).reshape(S, U)
+    offset += 4 * S * U
+    point = np.frombuffer(data, np.float64, H, offset)
+    quantiles = np.frombuffer(data, np.float64, H * Q, offset + 8 * H).reshape(H, Q)
     return forecasting.SeriesState(
         series_id=series_id,
         first_timestamp=first,
@@ -574,9 +599,9 @@ def _unframe(data: bytes | memoryview) -> list[memoryview]:
     """The byte strings of :func:`_frame`, as views into ``data`` (no copies: a shard's book
     is read whole for every arrival, so copying each slot would cost O(shard size))."""
     data = memoryview(data)
-    out, offset = [], 0
-    while offset < len(data):
-        size = int.from_bytes(data[offset : offset + 4], "little")
+    out, offset, end, unpack = [], 0, len(data), _TEXT.unpack_from
+    while offset < end:
+        (size,) = unpack(data, offset)
         out.append(data[offset + 4 : offset + 4 + size])
         offset += 4 + size
     return out
@@ -611,13 +636,16 @@ class LastPoint(NamedTuple):
     last_raw: np.ndarray
 
 
-def peek_slot(data: bytes | memoryview) -> tuple[LastPoint | None, Recent]:
+def peek_slot(
+    data: bytes | memoryview, with_recent: bool = True
+) -> tuple[LastPoint | None, Recent | None]:
     """What :func:`classify` needs of an encoded slot (the saved state's last point, None for
-    a cold series, and the recent hashes), without decoding the rest: every arrival classifies
-    its points, while only a firing needs the whole slot."""
+    a cold series, and the recent hashes unless ``with_recent`` is false), without decoding
+    the rest: every arrival classifies its points, while only a firing needs the whole slot."""
     head, recent, *rest = _unframe(data)
+    recent = decode_recent(recent) if with_recent else None
     if not bytes(head)[0]:
-        return None, decode_recent(recent)
+        return None, recent
     saved = rest[0]
     _, last, _, _, _, width, *_ = _STATE.unpack_from(saved, 0)
     offset = _STATE.size
@@ -625,7 +653,7 @@ def peek_slot(data: bytes | memoryview) -> tuple[LastPoint | None, Recent]:
         (size,) = _TEXT.unpack_from(saved, offset)
         offset += _TEXT.size + size
     last_raw, _ = _read_array(saved, offset, np.float64, (width,))
-    return LastPoint(last, last_raw), decode_recent(recent)
+    return LastPoint(last, last_raw), recent
 
 
 def encode_book(book: Mapping[str, bytes | memoryview]) -> bytes:
@@ -656,6 +684,7 @@ class Book(MutableMapping):
         self._changed: dict[str, bytes | memoryview] = {}
         self._names: list[str] | None = None  # every stored id, once iterated
         self._position: dict[str, int] = {}
+        self._lookups = 0
         if len(self._data) == 0:
             self._n, self._ends = 0, np.zeros(0, np.int64)
             return
@@ -677,7 +706,13 @@ class Book(MutableMapping):
         return str(self._data[start:end], "utf-8")
 
     def _index(self, series_id: str) -> int:
-        """Position of ``series_id`` among the stored ids, or -1 (ids are stored sorted)."""
+        """Position of ``series_id`` among the stored ids, or -1 (ids are stored sorted).
+        Bisection for the first lookups; once they are many (a file of many series of one
+        shard), every id is decoded once and looked up in a dict."""
+        if self._names is None:
+            self._lookups += 1
+            if self._lookups * 16 > self._n + 64:
+                self._stored()
         if self._names is not None:
             return self._position.get(series_id, -1)
         low, high = 0, self._n
@@ -691,7 +726,14 @@ class Book(MutableMapping):
 
     def _stored(self) -> list[str]:
         if self._names is None:
-            names = [self._name(i) for i in range(self._n)]
+            first = _TEXT.size + 8 * self._n
+            block = bytes(self._data[first : int(self._ends[self._n - 1])]) if self._n else b""
+            if block.isascii():  # one decode, then slices (byte offsets are char offsets)
+                text = block.decode("ascii")
+                ends = (self._ends[: self._n] - first).tolist()
+                names = [text[a:b] for a, b in zip([0, *ends], ends)]
+            else:
+                names = [self._name(i) for i in range(self._n)]
             self._position = {name: i for i, name in enumerate(names)}
             self._names = names
         return self._names

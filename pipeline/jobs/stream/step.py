@@ -101,8 +101,8 @@ class _Book:
         return self._slots[series_id]
 
     def peek(
-        self, series_id: str
-    ) -> tuple[forecasting.SeriesState | streaming.LastPoint | None, streaming.Recent]:
+        self, series_id: str, with_recent: bool = True
+    ) -> tuple[forecasting.SeriesState | streaming.LastPoint | None, streaming.Recent | None]:
         """What classifying an arrival needs of the series (see ``streaming.peek_slot``)."""
         if series_id in self._slots:
             slot = self._slots[series_id]
@@ -110,7 +110,7 @@ class _Book:
         encoded = self._encoded.get(series_id)
         if encoded is None:
             return self._bootstrap.states.get(series_id), streaming.Recent.empty()
-        return streaming.peek_slot(encoded)
+        return streaming.peek_slot(encoded, with_recent)
 
     def save(self) -> None:
         for series_id, slot in self._slots.items():
@@ -182,23 +182,24 @@ class _AdvanceShardFn(beam.DoFn):
         first = streaming.earliest(times)
         moved = False
         for series_id, part in parts:
-            saved, recent = book.peek(series_id)
-            reasons = streaming.classify(part, saved, recent)
-            accepted = reasons == streaming.ACCEPTED
-            if not accepted.all():
-                rows = combine_parts([part])
-                for reason in (streaming.DUPLICATE, streaming.LATE):
-                    positions = reasons == reason
-                    if positions.any():
-                        frame = rejected_observations(
-                            series_id, rows, positions.nonzero()[0], reason
-                        )
-                        yield beam.pvalue.TaggedOutput(REJECTED, frame)
-            if not accepted.any():
-                continue
-            pending.add(
-                (series_id, streaming.Pending(arrival, streaming.part_subset(part, accepted)))
-            )
+            saved, _ = book.peek(series_id, with_recent=False)
+            if not streaming.all_new(part, saved):  # some rows may be repeats or late
+                saved, recent = book.peek(series_id)
+                reasons = streaming.classify(part, saved, recent)
+                accepted = reasons == streaming.ACCEPTED
+                if not accepted.all():
+                    rows = combine_parts([part])
+                    for reason in (streaming.DUPLICATE, streaming.LATE):
+                        positions = reasons == reason
+                        if positions.any():
+                            frame = rejected_observations(
+                                series_id, rows, positions.nonzero()[0], reason
+                            )
+                            yield beam.pvalue.TaggedOutput(REJECTED, frame)
+                if not accepted.any():
+                    continue
+                part = streaming.part_subset(part, accepted)
+            pending.add((series_id, streaming.Pending(arrival, part)))
             current = times.get(series_id)
             if current is None or fire < current:
                 times[series_id] = fire
