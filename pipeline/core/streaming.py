@@ -426,6 +426,8 @@ def take_due(
         p.decode() if isinstance(p, EncodedPending) and p.arrival + lateness <= fire else p
         for p in pending
     ]
+    if len(ready) == 1 and ready[0].arrival + lateness <= fire and len(ready[0].part):
+        return [ready[0].part], [], None  # the common case: one part, due, taken whole
     until = cutoff([p for p in ready if isinstance(p, Pending)], fire, lateness)
     if until is None:
         take, keep = [], list(pending)
