@@ -740,14 +740,20 @@ class Book(MutableMapping):
             self._names = names
         return self._names
 
-    def __getitem__(self, series_id: str) -> bytes | memoryview:
+    def get(self, series_id: str, default=None):  # no KeyError raised and caught per miss
         if series_id in self._changed:
             return self._changed[series_id]
         index = self._index(series_id)
         if index < 0:
-            raise KeyError(series_id)
+            return default
         start, end = self._span(self._n + index)
         return self._data[start:end]
+
+    def __getitem__(self, series_id: str) -> bytes | memoryview:
+        slot = self.get(series_id)
+        if slot is None:
+            raise KeyError(series_id)
+        return slot
 
     def __setitem__(self, series_id: str, slot: bytes | memoryview) -> None:
         self._changed[series_id] = slot
