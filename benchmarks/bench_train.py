@@ -50,8 +50,10 @@ def make_tensors(batches, B, T, F, H, seed=0):
     }
 
 
-def rnncast_epoch(cell, tensors, args, jit_compile=False):
-    """A callable running one pass of rnncast's train step over ``tensors`` (warmed up)."""
+def rnncast_epoch(cell, tensors, args, jit_compile=False, time_loop=None):
+    """A callable running one pass of rnncast's train step over ``tensors`` (warmed up);
+    ``time_loop``: run the layers through that loop (``model.rnn.TIME_LOOPS``) instead of the
+    machine's default."""
     batches, B, T, F = tensors["inputs"].shape
     H = tensors["targets"].shape[-1]
     metadata = {
@@ -72,6 +74,8 @@ def rnncast_epoch(cell, tensors, args, jit_compile=False):
         jit_compile=jit_compile,
     )
     trainer = Trainer(config, metadata)
+    if time_loop is not None:
+        trainer.model.rnn.time_loop = time_loop  # before the step is first traced
     batch_list = [{k: tf.constant(v[i]) for k, v in tensors.items()} for i in range(batches)]
 
     def epoch():
@@ -188,6 +192,12 @@ def main() -> None:
     )
     parser.add_argument("--repeats", type=int, default=9)
     parser.add_argument("--skip-reader", action="store_true")
+    parser.add_argument(
+        "--compare-loops",
+        action="store_true",
+        help="Also time the plain step with Keras' own loop (time_loop='keras') in the same "
+        "rounds, and print the default loop's speed-up over it.",
+    )
     args = parser.parse_args()
     devices = [d.device_type for d in tf.config.list_physical_devices()]
     print(
@@ -203,6 +213,7 @@ def main() -> None:
     )
     print("| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |")
     fastest_training = None
+    loops: list[str] = []
     for batch_size in (int(b) for b in args.batch_sizes.split(",")):
         args.batch_size = batch_size
         # About the same timesteps per round at every B.
@@ -215,6 +226,8 @@ def main() -> None:
                 "xla": rnncast_epoch(cell, tensors, args, jit_compile=True),
                 "keras": keras_epoch(cell, tensors, args),
             }
+            if args.compare_loops:
+                runs["keras_loop"] = rnncast_epoch(cell, tensors, args, time_loop="keras")
             # Alternate the three so drifts of a shared 2-core machine hit all alike.
             rounds = [{k: _timed(fn) for k, fn in runs.items()} for _ in range(args.repeats)]
             rate = {k: steps / np.median([r[k] for r in rounds]) for k in runs}
@@ -222,7 +235,7 @@ def main() -> None:
                 k: float(np.median([r["keras"] / r[k] for r in rounds])) for k in ("rnncast", "xla")
             }
             flops = step_flops_per_timestep(cell, args)
-            share = ", ".join(f"{rate[k] * flops / peak:.1%}" for k in runs)
+            share = ", ".join(f"{rate[k] * flops / peak:.1%}" for k in ("rnncast", "xla", "keras"))
             if batch_size == 32:
                 fastest_training = max(rate["rnncast"], rate["xla"], fastest_training or 0)
             print(
@@ -231,10 +244,20 @@ def main() -> None:
                 f"{share} |",
                 flush=True,
             )
+            if args.compare_loops:
+                loops.append(
+                    f"| {batch_size} | {cell} | {rate['rnncast']:,.0f} | {rate['keras_loop']:,.0f} "
+                    f"| {np.median([r['keras_loop'] / r['rnncast'] for r in rounds]):.2f} |"
+                )
     print(
         f"\n(timesteps/s, median of {args.repeats} alternating rounds of ~{steps:,} "
         "lane-timesteps; ratios: median per-round speed-up over Keras fit)"
     )
+    if loops:
+        print("\nplain step, the default time loop against Keras' own loop (same rounds):")
+        print("| B | cell | default loop | Keras loop | default / Keras loop |")
+        print("| ---: | --- | ---: | ---: | ---: |")
+        print("\n".join(loops))
     if args.skip_reader or fastest_training is None:  # the reader is compared at B=32
         return
     rate = reader_rate(args)
