@@ -352,18 +352,26 @@ def extend_many(
     features = np.column_stack([raw, calendar]).astype(np.float32)
     with np.errstate(over="ignore"):
         digests = np.add.reduceat(hashes, offsets[:-1].clip(max=len(hashes) - 1), dtype=np.uint64)
-    for i in np.flatnonzero(ok):
-        a, b, state = offsets[i], offsets[i + 1], saved[i]
+    # Per-series values gathered once for all series (a firing prepares hundreds of them):
+    # each series then takes views and Python numbers.
+    bounds = offsets.tolist()
+    last = (offsets[1:] - 1).clip(min=0)
+    last_timestamps = timestamp[last].tolist()
+    last_raws = raw[last]  # a copy: one row per series
+    observed = np.ones(len(timestamp), bool)
+    digest_sums = digests.tolist()
+    for i in np.flatnonzero(ok).tolist():
+        a, b, state = bounds[i], bounds[i + 1], saved[i]
         out[i] = Work(
             series_id=series_ids[i],
             status=INCREMENTAL,
             features=features[a:b],
-            observed=np.ones(b - a, bool),
+            observed=observed[a:b],
             initial_state=state.state,
             first_timestamp=state.first_timestamp,
-            last_timestamp=int(timestamp[b - 1]),
-            last_raw=raw[b - 1].copy(),
-            digest=(state.digest + int(digests[i])) % 2**64,
+            last_timestamp=last_timestamps[i],
+            last_raw=last_raws[i],
+            digest=(state.digest + digest_sums[i]) % 2**64,
             loc=state.loc,
             scale=state.scale,
             scaling=state.scaling,

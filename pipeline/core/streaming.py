@@ -624,11 +624,13 @@ def encode_slot(slot: SeriesSlot) -> bytes:
 
 def decode_slot(data: bytes) -> SeriesSlot:
     head, recent, *rest = _unframe(data)
-    has_saved, has_latest, status = bytes(head)
+    has_saved, has_latest, status = head[0], head[1], head[2]
     saved = decode_state(rest.pop(0)) if has_saved else None
     latest = decode_state(rest.pop(0)) if has_latest else None
-    waiting = [decode_part(blob)[0] for blob in rest]
-    return SeriesSlot(saved, decode_recent(recent), waiting, latest, _SLOT_STATUS[status])
+    waiting = [decode_part(blob)[0] for blob in rest] if rest else []
+    n = len(recent) // 16  # inlined decode_recent: timestamps, then hashes
+    seen = Recent(np.frombuffer(recent, np.int64, n), np.frombuffer(recent, np.uint64, n, 8 * n))
+    return SeriesSlot(saved, seen, waiting, latest, _SLOT_STATUS[status])
 
 
 class LastPoint(NamedTuple):
