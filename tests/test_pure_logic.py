@@ -534,3 +534,70 @@ def test_csv_line_numbers_count_the_skipped_lines_before_each_row(malformed_flag
     np.testing.assert_array_equal(
         validation.csv_line_numbers(valid[:split], seen), expected[:split]
     )
+
+
+def _consumed(timestamps):
+    n = len(timestamps)
+    return series.Observations(
+        np.asarray(timestamps, np.int64), np.zeros(n), np.zeros((n, 0)), np.zeros(n, np.int32),
+        np.zeros(n, np.int64), ("",),
+    )  # fmt: skip
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    recent=st.lists(st.integers(0, 60), max_size=12, unique=True),
+    added=st.lists(st.integers(0, 80), max_size=6, unique=True),
+    shuffle=st.booleans(),
+    horizon=st.integers(0, 50),
+)
+def test_remember_matches_the_sorted_window(recent, added, shuffle, horizon):
+    """remember keeps exactly the consumed points within the horizon, sorted by time: its
+    in-order fast path and its sorting path give what a plain sort-and-filter gives."""
+    from rnncast.pipeline.core import streaming
+
+    recent = sorted(recent)
+    added = added if shuffle else sorted(added)
+    seen = streaming.Recent(
+        np.asarray(recent, np.int64), np.asarray([t * 7 + 1 for t in recent], np.uint64)
+    )
+    hashes = np.asarray([t * 7 + 2 for t in added], np.uint64)
+    last = max([*recent, *added], default=0)
+    got = streaming.remember(seen, _consumed(added), last, horizon, hashes)
+    ts = np.concatenate([seen.timestamp, np.asarray(added, np.int64)])
+    hs = np.concatenate([seen.hashes, hashes])
+    keep = ts > last - horizon
+    order = np.argsort(ts[keep], kind="stable")
+    assert got.timestamp.tolist() == ts[keep][order].tolist()
+    assert got.hashes.tolist() == hs[keep][order].tolist()
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    timestamps=st.lists(st.integers(0, 100), min_size=1, max_size=6),
+    arrival=st.integers(0, 20),
+    fire=st.integers(0, 20),
+    lateness=st.integers(0, 5),
+)
+def test_take_due_one_part_is_the_general_rule(timestamps, arrival, fire, lateness):
+    """One buffered part, due, is taken whole; the same part next to a not-yet-due one goes
+    through the general cutoff-and-split rule and is taken whole there too."""
+    from rnncast.pipeline.core import streaming
+
+    n = len(timestamps)
+    part = series.SeriesPart(
+        "f", np.arange(n), np.asarray(timestamps, np.int64), np.zeros(n), np.zeros((n, 0))
+    )
+    later = series.SeriesPart("g", np.arange(1), np.asarray([10**9]), np.zeros(1), np.zeros((1, 0)))
+    alone = streaming.take_due([streaming.Pending(arrival, part)], fire, lateness)
+    general = streaming.take_due(
+        [streaming.Pending(arrival, part), streaming.Pending(fire + lateness + 1, later)],
+        fire,
+        lateness,
+    )
+    if arrival + lateness <= fire:
+        assert [p.timestamp.tolist() for p in alone[0]] == [timestamps]
+        assert alone[1:] == ([], None)
+        assert [p.timestamp.tolist() for p in general[0]] == [timestamps]
+    else:
+        assert alone[0] == [] and len(alone[1]) == 1 and alone[2] == arrival + lateness
