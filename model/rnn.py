@@ -40,12 +40,10 @@ from rnncast.model.config import CELL_TYPES
 __all__ = ["CELL_TYPES", "TIME_LOOPS", "MaskedStackedRNN", "default_time_loop"]
 
 # "keras": each level is its Keras layer's own call (cuDNN on GPU); "hoisted": this module's
-# loop over the same variables, with the input projection hoisted out of the time loop.
+# loop over the same variables, with the input projection hoisted out of the time loop. (The
+# loop is a tf.while_loop: unrolled in the graph it was slower at B=32, T=64 on 2 CPU cores
+# and took XLA 200-430 s to compile; BENCHMARKS.md.)
 TIME_LOOPS = ("keras", "hoisted")
-# The hoisted loop is unrolled in the graph up to this many (static) time steps. Off (0):
-# measured at B=32, T=64 on 2 CPU cores, unrolling was slower than tf.while_loop (GRU plain
-# 27.7k vs 29.3k, XLA 29.7k vs 43.5k timesteps/s) and XLA took 200-430 s to compile it.
-UNROLL_MAX_STEPS = 0
 
 
 def default_time_loop() -> str:
@@ -126,13 +124,9 @@ def _recurrence(
     the gate gradients by the transposed recurrent kernel, and the recurrent kernel's (and
     bias') gradient is one ``[U, T*B] x [T*B, G*U]`` matmul after it, instead of one small
     matmul and accumulation per step. ``valid``: ``[T, B, 1]`` bool, or ``None`` (all valid).
-    With a static ``T`` of at most :data:`UNROLL_MAX_STEPS` both loops are unrolled in the
-    graph (no per-step loop and array bookkeeping); else they are ``tf.while_loop`` s.
-    Returns ``(outputs [T, B, U], new_state)``.
+    Both loops are ``tf.while_loop`` s. Returns ``(outputs [T, B, U], new_state)``.
     """
-    static_steps = projected.shape[0]
-    unroll = static_steps is not None and static_steps <= UNROLL_MAX_STEPS
-    steps = static_steps if unroll else tf.shape(projected)[0]
+    steps = tf.shape(projected)[0]
     dtype = projected.dtype
     if bias is None:
         bias = tf.zeros((tf.shape(recurrent_kernel)[-1],), dtype)
@@ -162,31 +156,6 @@ def _recurrence(
         d_inner = tf.reshape(d_inner, (-1, tf.shape(d_inner)[-1]))
         h_prev = tf.reshape(h_prev, (tf.shape(d_inner)[0], -1))
         return tf.matmul(h_prev, d_inner, transpose_a=True), tf.reduce_sum(d_inner, axis=0)
-
-    @tf.custom_gradient
-    def unrolled(projected, recurrent_kernel, bias, *state):
-        xs = tf.unstack(projected, num=steps)
-        oks = [None] * steps if valid is None else tf.unstack(valid, num=steps)
-        carry, outputs, saved, carries = list(state), [], [], []
-        for t in range(steps):
-            carries.append(carry)
-            h, carry, keep = forward(xs[t], oks[t], carry, recurrent_kernel, bias)
-            outputs.append(h)
-            saved.append(keep)
-
-        def grad(d_outputs, *d_final):
-            d_outs = tf.unstack(d_outputs, num=steps)
-            d_carry = [tf.zeros_like(s) if d is None else d for s, d in zip(carry, d_final)]
-            d_xs, d_inners = [None] * steps, [None] * steps
-            for t in reversed(range(steps)):
-                d_xs[t], d_inners[t], d_carry = backward(
-                    d_outs[t], oks[t], saved[t], carries[t], d_carry, recurrent_kernel
-                )
-            h_prev = tf.stack([c[0] for c in carries])
-            d_kernel, d_bias = weight_gradients(h_prev, tf.stack(d_inners))
-            return (tf.stack(d_xs), d_kernel, d_bias, *d_carry)
-
-        return (tf.stack(outputs), *carry), grad
 
     @tf.custom_gradient
     def looped(projected, recurrent_kernel, bias, *state):
@@ -231,7 +200,7 @@ def _recurrence(
 
         return (outputs, *final), grad
 
-    result = (unrolled if unroll else looped)(projected, recurrent_kernel, bias, *state)
+    result = looped(projected, recurrent_kernel, bias, *state)
     return result[0], list(result[1:])
 
 

@@ -476,18 +476,7 @@ def _text(value: str) -> bytes:
 def _read_text(data, offset: int) -> tuple[str, int]:
     (size,) = _TEXT.unpack_from(data, offset)
     offset += _TEXT.size
-    return bytes(data[offset : offset + size]).decode("utf-8"), offset + size
-
-
-def _read_array(data, offset: int, dtype, shape: tuple[int, ...]) -> tuple[np.ndarray, int]:
-    """A read-only view of ``shape`` (one or two dimensions) values at ``offset``. No copy:
-    every firing decodes the slots it touches, and copying was a large part of that; nothing
-    writes into a decoded array (numpy refuses if something tries)."""
-    count = shape[0] if len(shape) == 1 else shape[0] * shape[1]
-    array = np.frombuffer(data, dtype, count, offset)
-    if len(shape) > 1:
-        array = array.reshape(shape)
-    return array, offset + count * array.itemsize
+    return str(data[offset : offset + size], "utf-8"), offset + size
 
 
 def encode_part(part: SeriesPart, arrival: int = 0) -> bytes:
@@ -506,7 +495,7 @@ def encode_part(part: SeriesPart, arrival: int = 0) -> bytes:
 
 
 def decode_part(data: bytes) -> tuple[SeriesPart, int]:
-    # Inlined reads (a firing decodes every part it consumes): views, no copies.
+    # Views of the bytes, no copies (see decode_recent).
     arrival, n, k = _PART.unpack_from(data, 0)
     source, offset = _read_text(data, _PART.size)
     row_number = np.frombuffer(data, np.int64, n, offset)
@@ -547,15 +536,11 @@ def encode_state(state: forecasting.SeriesState) -> bytes:
 
 
 def decode_state(data: bytes) -> forecasting.SeriesState:
-    # Inlined reads (a firing decodes one state per series it advances): views, no copies.
+    # Views of the bytes, no copies (see decode_recent).
     first, last, digest, loc, scale, width, S, U, H, Q = _STATE.unpack_from(data, 0)
-    offset, texts = _STATE.size, []
-    for _ in range(3):  # series id, scaling, model fingerprint
-        (size,) = _TEXT.unpack_from(data, offset)
-        offset += _TEXT.size
-        texts.append(str(data[offset : offset + size], "utf-8"))
-        offset += size
-    series_id, scaling, fingerprint = texts
+    series_id, offset = _read_text(data, _STATE.size)
+    scaling, offset = _read_text(data, offset)
+    fingerprint, offset = _read_text(data, offset)
     last_raw = np.frombuffer(data, np.float64, width, offset)
     offset += 8 * width
     state = np.frombuffer(data, np.float32, S * U, offset).reshape(S, U)
@@ -586,10 +571,10 @@ def encode_recent(recent: Recent) -> bytes:
 
 
 def decode_recent(data: bytes) -> Recent:
+    # Read-only views of the bytes, no copies (as every decoder here: a firing decodes the
+    # slots it touches; nothing writes into a decoded array, and numpy refuses if it tries).
     n = len(data) // 16
-    timestamp, offset = _read_array(data, 0, np.int64, (n,))
-    hashes, _ = _read_array(data, offset, np.uint64, (n,))
-    return Recent(timestamp, hashes)
+    return Recent(np.frombuffer(data, np.int64, n), np.frombuffer(data, np.uint64, n, 8 * n))
 
 
 def _frame(blobs: list[bytes]) -> bytes:
@@ -627,10 +612,8 @@ def decode_slot(data: bytes) -> SeriesSlot:
     has_saved, has_latest, status = head[0], head[1], head[2]
     saved = decode_state(rest.pop(0)) if has_saved else None
     latest = decode_state(rest.pop(0)) if has_latest else None
-    waiting = [decode_part(blob)[0] for blob in rest] if rest else []
-    n = len(recent) // 16  # inlined decode_recent: timestamps, then hashes
-    seen = Recent(np.frombuffer(recent, np.int64, n), np.frombuffer(recent, np.uint64, n, 8 * n))
-    return SeriesSlot(saved, seen, waiting, latest, _SLOT_STATUS[status])
+    waiting = [decode_part(blob)[0] for blob in rest]
+    return SeriesSlot(saved, decode_recent(recent), waiting, latest, _SLOT_STATUS[status])
 
 
 class LastPoint(NamedTuple):
@@ -656,8 +639,7 @@ def peek_slot(
     for _ in range(3):  # series id, scaling, fingerprint
         (size,) = _TEXT.unpack_from(saved, offset)
         offset += _TEXT.size + size
-    last_raw, _ = _read_array(saved, offset, np.float64, (width,))
-    return LastPoint(last, last_raw), recent
+    return LastPoint(last, np.frombuffer(saved, np.float64, width, offset)), recent
 
 
 def encode_book(book: Mapping[str, bytes | memoryview]) -> bytes:
