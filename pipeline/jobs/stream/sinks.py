@@ -169,6 +169,20 @@ def _arm_at_window_end(timer, next_fire, micros: int, window: int) -> None:
         next_fire.write(at)
 
 
+def _is_due(timer, next_fire, fire) -> bool:
+    """Whether a firing at ``fire`` is the one ``next_fire`` is armed for. A repeated firing
+    (the DirectRunner can deliver one again after elements re-armed the timer for a later
+    window, clearing it; see ``step._set_timer``) re-arms the timer for ``next_fire`` and is
+    not due; with nothing armed, nothing is new since the last firing."""
+    at = next_fire.read()
+    if at is None:
+        return False
+    if at > int(fire.micros):
+        timer.set(Timestamp(micros=at))
+        return False
+    return True
+
+
 class _SnapshotShardFn(beam.DoFn):
     """Per shard (the key): the latest state of each of its series; at each window end (event
     time) the shard's states, with its ``--state-in`` series not seen since, become one
@@ -206,9 +220,10 @@ class _SnapshotShardFn(beam.DoFn):
         fire=beam.DoFn.TimestampParam,
         updates=beam.DoFn.StateParam(UPDATES),
         next_fire=beam.DoFn.StateParam(NEXT),
+        snapshot=beam.DoFn.TimerParam(SNAPSHOT),
     ):
-        if next_fire.read() is None:
-            return  # a repeated firing: nothing new since the last snapshot
+        if not _is_due(snapshot, next_fire, fire):
+            return
         next_fire.clear()
         latest = streaming.latest_per_series(list(updates.read()))
         updates.clear()
@@ -254,11 +269,13 @@ class _CommitSnapshotFn(beam.DoFn):
     @userstate.on_timer(COMMIT)
     def on_commit(
         self,
+        fire=beam.DoFn.TimestampParam,
         files=beam.DoFn.StateParam(FILES),
         written=beam.DoFn.StateParam(WRITTEN),
         next_fire=beam.DoFn.StateParam(NEXT),
+        commit_timer=beam.DoFn.TimerParam(COMMIT),
     ):
-        if next_fire.read() is None:
+        if not _is_due(commit_timer, next_fire, fire):
             return
         next_fire.clear()
         newest: dict[int, tuple[int, bytes]] = {}

@@ -63,6 +63,8 @@ class _WatchFilesFn(beam.DoFn):
         started=beam.DoFn.StateParam(STARTED),
         poll=beam.DoFn.TimerParam(POLL),
     ):
+        if started.read() is None:  # stopped; a firing delivered again (see step._set_timer)
+            return
         pacing = Pacing.of(self._pacing)
         wait = pacing.wait_before_match(self._interval)
         if wait > 0:
@@ -88,6 +90,7 @@ class _WatchFilesFn(beam.DoFn):
                 file=sys.stderr,
                 flush=True,
             )
+            started.clear()
             return
         poll.set(Timestamp(0))
 

@@ -119,8 +119,13 @@ class _Book:
 
 
 def _set_timer(timer, times: dict[str, int]) -> None:
-    """Move a shard's timer to the earliest of its series' times (none: leave it; a firing
-    with nothing due does nothing)."""
+    """Move a shard's timer to the earliest of its series' times (none: leave it unset).
+
+    Every firing calls this, also one with nothing due: a runner clears a timer before
+    delivering it, and the DirectRunner can deliver a firing again after the first one has
+    re-armed the timer for later (it extracts timers that are due but still in flight), so a
+    repeated firing would otherwise leave the shard with no timer and its buffered points
+    would never be consumed (the stall seen in issue 16)."""
     at = streaming.earliest(times)
     if at is not None:
         timer.set(Timestamp(micros=at))
@@ -244,7 +249,8 @@ class _AdvanceShardFn(beam.DoFn):
         timer moves to the earliest next flush of the shard's series)."""
         times = fires.read() or {}
         due = streaming.due_series(times, fire)
-        if not due:
+        if not due:  # a repeated firing: the runner cleared the timer of the next flush
+            _set_timer(flush, times)
             return {}
         items = list(pending.read())
         mine: dict[str, list] = {series_id: [] for series_id in due}  # Pending or encoded
@@ -345,7 +351,8 @@ class _AdvanceShardFn(beam.DoFn):
         """Window ends passed: emit the forecast held for each series whose window ended."""
         times = emits.read() or {}
         due = streaming.due_series(times, int(fire.micros))
-        if not due:
+        if not due:  # a repeated firing: re-arm the next window end (see _set_timer)
+            _set_timer(emit, times)
             return
         book = _Book(series, self._bootstrap)
         for series_id in due:
