@@ -5,6 +5,7 @@ unreadable file that becomes a dead letter)."""
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import signal
@@ -16,9 +17,13 @@ import apache_beam as beam
 import numpy as np
 import pandas as pd
 import pytest
+from apache_beam.coders import VarIntCoder
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 from apache_beam.testing import test_stream
+from apache_beam.transforms import userstate
+from apache_beam.transforms.timeutil import TimeDomain
 from apache_beam.transforms.window import TimestampedValue
+from apache_beam.utils.timestamp import Timestamp
 from conftest import run_job, write_csv
 from hypothesis import given
 from hypothesis import settings as hypothesis_settings
@@ -27,6 +32,7 @@ from hypothesis import strategies as st
 from rnncast.model.config import TrainConfig
 from rnncast.model.export import export_model
 from rnncast.model.train import train
+from rnncast.pipeline.beam.engine import fix_streaming_engine
 from rnncast.pipeline.core import forecasting, streaming, synthetic
 from rnncast.pipeline.core.series import SeriesPart, combine_parts
 from rnncast.pipeline.core.validation import InputColumns
@@ -34,6 +40,9 @@ from rnncast.pipeline.io.model_loader import read_model_info
 from rnncast.pipeline.io.state_store import load_state_files
 from rnncast.pipeline.jobs import forecast as forecast_job
 from rnncast.pipeline.jobs import stream as stream_job
+from rnncast.pipeline.jobs.stream import options as stream_options
+from rnncast.pipeline.jobs.stream import sinks, step
+from rnncast.pipeline.jobs.stream.options import StreamConfig
 from rnncast.pipeline.jobs.stream.sinks import shard_file
 
 HOUR = pd.Timedelta(hours=1)
@@ -331,6 +340,148 @@ def test_a_shard_firing_takes_exactly_the_series_due_then():
     assert streaming.take_due(keep, us(t[1]), 0) == ([], keep, us(t[2]))
 
 
+class DirectKey:
+    """One key of a stateful DoFn, run as the DirectRunner runs it: state cells kept encoded
+    by their specs' coders, one timer per name, and a firing delivered by clearing its timer
+    first (``process_timer_wrapper``), whatever the timer was re-armed to since. The
+    DirectRunner can deliver a firing again once the first has re-armed the timer: its
+    monitor extracts due timers while their firing is still in flight (in a two-step
+    poll-loop pipeline, 600 of 1,204 firings were such repeats)."""
+
+    def __init__(self, fn, key):
+        self.fn, self.key = fn, key
+        self.cells: dict = {}
+        self.timers: dict = {}
+
+    def _cell(self, spec):
+        return self.cells.setdefault(spec.name, _EncodedCell(spec))
+
+    def _arguments(self, method, timestamp) -> dict:
+        arguments = {}
+        for name, parameter in inspect.signature(method).parameters.items():
+            default = parameter.default
+            if default is beam.DoFn.KeyParam:
+                arguments[name] = self.key
+            elif default is beam.DoFn.TimestampParam:
+                arguments[name] = timestamp
+            elif hasattr(default, "state_spec"):
+                arguments[name] = self._cell(default.state_spec)
+            elif hasattr(default, "timer_spec"):
+                # Beam prefixes timer ids ("ts-flush"); the tests name timers as declared.
+                arguments[name] = _Timer(self.timers, default.timer_spec.name.removeprefix("ts-"))
+        return arguments
+
+    def process(self, element, micros: int) -> list:
+        stamp = Timestamp(micros=micros)
+        return list(self.fn.process(element, **self._arguments(self.fn.process, stamp)) or [])
+
+    def fire(self, timer: str, callback, at: int | None = None) -> list:
+        """Deliver ``timer`` at ``at`` (default: where it is set), clearing it first."""
+        at = self.timers.pop(timer) if at is None else at
+        self.timers.pop(timer, None)
+        return list(callback(**self._arguments(callback, Timestamp(micros=at))) or [])
+
+
+class _EncodedCell:
+    def __init__(self, spec):
+        self._coder, self._data = spec.coder, None
+        self._bag = isinstance(spec, userstate.BagStateSpec)
+
+    def read(self):
+        if self._bag:
+            return [self._coder.decode(item) for item in self._data or []]
+        return None if self._data is None else self._coder.decode(self._data)
+
+    def write(self, value) -> None:
+        self._data = self._coder.encode(value)
+
+    def add(self, value) -> None:
+        self._data = (self._data or []) + [self._coder.encode(value)]
+
+    def clear(self) -> None:
+        self._data = None
+
+
+class _Timer:
+    def __init__(self, timers: dict, name: str):
+        self._timers, self._name = timers, name
+
+    def set(self, at) -> None:
+        self._timers[self._name] = int(at.micros)
+
+    def clear(self) -> None:
+        self._timers.pop(self._name, None)
+
+
+def test_a_repeated_firing_keeps_the_shards_next_flush(exported, tmp_path):
+    """The issue-16 stall: a shard's firing at t1 takes series a and re-arms the flush timer
+    for b at t2; the runner delivers the t1 firing again, clearing the timer. The shard must
+    still flush b at t2 (it used to keep no timer, and b's points were never consumed)."""
+    model_path, frame = exported
+    model = model_info(model_path)
+    config = StreamConfig(model=model_path, output=str(tmp_path), input_pattern="*", shards=1)
+    fn = step._AdvanceShardFn(config, model, [])
+    fn.setup()
+    shard = DirectKey(fn, 0)
+    (a, rows_a), (b, rows_b) = list(frame.groupby("series_id"))[:2]
+    t1, t2 = 1_000_000, 2_000_000
+    for series_id, rows, at in ((a, rows_a, t1), (b, rows_b, t2)):
+        arrived = part(rows.timestamp, rows.value, rows=np.arange(1, len(rows) + 1))
+        assert shard.process((0, [(series_id, arrived)]), at) == []
+    assert shard.timers == {"flush": t1}
+
+    def forecasts(outputs):
+        return [out[0] for out in outputs if isinstance(out, tuple)]
+
+    assert forecasts(shard.fire("flush", fn.on_flush)) == [a]
+    assert shard.timers == {"flush": t2}
+    assert shard.fire("flush", fn.on_flush, at=t1) == []  # the same firing, delivered again
+    assert shard.timers == {"flush": t2}
+    assert forecasts(shard.fire("flush", fn.on_flush)) == [b]
+    assert shard.timers == {}
+
+
+def test_a_repeated_firing_keeps_the_next_window_emission_and_snapshot(exported, tmp_path):
+    """The same for ``--emit window`` and the state snapshots: a firing delivered again after
+    elements armed the next window end re-arms it, and takes no snapshot of the next window's
+    states under the earlier window's end."""
+    model_path, frame = exported
+    model = model_info(model_path)
+    hour = 3_600_000_000
+    config = StreamConfig(
+        model=model_path, output=str(tmp_path), input_pattern="*", shards=1, emit="window"
+    )
+    fn = step._AdvanceShardFn(config, model, [])
+    fn.setup()
+    shard = DirectKey(fn, 0)
+    (a, rows_a), (b, rows_b) = list(frame.groupby("series_id"))[:2]
+    for series_id, rows, at in ((a, rows_a, 10), (b, rows_b, hour + 10)):
+        arrived = part(rows.timestamp, rows.value, rows=np.arange(1, len(rows) + 1))
+        shard.process((0, [(series_id, arrived)]), at)
+    states = [out for out in shard.fire("flush", fn.on_flush) if not isinstance(out, tuple)]
+    first_end = hour - 1
+    assert shard.timers == {"flush": hour + 10, "emit": first_end}
+    assert [out[0] for out in shard.fire("emit", fn.on_emit)] == [a]
+    shard.fire("flush", fn.on_flush)  # b, in the second window: emit armed at its end
+    assert shard.timers == {"emit": 2 * hour - 1}
+    assert shard.fire("emit", fn.on_emit, at=first_end) == []  # delivered again
+    assert shard.timers == {"emit": 2 * hour - 1}
+    assert [out[0] for out in shard.fire("emit", fn.on_emit)] == [b]
+
+    snapshots = DirectKey(sinks._SnapshotShardFn(config, model, []), 0)
+    snapshots.fn.setup()
+    (advanced,) = [value for value in states if value.tag == stream_options.STATES]
+    snapshots.process(advanced.value, 10)
+    assert snapshots.timers == {"snapshot": first_end}
+    ((_, (key, end, _)),) = snapshots.fire("snapshot", snapshots.fn.on_snapshot)
+    assert (key, end) == (0, first_end)
+    snapshots.process(advanced.value, hour + 10)
+    assert snapshots.fire("snapshot", snapshots.fn.on_snapshot, at=first_end) == []
+    assert snapshots.timers == {"snapshot": 2 * hour - 1}
+    ((_, (key, end, _)),) = snapshots.fire("snapshot", snapshots.fn.on_snapshot)
+    assert end == 2 * hour - 1
+
+
 def test_messages_in_json_lines_and_csv_are_validated_like_files():
     columns = InputColumns()
     payload = (
@@ -361,10 +512,35 @@ def message(rows: pd.DataFrame) -> bytes:
     return ("\n".join(lines) + "\n").encode()
 
 
-def run_stream(model_path, deliveries, output, *, lateness="0s", state_in=None, **settings):
+class _PollMessages(beam.DoFn):
+    """A wall-clock source like the file watcher on the DirectRunner: a self-renewing
+    watermark timer, one message per firing, stamped with the time it is sent."""
+
+    NEXT = userstate.ReadModifyWriteStateSpec("next", VarIntCoder())
+    POLL = userstate.TimerSpec("poll", TimeDomain.WATERMARK)
+
+    def __init__(self, messages: list[bytes]):
+        self._messages = messages
+
+    def process(self, element, poll=beam.DoFn.TimerParam(POLL)):
+        poll.set(Timestamp(0))
+
+    @userstate.on_timer(POLL)
+    def on_poll(self, sent=beam.DoFn.StateParam(NEXT), poll=beam.DoFn.TimerParam(POLL)):
+        k = sent.read() or 0
+        if k < len(self._messages):
+            sent.write(k + 1)
+            yield TimestampedValue((f"poll-{k}", self._messages[k]), Timestamp.now())
+            poll.set(Timestamp(0))
+
+
+def run_stream(
+    model_path, deliveries, output, *, lateness="0s", state_in=None, poll=False, **settings
+):
     """Run the stream on a TestStream: ``deliveries`` is a list of ``(rows, watermark)``;
     each row set becomes one message timestamped at its newest point, then the watermark
-    moves to ``watermark`` (None: stays)."""
+    moves to ``watermark`` (None: stays). ``poll``: the messages come from a wall-clock poll
+    loop instead (:class:`_PollMessages`; the watermarks are ignored)."""
     model = model_info(model_path)
     config = stream_job.StreamConfig(
         model=model_path,
@@ -386,8 +562,18 @@ def run_stream(model_path, deliveries, output, *, lateness="0s", state_in=None, 
     events.advance_watermark_to_infinity()
     options = PipelineOptions([])
     options.view_as(StandardOptions).streaming = True
+    fix_streaming_engine()  # as rnncast stream does on the DirectRunner
+    if poll:
+        options.view_as(StandardOptions).runner = "BundleBasedDirectRunner"
     with beam.Pipeline(options=options) as pipeline:
-        read = pipeline | events | stream_job.ReadPoints(config.columns, messages=True)
+        if poll:  # on the engine rnncast stream runs on the DirectRunner (see job.run_config)
+            messages = [message(rows) for rows, _ in deliveries if len(rows)]
+            arrivals = (
+                pipeline | beam.Create([("poll", None)]) | beam.ParDo(_PollMessages(messages))
+            )
+        else:
+            arrivals = pipeline | events
+        read = arrivals | stream_job.ReadPoints(config.columns, messages=True)
         _ = read | stream_job.StreamForecast(config, model, state_files)
 
 
@@ -549,6 +735,103 @@ def test_one_shard_for_every_series_still_equals_batch(exported, tmp_path):
         assert {f["name"].split("-", 2)[2] for f in meta["files"]} <= expected
         files = load_state_files(str(output / "state"), model_info(model_path))[0]
         assert len(files) == len(held)
+
+
+class _Burst(beam.DoFn):
+    """A polling source: one element per round for ``count`` rounds, then idle rounds (each
+    still hands the next step an empty bundle), as the file watcher between files."""
+
+    ROUND = userstate.ReadModifyWriteStateSpec("round", VarIntCoder())
+    POLL = userstate.TimerSpec("poll", TimeDomain.WATERMARK)
+
+    def __init__(self, count: int, idle_rounds: int):
+        self._count, self._idle = count, idle_rounds
+
+    def process(self, element, poll=beam.DoFn.TimerParam(POLL)):
+        poll.set(Timestamp(0))
+
+    @userstate.on_timer(POLL)
+    def on_poll(self, rounds=beam.DoFn.StateParam(ROUND), poll=beam.DoFn.TimerParam(POLL)):
+        k = rounds.read() or 0
+        rounds.write(k + 1)
+        if k < self._count:
+            yield TimestampedValue(("key", k), Timestamp.now())
+        if k < self._count + self._idle:
+            poll.set(Timestamp(0))
+
+
+class _SlowRecord(beam.DoFn):
+    """A stateful step slower than its source, with a flush timer per element (as the
+    stream's step): appends each element it sees to ``path``."""
+
+    SEEN = userstate.BagStateSpec("seen", VarIntCoder())
+    FLUSH = userstate.TimerSpec("flush", TimeDomain.WATERMARK)
+
+    def __init__(self, path: str):
+        self._path = path
+
+    def process(
+        self,
+        element,
+        timestamp=beam.DoFn.TimestampParam,
+        seen=beam.DoFn.StateParam(SEEN),
+        flush=beam.DoFn.TimerParam(FLUSH),
+    ):
+        time.sleep(0.02)
+        seen.add(element[1])
+        flush.set(timestamp)
+        with open(self._path, "a") as out:
+            out.write(f"{element[1]} {time.monotonic()}\n")
+
+    @userstate.on_timer(FLUSH)
+    def on_flush(self, seen=beam.DoFn.StateParam(SEEN)):
+        time.sleep(0.02)
+        seen.clear()
+
+
+def test_the_streaming_engine_runs_a_stateful_steps_bundles_in_order_without_starving(tmp_path):
+    """On the DirectRunner's streaming engine, fixed as ``rnncast stream`` runs it: bundles
+    of a stateful step slower than its polling source are processed in the order they were
+    produced, each before the source's idle rounds end (Beam's own queue is last in, first
+    out, and the empty bundle of each round kept older bundles waiting: issue 16's stall)."""
+    fix_streaming_engine()
+    seen = tmp_path / "seen.txt"
+    options = PipelineOptions([])
+    options.view_as(StandardOptions).streaming = True
+    options.view_as(StandardOptions).runner = "BundleBasedDirectRunner"
+    with beam.Pipeline(options=options) as pipeline:
+        _ = (
+            pipeline
+            | beam.Create([("poll", None)])
+            | beam.ParDo(_Burst(count=30, idle_rounds=400))
+            | beam.ParDo(_SlowRecord(str(seen)))
+        )
+    ended = time.monotonic()
+    records = [line.split() for line in seen.read_text().splitlines()]
+    assert [int(k) for k, _ in records] == list(range(30))
+    # Every element was recorded well before the 400 idle rounds of the source had ended.
+    assert ended - float(records[-1][1]) > 1.0
+
+
+def test_a_wall_clock_source_on_the_direct_runner_consumes_every_point(exported, tmp_path):
+    """Messages from a wall-clock poll loop on the real DirectRunner, each the new points of
+    one series, every series in one shard: the runner delivers many timer firings twice, and
+    a repeated firing used to leave the shard without its next flush, so the series that
+    arrived later were never advanced (issue 16's stall). Every point is consumed: the last
+    forecasts equal the batch job's on everything."""
+    model_path, frame = exported
+    copies = [frame.assign(series_id=frame.series_id + f"-{k}") for k in range(6)]
+    frame = pd.concat(copies, ignore_index=True)  # 24 series, 24 arrivals in one shard
+    cut = END - 6 * HOUR
+    batch(model_path, frame[frame.timestamp <= cut], tmp_path, "b1", state_out=str(tmp_path / "s1"))
+    rest = frame[frame.timestamp > cut]
+    deliveries = [(rows, None) for _, rows in rest.groupby("series_id")]
+    output = tmp_path / "stream"
+    run_stream(model_path, deliveries, output, state_in=tmp_path / "s1", shards=1, poll=True)
+    got = latest(stream_forecasts(output))
+    reference = batch(model_path, frame, tmp_path, "b2")
+    assert_same_forecasts(got, reference, snapshot_scale(output))
+    assert dead_letters(output).empty
 
 
 # --- a real file-watching run ------------------------------------------------------------------

@@ -125,3 +125,61 @@ def load_runner_options(argv: list[str], prog: str) -> None:
             f"{prog}: --runner {name}: cannot import {module} ({err}); install the package "
             "that provides this runner"
         ) from err
+
+
+_STREAMING_ENGINE_FIXED = False
+
+
+def fix_streaming_engine() -> None:
+    """Make the DirectRunner's streaming engine (``BundleBasedDirectRunner``) run each stateful
+    step's queued work first in, first out, and skip queued work with nothing to do.
+    Idempotent; ``rnncast stream`` calls it before it runs on that engine.
+
+    Beam 2.77's engine runs a stateful step one bundle at a time from a queue that it pops
+    from the wrong end (``executor._SerialEvaluationState``: ``append``, then ``pop``), and
+    it hands each step an empty bundle every time the step's producer ran, also when the
+    producer output nothing. A polling source (the stream's file watcher, whose timer fires
+    every round) sends one empty bundle through the pipeline per round, and each stateful
+    step runs one bundle per round. So a bundle of points queued under empty ones could wait
+    forever: the stream stopped forecasting (issue 16's stall, 4 of 26 benchmark runs). A
+    later bundle also overtook earlier ones, so points that arrived in order could be
+    consumed out of order and dead-lettered as late. Here the queue is a FIFO, and a ParDo's
+    bundle with no elements and no timers to fire (a no-op for a ParDo) is not queued."""
+    global _STREAMING_ENGINE_FIXED
+    if _STREAMING_ENGINE_FIXED:
+        return
+    from apache_beam.runners.direct import executor
+    from apache_beam.transforms.core import ParDo
+
+    serial = getattr(executor, "_SerialEvaluationState", None)
+    base = getattr(executor, "_TransformEvaluationState", None)
+    if serial is None or base is None or not hasattr(serial, "_update_currently_evaluating"):
+        raise RuntimeError(
+            "rnncast: this Beam's DirectRunner has no _SerialEvaluationState to fix; "
+            "install the apache-beam version pyproject.toml pins"
+        )
+
+    def is_noop(work) -> bool:
+        transform = getattr(getattr(work, "_applied_ptransform", None), "transform", None)
+        bundle = getattr(work, "_input_bundle", None)
+        return (
+            isinstance(transform, ParDo)
+            and not getattr(work, "_fired_timers", True)
+            and bundle is not None
+            and not bundle.has_elements()
+        )
+
+    def update_currently_evaluating(self, new_work, completed_work):
+        with self._lock:
+            if new_work and not is_noop(new_work):
+                self.serial_queue.append(new_work)
+            if completed_work:
+                assert self.currently_evaluating == completed_work
+                self.currently_evaluating = None
+            if self.serial_queue and not self.currently_evaluating:
+                next_work = self.serial_queue.popleft()
+                self.currently_evaluating = next_work
+                base.schedule(self, next_work)
+
+    serial._update_currently_evaluating = update_currently_evaluating
+    _STREAMING_ENGINE_FIXED = True

@@ -13,6 +13,7 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
 from rnncast.errors import JobArgumentError
+from rnncast.pipeline.beam.engine import fix_streaming_engine
 from rnncast.pipeline.beam.options import parse_job_options
 from rnncast.pipeline.beam.transforms import REJECTED
 from rnncast.pipeline.core import forecasting
@@ -138,8 +139,10 @@ def run_config(config: StreamConfig, pipeline_options: PipelineOptions | None = 
     standard.streaming = True
     direct = standard.runner in (None, "DirectRunner", "BundleBasedDirectRunner")
     if direct:
-        # The DirectRunner's streaming engine (the default DirectRunner picks a batch one).
+        # The DirectRunner's streaming engine (the default DirectRunner picks a batch one),
+        # with its stateful steps' work queues fixed (see engine.fix_streaming_engine).
         standard.runner = "BundleBasedDirectRunner"
+        fix_streaming_engine()
         if config.kafka_topic:
             raise JobArgumentError(
                 "rnncast stream: Kafka is a cross-language transform, which the DirectRunner "
