@@ -23,13 +23,18 @@ one epoch (quality is irrelevant here), runs `rnncast forecast --state-out` over
   3. latency: 6 more files (one point each for 10 series) land one at a time; the time from the
      rename that lands a file to the forecast file with its points being written.
 
+Phases 2 and 3 run `--job-runs` times, each a new stream; a run whose awaited forecasts do not
+come within `--stall-timeout` seconds counts as stalled (the stream's thread stacks are
+printed), and the script exits 1 if any did. `--job-only` skips phases 0 and 1.
+
     python benchmarks/bench_stream.py [--num-series 200] [--poll-interval 0.5] [--shards 16]
-        [--repeats 3]
+        [--repeats 3] [--job-runs 1] [--job-only] [--stall-timeout 180]
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import gc
 import glob
 import os
@@ -85,6 +90,10 @@ def write_csv(frame, path: str) -> None:
     os.rename(path + ".tmp", path)  # lands whole
 
 
+class StallError(RuntimeError):
+    """The stream wrote no forecast for the points it was waiting for in time."""
+
+
 class Outputs:
     """The forecast files written so far (each read once): which series have which origins."""
 
@@ -102,7 +111,7 @@ class Outputs:
             for origin, ids in rows.groupby("origin")["series_id"]:
                 self.origins.setdefault(origin, set()).update(ids)
 
-    def wait_for(self, origin, count: int, job, timeout: float = 180.0) -> float:
+    def wait_for(self, origin, count: int, job, timeout: float) -> float:
         """Wait until ``count`` series have a forecast from ``origin``; return the time. On a
         timeout, the stream's thread stacks (``kill -USR1``) go into the error, so a stall
         says where it is."""
@@ -118,7 +127,7 @@ class Outputs:
         time.sleep(2)
         job.kill()
         got = {str(k): len(v) for k, v in sorted(self.origins.items())}
-        raise RuntimeError(
+        raise StallError(
             f"only {len(self.origins.get(origin, ()))} of {count} series have a forecast from "
             f"{origin} after {timeout} s; series per origin so far: {got}; the stream's "
             f"output and thread stacks:\n{job.stdout.read()}"
@@ -388,6 +397,56 @@ def batch_in_process(
     return len(history) / (time.perf_counter() - start)
 
 
+@dataclasses.dataclass
+class JobRun:
+    files: int
+    points: int
+    seconds: float
+    latencies: list
+    summary: str
+
+
+def whole_job(model: str, state: str, live, workdir: str, args) -> JobRun:
+    """Phases 2 and 3 in one stream on the DirectRunner (see the module docstring); raises
+    :class:`StallError` when a forecast does not come within ``--stall-timeout`` seconds."""
+    incoming, output = os.path.join(workdir, "incoming"), os.path.join(workdir, "out")
+    os.makedirs(incoming)
+    ticks = sorted(live.timestamp.unique())
+    bulk, late_ticks = ticks[:-LATENCY_FILES], ticks[-LATENCY_FILES:]
+    job = subprocess.Popen(
+        [sys.executable, "-m", "rnncast", "stream", "--model", model,
+         "--input-pattern", os.path.join(incoming, "*.csv"), "--output", output,
+         "--state-in", state, "--poll-interval", str(args.poll_interval),
+         "--shards", str(args.shards),
+         "--max-files", str(1 + len(bulk) + LATENCY_FILES), "--stop-after-seconds", "3600"],
+        env=ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    timeout = args.stall_timeout
+    try:
+        warm = live[(live.timestamp == bulk[0]) & (live.series_id == "series-000000")]
+        write_csv(warm, os.path.join(incoming, "0000-warmup.csv"))
+        seen = Outputs(output)
+        seen.wait_for(bulk[0], 1, job, timeout)
+        rest = live[(live.timestamp.isin(bulk)) & ~live.index.isin(warm.index)]
+        for k, tick in enumerate(bulk):
+            write_csv(rest[rest.timestamp == tick], os.path.join(incoming, f"{k + 1:04d}.csv"))
+        landed = time.perf_counter()
+        done = seen.wait_for(bulk[-1], args.num_series, job, timeout)
+        latencies = []
+        few = sorted(live.series_id.unique())[:10]
+        for k, tick in enumerate(late_ticks):
+            rows = live[(live.timestamp == tick) & live.series_id.isin(few)]
+            write_csv(rows, os.path.join(incoming, f"{len(bulk) + k + 1:04d}.csv"))
+            at = time.perf_counter()
+            latencies.append(seen.wait_for(tick, len(few), job, timeout) - at)
+        out, _ = job.communicate(timeout=600)
+    finally:
+        if job.poll() is None:
+            job.kill()
+    summary = out.strip().splitlines()[-1]
+    return JobRun(len(bulk), len(rest), done - landed, latencies, summary)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawTextHelpFormatter
@@ -400,6 +459,18 @@ def main() -> None:
     parser.add_argument("--shards", type=int, default=16, help="The stream's --shards.")
     parser.add_argument(
         "--repeats", type=int, default=3, help="Alternating runs of each in-process step."
+    )
+    parser.add_argument(
+        "--job-runs", type=int, default=1, help="Runs of the whole job (phases 2 and 3)."
+    )
+    parser.add_argument(
+        "--job-only", action="store_true", help="Skip phases 0 and 1 (the in-process rates)."
+    )
+    parser.add_argument(
+        "--stall-timeout",
+        type=float,
+        default=180.0,
+        help="Seconds without the awaited forecasts after which a whole-job run is a stall.",
     )
     args = parser.parse_args()
     import pandas as pd
@@ -428,100 +499,87 @@ def main() -> None:
         cli("forecast", "--model", model, "--input", paths["history"], "--output",
             os.path.join(tmp, "batch"), "--state-out", state)  # fmt: skip
 
-        batch_rate = batch_in_process(model, state, history)
-        batch_xla = batch_in_process(model, state, history, jit=True)
-        rates: dict = {}
-        for per_flush in (1, 24):
-            arrivals = _arrivals(live, per_flush)
-            for _ in range(args.repeats):  # old, then c55dbfc's per shard, then now, alternating
-                runs = {
-                    "old": lambda a: step_per_series(model, state, a),
-                    "shard": lambda a: step_per_shard(model, state, a, args.shards),
-                    "new": lambda a: step_job(model, state, a, args.shards),
-                    "new1": lambda a: step_job(model, state, a, 1),
-                    "xla": lambda a: step_job(model, state, a, args.shards, True),
-                    "xla1": lambda a: step_job(model, state, a, 1, True),
-                }
-                for name, run in runs.items():
-                    if per_flush == 24 and name in ("new1", "xla1"):
-                        continue
-                    rates.setdefault((per_flush, name), []).append(run(arrivals))
-        rate = {key: statistics.median(values) for key, values in rates.items()}
+        if not args.job_only:
+            batch_rate = batch_in_process(model, state, history)
+            batch_xla = batch_in_process(model, state, history, jit=True)
+            rates: dict = {}
+            for per_flush in (1, 24):
+                arrivals = _arrivals(live, per_flush)
+                # old, then c55dbfc's per shard, then now, alternating
+                for _ in range(args.repeats):
+                    steps = {
+                        "old": lambda a: step_per_series(model, state, a),
+                        "shard": lambda a: step_per_shard(model, state, a, args.shards),
+                        "new": lambda a: step_job(model, state, a, args.shards),
+                        "new1": lambda a: step_job(model, state, a, 1),
+                        "xla": lambda a: step_job(model, state, a, args.shards, True),
+                        "xla1": lambda a: step_job(model, state, a, 1, True),
+                    }
+                    for name, run in steps.items():
+                        if per_flush == 24 and name in ("new1", "xla1"):
+                            continue
+                        rates.setdefault((per_flush, name), []).append(run(arrivals))
+            rate = {key: statistics.median(values) for key, values in rates.items()}
 
-        incoming, output = os.path.join(tmp, "incoming"), os.path.join(tmp, "out")
-        os.makedirs(incoming)
-        ticks = sorted(live.timestamp.unique())
-        bulk, late_ticks = ticks[:-LATENCY_FILES], ticks[-LATENCY_FILES:]
-        job = subprocess.Popen(
-            [sys.executable, "-m", "rnncast", "stream", "--model", model,
-             "--input-pattern", os.path.join(incoming, "*.csv"), "--output", output,
-             "--state-in", state, "--poll-interval", str(args.poll_interval),
-             "--shards", str(args.shards),
-             "--max-files", str(1 + len(bulk) + LATENCY_FILES), "--stop-after-seconds", "3600"],
-            env=ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        )  # fmt: skip
-        try:
-            warm = live[(live.timestamp == bulk[0]) & (live.series_id == "series-000000")]
-            write_csv(warm, os.path.join(incoming, "0000-warmup.csv"))
-            seen = Outputs(output)
-            seen.wait_for(bulk[0], 1, job)
-            rest = live[(live.timestamp.isin(bulk)) & ~live.index.isin(warm.index)]
-            for k, tick in enumerate(bulk):
-                write_csv(rest[rest.timestamp == tick], os.path.join(incoming, f"{k + 1:04d}.csv"))
-            landed = time.perf_counter()
-            done = seen.wait_for(bulk[-1], args.num_series, job)
-            bulk_points = len(rest)
-            latencies = []
-            few = sorted(live.series_id.unique())[:10]
-            for k, tick in enumerate(late_ticks):
-                rows = live[(live.timestamp == tick) & live.series_id.isin(few)]
-                write_csv(rows, os.path.join(incoming, f"{len(bulk) + k + 1:04d}.csv"))
-                at = time.perf_counter()
-                latencies.append(seen.wait_for(tick, len(few), job) - at)
-            out, _ = job.communicate(timeout=600)
-        finally:
-            if job.poll() is None:
-                job.kill()
+        runs = []
+        for run in range(args.job_runs):
+            try:
+                runs.append(whole_job(model, state, live, os.path.join(tmp, f"job{run}"), args))
+            except StallError as stall:
+                runs.append(stall)
+                print(f"whole job, run {run + 1}: STALLED\n{stall}", file=sys.stderr)
         print(
             f"machine: {platform.machine()}, {os.cpu_count()} cores; {args.num_series} series, "
             f"{len(history):,} history points, {len(live):,} live points"
         )
-        print(f"batch job's work in-process (prepare + 256 lanes): {batch_rate:10,.0f} points/s")
-        print(
-            f"same, --jit-compile (XLA):                         {batch_xla:10,.0f} points/s "
-            f"({batch_xla / batch_rate:.2f}x)"
-        )
-        print(f"stateful step in-process, one core, median of {args.repeats} alternating runs:")
-        for per_flush in (1, 24):
-            old = rate[per_flush, "old"]
-            for name, label in (
-                ("old", "old per-series step (before issue 16)"),
-                ("shard", f"per shard at c55dbfc ({args.shards} shards)"),
-                ("new", f"per shard now ({args.shards} shards)"),
-                ("new1", "per shard now (1 shard: all series as lanes of one call)"),
-                ("xla", f"per shard now, --jit-compile ({args.shards} shards)"),
-                ("xla1", "per shard now, --jit-compile (1 shard)"),
-            ):
-                if (per_flush, name) not in rate:
-                    continue
-                new = rate[per_flush, name]
-                batch = batch_xla if name.startswith("xla") else batch_rate
-                print(
-                    f"  {per_flush:2d} point(s) per series per advance, {label}: {new:9,.0f} "
-                    f"points/s; new / old per series per core {new / old:5.1f}x; stream "
-                    f"per-point cost / batch per-point cost (same mode) {batch / new:6.1f}x"
-                )
-        print(
-            f"whole job, DirectRunner, {len(bulk)} files x {args.num_series} series x 1 point: "
-            f"{bulk_points / (done - landed):8,.0f} points/s ({bulk_points:,} points in "
-            f"{done - landed:.1f} s)"
-        )
-        print(
-            f"latency file landed -> forecast written (poll {args.poll_interval} s, "
-            f"{LATENCY_FILES} files of 10 points): median {statistics.median(latencies):.2f} s, "
-            f"min {min(latencies):.2f} s, max {max(latencies):.2f} s"
-        )
-        print(out.strip().splitlines()[-1])
+        if not args.job_only:
+            print(
+                f"batch job's work in-process (prepare + 256 lanes): {batch_rate:10,.0f} points/s"
+            )
+            print(
+                f"same, --jit-compile (XLA):                         {batch_xla:10,.0f} points/s "
+                f"({batch_xla / batch_rate:.2f}x)"
+            )
+            print(f"stateful step in-process, one core, median of {args.repeats} alternating runs:")
+            for per_flush in (1, 24):
+                old = rate[per_flush, "old"]
+                for name, label in (
+                    ("old", "old per-series step (before issue 16)"),
+                    ("shard", f"per shard at c55dbfc ({args.shards} shards)"),
+                    ("new", f"per shard now ({args.shards} shards)"),
+                    ("new1", "per shard now (1 shard: all series as lanes of one call)"),
+                    ("xla", f"per shard now, --jit-compile ({args.shards} shards)"),
+                    ("xla1", "per shard now, --jit-compile (1 shard)"),
+                ):
+                    if (per_flush, name) not in rate:
+                        continue
+                    new = rate[per_flush, name]
+                    batch = batch_xla if name.startswith("xla") else batch_rate
+                    print(
+                        f"  {per_flush:2d} point(s) per series per advance, {label}: {new:9,.0f} "
+                        f"points/s; new / old per series per core {new / old:5.1f}x; stream "
+                        f"per-point cost / batch per-point cost (same mode) {batch / new:6.1f}x"
+                    )
+        stalls = sum(isinstance(run, StallError) for run in runs)
+        for k, run in enumerate(runs):
+            if isinstance(run, StallError):
+                print(f"whole job, run {k + 1}: stalled (see the stream's stacks above)")
+                continue
+            print(
+                f"whole job, run {k + 1}, DirectRunner, {run.files} files x {args.num_series} "
+                f"series x 1 point: {run.points / run.seconds:8,.0f} points/s ({run.points:,} "
+                f"points in {run.seconds:.1f} s)"
+            )
+            latencies = run.latencies
+            print(
+                f"latency file landed -> forecast written (poll {args.poll_interval} s, "
+                f"{LATENCY_FILES} files of 10 points): median {statistics.median(latencies):.2f} "
+                f"s, min {min(latencies):.2f} s, max {max(latencies):.2f} s"
+            )
+            print(run.summary)
+        print(f"whole-job runs that stalled: {stalls} of {len(runs)}")
+        if stalls:
+            sys.exit(1)
 
 
 if __name__ == "__main__":
