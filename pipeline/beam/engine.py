@@ -148,15 +148,17 @@ def fix_streaming_engine() -> None:
     global _STREAMING_ENGINE_FIXED
     if _STREAMING_ENGINE_FIXED:
         return
+    from apache_beam import __version__ as beam_version
     from apache_beam.runners.direct import executor
     from apache_beam.transforms.core import ParDo
 
     serial = getattr(executor, "_SerialEvaluationState", None)
     base = getattr(executor, "_TransformEvaluationState", None)
     if serial is None or base is None or not hasattr(serial, "_update_currently_evaluating"):
-        raise RuntimeError(
-            "rnncast: this Beam's DirectRunner has no _SerialEvaluationState to fix; "
-            "install the apache-beam version pyproject.toml pins"
+        raise JobArgumentError(
+            f"rnncast stream: apache-beam {beam_version} has no DirectRunner queue that rnncast "
+            "knows how to fix; install the version rnncast pins (pip install -e .), or run the "
+            "stream with --runner PrismRunner, FlinkRunner or DataflowRunner"
         )
 
     def is_noop(work) -> bool:
