@@ -37,7 +37,7 @@ from keras import ops
 
 from rnncast.model.config import CELL_TYPES
 
-__all__ = ["CELL_TYPES", "TIME_LOOPS", "MaskedStackedRNN", "default_time_loop"]
+__all__ = ["CELL_TYPES", "HOISTED_MAX_LANES", "TIME_LOOPS", "MaskedStackedRNN", "default_time_loop"]
 
 # "keras": each level is its Keras layer's own call (cuDNN on GPU); "hoisted": this module's
 # loop over the same variables, with the input projection hoisted out of the time loop. (The
@@ -46,10 +46,27 @@ __all__ = ["CELL_TYPES", "TIME_LOOPS", "MaskedStackedRNN", "default_time_loop"]
 TIME_LOOPS = ("keras", "hoisted")
 
 
-def default_time_loop() -> str:
-    """``"keras"`` when TensorFlow sees a GPU (the cuDNN kernels are faster than any loop),
-    else ``"hoisted"`` (on CPU, fewer and larger matmuls than Keras' per-step cell)."""
-    return "keras" if tf.config.list_physical_devices("GPU") else "hoisted"
+# The most lanes per batch at which the hoisted loop is the faster plain (not XLA) training
+# step on CPU, per cell: measured against Keras' own loop in the same rounds (BENCHMARKS.md,
+# "Choosing the time loop by lane count"; 3 layers of 100 units, T = 64, 2 cores). GRU: 1.20x
+# at 32 lanes, 1.17x at 64, 0.95x at 128, 0.91x at 256; LSTM: 1.01x at 32, 0.79x at 64, 0.89x
+# at 128, 0.82x at 256. The simple RNN (not measured) follows GRU. Larger batches make the
+# per-step matmuls large enough that hoisting saves little and the hand-written backward
+# loop's bookkeeping costs more.
+HOISTED_MAX_LANES = {"rnn": 64, "gru": 64, "lstm": 32}
+
+
+def default_time_loop(cell_type: str | None = None, lanes: int | None = None) -> str:
+    """``"keras"`` when TensorFlow sees a GPU (the cuDNN kernels are faster than any loop);
+    on CPU ``"hoisted"`` (fewer and larger matmuls than Keras' per-step cell), unless
+    ``lanes``, the batch's lanes per device in a plain training step, is more than
+    ``HOISTED_MAX_LANES[cell_type]``. ``lanes=None``: not known, or not a plain training
+    step (inference, an XLA step: the hoisted loop was the faster one measured there)."""
+    if tf.config.list_physical_devices("GPU"):
+        return "keras"
+    if lanes is not None and cell_type is not None and lanes > HOISTED_MAX_LANES[cell_type]:
+        return "keras"
+    return "hoisted"
 
 
 def _cell_forward(cell_type: str, x: Any, carry: list[Any], recurrent_kernel: Any, bias: Any):

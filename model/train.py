@@ -41,7 +41,7 @@ from rnncast.model.forecaster import (
     model_inputs,
     reset_state,
 )
-from rnncast.model.rnn import MaskedStackedRNN
+from rnncast.model.rnn import MaskedStackedRNN, default_time_loop
 from rnncast.pipeline.core.progress import Bar, bar_enabled
 from rnncast.pipeline.io import commit
 from rnncast.pipeline.io.locations import check_output_directory
@@ -89,6 +89,13 @@ class Trainer:
 
     def _build(self, config: TrainConfig, metadata: dict) -> None:
         self.model = build_model(config, metadata)
+        # The time loop by the lanes each device's step runs (see default_time_loop); an XLA
+        # step keeps the default loop, the faster one there at every batch size measured.
+        replicas = self.strategy.num_replicas_in_sync if self.strategy is not None else 1
+        lanes = None if config.jit_compile else metadata["batch_size"] // replicas
+        for layer in self.model._flatten_layers():  # noqa: SLF001 - Keras layer walk
+            if isinstance(layer, MaskedStackedRNN):
+                layer.time_loop = default_time_loop(config.cell, lanes)
         self.levels = tuple(sorted(config.quantiles))
         steps_per_pass = sum(f.get("batches", 0) for f in metadata["splits"]["train"]["files"])
         self.passes_per_epoch = passes_per_epoch(steps_per_pass, config.min_batches_per_epoch)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import os
@@ -660,3 +661,23 @@ def test_xla_compiled_training_reproduces_and_tracks_the_plain_steps(dataset_dir
         TrainConfig(
             dataset_dir, str(tmp_path / "d"), jit_compile=True, distribution="mirrored"
         ).check()
+
+
+@pytest.mark.skipif(bool(tf.config.list_physical_devices("GPU")), reason="CPU loop choice")
+def test_the_trainer_picks_the_time_loop_by_cell_and_lanes(trained):
+    """On CPU the plain step hoists the input projections up to HOISTED_MAX_LANES lanes per
+    device (where that was measured faster) and runs Keras' own loop above; an XLA step keeps
+    the hoisted loop; either loop computes the same (test_model_rnn)."""
+    config, _ = trained
+    _, metadata, _ = load_trained(config.model_dir)
+
+    def loop(cell: str, lanes: int, jit: bool = False) -> str:
+        trainer = Trainer(
+            dataclasses.replace(config, cell=cell, jit_compile=jit),
+            dict(metadata, batch_size=lanes),
+        )
+        return trainer.model.rnn.time_loop
+
+    assert [loop("gru", 64), loop("gru", 128)] == ["hoisted", "keras"]
+    assert [loop("lstm", 32), loop("lstm", 64)] == ["hoisted", "keras"]
+    assert loop("lstm", 256, jit=True) == "hoisted"
