@@ -143,8 +143,9 @@ def fix_streaming_engine() -> None:
     step runs one bundle per round. So a bundle of points queued under empty ones could wait
     forever: the stream stopped forecasting (issue 16's stall: 3 of 15 benchmark runs in
     stops 22-24). A later bundle also overtook earlier ones, so points that arrived in order
-    could be consumed out of order and dead-lettered as late. Here the queue is a FIFO, and a ParDo's
-    bundle with no elements and no timers to fire (a no-op for a ParDo) is not queued."""
+    could be consumed out of order and dead-lettered as late. Here the queue is a FIFO, and a
+    ParDo's bundle with no elements and no timers to fire (a no-op for a ParDo) is not
+    queued."""
     global _STREAMING_ENGINE_FIXED
     if _STREAMING_ENGINE_FIXED:
         return
