@@ -48,6 +48,7 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
+sys.path.insert(0, os.path.join(ROOT, "tests"))  # direct_key: the step's in-process key
 ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=ROOT)
 LATENCY_FILES = 6
 HORIZON = 86_400 * 10**9  # the stream's default --dedupe-horizon (1 day), ns
@@ -279,43 +280,6 @@ def step_per_shard(model_path: str, state_dir: str, arrivals, shards: int) -> fl
     return points / (time.perf_counter() - start)
 
 
-class _Cell:
-    """A state cell kept encoded by its spec's coder between calls, as the DirectRunner's."""
-
-    def __init__(self, spec):
-        self._coder, self._data = spec.coder, None
-
-    def read(self):
-        return None if self._data is None else self._coder.decode(self._data)
-
-    def write(self, value) -> None:
-        self._data = self._coder.encode(value)
-
-    def clear(self) -> None:
-        self._data = None
-
-
-class _Bag(_Cell):
-    def read(self):
-        return [self._coder.decode(item) for item in self._data or []]
-
-    def add(self, value) -> None:
-        if self._data is None:
-            self._data = []
-        self._data.append(self._coder.encode(value))
-
-
-class _Timer:
-    def __init__(self):
-        self.at = None
-
-    def set(self, at) -> None:
-        self.at = at
-
-    def clear(self) -> None:
-        self.at = None
-
-
 def step_job(model_path: str, state_dir: str, arrivals, shards: int, jit: bool = False) -> float:
     """Points/s of the stream's stateful step itself, one core: the job's ``_AdvanceShardFn``
     driven in-process. Per arrival (a file of one new part per series) each shard gets one
@@ -323,8 +287,9 @@ def step_job(model_path: str, state_dir: str, arrivals, shards: int, jit: bool =
     fires and advances the shard's due series (lanes of one model run). Its state cells go
     through the step's own coders, as the DirectRunner's do; the series start from the
     ``--state-in`` snapshot. Run twice, the second timed: the first loads the model into the
-    step's process cache and traces (and with XLA compiles) every call shape."""
-    from apache_beam.utils.timestamp import Timestamp
+    step's process cache and traces (and with XLA compiles) every call shape. The key's
+    state and timers are ``tests/direct_key.py``'s, which the stream tests drive too."""
+    from direct_key import DirectKey
 
     from rnncast.pipeline.core import streaming
     from rnncast.pipeline.io.model_loader import read_model_info
@@ -340,35 +305,19 @@ def step_job(model_path: str, state_dir: str, arrivals, shards: int, jit: bool =
     config = StreamConfig(
         model=model_path, output=state_dir, input_pattern="*", shards=shards, jit_compile=jit
     )
-    spec = step._AdvanceShardFn
     for _ in range(2):
         fn = step._AdvanceShardFn(config, model, files)
         fn.setup()
-        cells = {
-            shard: {
-                "series": _Cell(spec.SERIES),
-                "pending": _Bag(spec.PENDING),
-                "fires": _Cell(spec.FIRES),
-                "emits": _Cell(spec.EMITS),
-                "flush": _Timer(),
-                "emit": _Timer(),
-            }
-            for shard in by_shard
-        }
+        keys = {shard: DirectKey(fn, shard) for shard in by_shard}
         gc.collect()
         points, forecasts = 0, 0
         start = time.perf_counter()
         for parts in arrivals:
             newest = max(int(part.timestamp.max()) for part in parts.values())
-            at = Timestamp(micros=newest // 1000)
             for shard, ids in by_shard.items():
-                cell = cells[shard]
-                element = (shard, [(sid, parts[sid]) for sid in ids])
-                states = [cell[name] for name in ("series", "pending", "fires")]
-                for _ in fn.process(element, at, *states, cell["flush"]):
-                    pass  # dead letters: none here
-                timers = [cell[name] for name in ("emits", "flush", "emit")]
-                fired = fn.on_flush(shard, cell["flush"].at, *states, *timers)
+                key = keys[shard]
+                key.process((shard, [(sid, parts[sid]) for sid in ids]), newest // 1000)
+                fired = key.fire("flush", fn.on_flush)
                 forecasts += sum(1 for out in fired if isinstance(out, tuple))
             points += sum(len(part.timestamp) for part in parts.values())
         elapsed = time.perf_counter() - start

@@ -5,7 +5,6 @@ unreadable file that becomes a dead letter)."""
 
 from __future__ import annotations
 
-import inspect
 import json
 import os
 import signal
@@ -25,6 +24,7 @@ from apache_beam.transforms.timeutil import TimeDomain
 from apache_beam.transforms.window import TimestampedValue
 from apache_beam.utils.timestamp import Timestamp
 from conftest import run_job, write_csv
+from direct_key import DirectKey
 from hypothesis import given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
@@ -338,78 +338,6 @@ def test_a_shard_firing_takes_exactly_the_series_due_then():
     assert [list(p.timestamp) for p in take] == [[t[1].value]]
     assert len(keep) == 1 and upcoming == us(t[2])
     assert streaming.take_due(keep, us(t[1]), 0) == ([], keep, us(t[2]))
-
-
-class DirectKey:
-    """One key of a stateful DoFn, run as the DirectRunner runs it: state cells kept encoded
-    by their specs' coders, one timer per name, and a firing delivered by clearing its timer
-    first (``process_timer_wrapper``), whatever the timer was re-armed to since. The
-    DirectRunner can deliver a firing again once the first has re-armed the timer: its
-    monitor extracts due timers again while their firing is still in flight."""
-
-    def __init__(self, fn, key):
-        self.fn, self.key = fn, key
-        self.cells: dict = {}
-        self.timers: dict = {}
-
-    def _cell(self, spec):
-        return self.cells.setdefault(spec.name, _EncodedCell(spec))
-
-    def _arguments(self, method, timestamp) -> dict:
-        arguments = {}
-        for name, parameter in inspect.signature(method).parameters.items():
-            default = parameter.default
-            if default is beam.DoFn.KeyParam:
-                arguments[name] = self.key
-            elif default is beam.DoFn.TimestampParam:
-                arguments[name] = timestamp
-            elif hasattr(default, "state_spec"):
-                arguments[name] = self._cell(default.state_spec)
-            elif hasattr(default, "timer_spec"):
-                # Beam prefixes timer ids ("ts-flush"); the tests name timers as declared.
-                arguments[name] = _Timer(self.timers, default.timer_spec.name.removeprefix("ts-"))
-        return arguments
-
-    def process(self, element, micros: int) -> list:
-        stamp = Timestamp(micros=micros)
-        return list(self.fn.process(element, **self._arguments(self.fn.process, stamp)) or [])
-
-    def fire(self, timer: str, callback, at: int | None = None) -> list:
-        """Deliver ``timer`` at ``at`` (default: where it is set), clearing it first."""
-        at = self.timers.pop(timer) if at is None else at
-        self.timers.pop(timer, None)
-        return list(callback(**self._arguments(callback, Timestamp(micros=at))) or [])
-
-
-class _EncodedCell:
-    def __init__(self, spec):
-        self._coder, self._data = spec.coder, None
-        self._bag = isinstance(spec, userstate.BagStateSpec)
-
-    def read(self):
-        if self._bag:
-            return [self._coder.decode(item) for item in self._data or []]
-        return None if self._data is None else self._coder.decode(self._data)
-
-    def write(self, value) -> None:
-        self._data = self._coder.encode(value)
-
-    def add(self, value) -> None:
-        self._data = (self._data or []) + [self._coder.encode(value)]
-
-    def clear(self) -> None:
-        self._data = None
-
-
-class _Timer:
-    def __init__(self, timers: dict, name: str):
-        self._timers, self._name = timers, name
-
-    def set(self, at) -> None:
-        self._timers[self._name] = int(at.micros)
-
-    def clear(self) -> None:
-        self._timers.pop(self._name, None)
 
 
 def test_a_repeated_firing_keeps_the_shards_next_flush(exported, tmp_path):
