@@ -23,12 +23,16 @@ one epoch (quality is irrelevant here), runs `rnncast forecast --state-out` over
   3. latency: 6 more files (one point each for 10 series) land one at a time; the time from the
      rename that lands a file to the forecast file with its points being written.
 
+`--step-calls` prints, before the phases, the cost of one model call by shape (lanes x steps)
+in TensorFlow and in numpy (`rnncast.model.numpy_step`): the crossover that sets
+`model_loader.NUMPY_MAX_LANE_STEPS`, below which the jobs' calls run in numpy.
+
 Phases 2 and 3 run `--job-runs` times, each a new stream; a run whose awaited forecasts do not
 come within `--stall-timeout` seconds counts as stalled (the stream's thread stacks are
 printed), and the script exits 1 if any did. `--job-only` skips phases 0 and 1.
 
     python benchmarks/bench_stream.py [--num-series 200] [--poll-interval 0.5] [--shards 16]
-        [--repeats 3] [--job-runs 1] [--job-only] [--stall-timeout 180]
+        [--repeats 3] [--job-runs 1] [--job-only] [--stall-timeout 180] [--step-calls]
 """
 
 from __future__ import annotations
@@ -138,11 +142,14 @@ class Outputs:
 _LOADED: dict = {}
 
 
-def _load(model_path: str, state_dir: str, jit: bool = False, shapes=((1, 1),)):
+def _load(
+    model_path: str, state_dir: str, jit: bool = False, shapes=((1, 1),), as_then: bool = False
+):
     """The model info, the loaded model (once per process and mode: an XLA step compiles per
     shape, and a new load would compile again) and the saved states. Each ``(lanes, steps)``
     call shape in ``shapes`` is run once first: tracing (~1 s) and XLA's compiling (~1 s per
-    shape) are not per-point cost."""
+    shape) are not per-point cost. ``as_then``: every call in TensorFlow, as the old steps
+    emulated here ran (before the numpy step for small calls)."""
     import numpy as np
     import pandas as pd
 
@@ -156,9 +163,11 @@ def _load(model_path: str, state_dir: str, jit: bool = False, shapes=((1, 1),)):
     for path in files:
         for state in forecasting.states_from_frame(pd.read_parquet(path), model):
             states[state.series_id] = state
-    if (model_path, jit) not in _LOADED:
-        _LOADED[model_path, jit] = load_model(model_path, jit_compile=jit)
-    loaded = _LOADED[model_path, jit]
+    key = (model_path, jit, as_then)
+    if key not in _LOADED:
+        then = {"numpy_max_lane_steps": 0} if as_then else {}
+        _LOADED[key] = load_model(model_path, jit, **then)
+    loaded = _LOADED[key]
     for lanes, steps in shapes:
         features = np.zeros((steps, len(model.feature_names)), np.float32)
         work = forecasting.Work(
@@ -201,7 +210,7 @@ def step_per_series(model_path: str, state_dir: str, arrivals) -> float:
     from rnncast.pipeline.core import forecasting
 
     old = baseline
-    model, loaded, states = _load(model_path, state_dir)
+    model, loaded, states = _load(model_path, state_dir, as_then=True)
     saved = {sid: old.encode_state(state) for sid, state in states.items()}
     recent = {sid: old.encode_recent(old.Recent.empty()) for sid in saved}
     points = 0
@@ -237,7 +246,7 @@ def step_per_shard(model_path: str, state_dir: str, arrivals, shards: int) -> fl
         counts[shard] = counts.get(shard, 0) + 1
     width = len(next(iter(arrivals[0].values())).timestamp)
     shapes = {(n, width) for n in counts.values()}
-    model, loaded, states = _load(model_path, state_dir, False, shapes)
+    model, loaded, states = _load(model_path, state_dir, False, shapes, as_then=True)
     books: dict[int, bytes] = {}
     for sid, state in states.items():
         shard = lib.shard_of(sid, shards)
@@ -346,6 +355,47 @@ def batch_in_process(
     return len(history) / (time.perf_counter() - start)
 
 
+STEP_CALL_SHAPES = [(1, 1), (12, 1), (64, 1), (256, 1), (12, 24), (64, 24), (32, 64), (256, 64)]
+
+
+def step_calls(model_path: str, repeats: int) -> list[tuple[int, int, float, float]]:
+    """Per call shape ``(lanes, steps)`` (all lanes full, a carried state): the median seconds
+    of one ``LoadedModel.step`` call in TensorFlow and in numpy, timed alternating."""
+    import numpy as np
+
+    from rnncast.pipeline.io.model_loader import load_model
+
+    loaded = load_model(model_path, numpy_max_lane_steps=0)  # every call in TensorFlow
+    info = loaded.info
+    S, U, F = len(info.state_size), info.state_size[0], len(info.feature_names)
+    rng = np.random.default_rng(0)
+    rows = []
+    for lanes, steps in STEP_CALL_SHAPES:
+        args = (
+            rng.normal(size=(lanes, steps, F)).astype(np.float32),
+            np.ones((lanes, steps), np.float32),
+            np.full(lanes, steps, np.int32),
+            rng.normal(size=lanes).astype(np.float32),
+            np.ones(lanes, np.float32),
+            rng.normal(size=(S, lanes, U)).astype(np.float32) * 0.1,
+        )
+        calls = max(3, int(2000 / (lanes * steps) ** 0.7))
+        runs = {"tf": loaded.step, "numpy": loaded._numpy_step}
+        times: dict[str, list[float]] = {name: [] for name in runs}
+        for run in runs.values():
+            run(*args)  # traced once, untimed
+        for _ in range(repeats):
+            for name, run in runs.items():
+                start = time.perf_counter()
+                for _ in range(calls):
+                    run(*args)
+                times[name].append((time.perf_counter() - start) / calls)
+        rows.append(
+            (lanes, steps, statistics.median(times["tf"]), statistics.median(times["numpy"]))
+        )
+    return rows
+
+
 @dataclasses.dataclass
 class JobRun:
     files: int
@@ -416,6 +466,11 @@ def main() -> None:
         "--job-only", action="store_true", help="Skip phases 0 and 1 (the in-process rates)."
     )
     parser.add_argument(
+        "--step-calls",
+        action="store_true",
+        help="Also time one model call per shape in TensorFlow and in numpy.",
+    )
+    parser.add_argument(
         "--stall-timeout",
         type=float,
         default=180.0,
@@ -448,6 +503,7 @@ def main() -> None:
         cli("forecast", "--model", model, "--input", paths["history"], "--output",
             os.path.join(tmp, "batch"), "--state-out", state)  # fmt: skip
 
+        calls = step_calls(model, args.repeats) if args.step_calls else []
         if not args.job_only:
             batch_rate = batch_in_process(model, state, history)
             batch_xla = batch_in_process(model, state, history, jit=True)
@@ -481,6 +537,15 @@ def main() -> None:
             f"machine: {platform.machine()}, {os.cpu_count()} cores; {args.num_series} series, "
             f"{len(history):,} history points, {len(live):,} live points"
         )
+        if calls:
+            print(f"one model call (2x32 GRU), median of {args.repeats} alternating runs:")
+            for lanes, steps, tf_seconds, numpy_seconds in calls:
+                print(
+                    f"  {lanes:3d} lanes x {steps:2d} steps: TensorFlow "
+                    f"{tf_seconds * 1e3:7.3f} ms, numpy {numpy_seconds * 1e3:7.3f} ms, "
+                    "TensorFlow / numpy "
+                    f"{tf_seconds / numpy_seconds:5.2f}x"
+                )
         if not args.job_only:
             print(
                 f"batch job's work in-process (prepare + 256 lanes): {batch_rate:10,.0f} points/s"

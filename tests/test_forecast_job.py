@@ -125,7 +125,9 @@ def test_the_xla_step_equals_the_plain_step_at_any_width_and_length(exported):
     # --jit-compile pads each call to a power-of-two shape and takes the masked path: padded
     # lanes and steps must not change any real lane (lengths 0, 1, W - 1, W; carried state).
     model_path, _ = exported
-    plain, xla = load_model(model_path), load_model(model_path, jit_compile=True)
+    # Every call in TensorFlow (small calls would run the numpy step, tested below).
+    plain = load_model(model_path, numpy_max_lane_steps=0)
+    xla = load_model(model_path, jit_compile=True, numpy_max_lane_steps=0)
     info = plain.info
     features, (S, U) = len(info.feature_names), (len(info.state_size), info.state_size[0])
     rng = np.random.default_rng(3)
@@ -146,6 +148,33 @@ def test_the_xla_step_equals_the_plain_step_at_any_width_and_length(exported):
         empty = lengths == 0
         np.testing.assert_array_equal(got["state"][:, empty], args[5][:, empty])
         assert not got["point"][empty].any()
+
+
+def test_the_loaded_model_runs_small_calls_in_numpy_and_large_ones_in_tensorflow(exported):
+    model_path, _ = exported
+    mixed = load_model(model_path)  # the default: small calls in numpy
+    tensorflow_only = load_model(model_path, numpy_max_lane_steps=0)
+    info = mixed.info
+    calls = []
+    original = mixed._numpy_step
+    mixed._numpy_step = lambda *a: calls.append(np.shape(a[0])) or original(*a)
+    rng = np.random.default_rng(0)
+    features, (S, U) = len(info.feature_names), (len(info.state_size), info.state_size[0])
+    for lanes, width in [(12, 1), (3, info.num_steps), (300, 64)]:
+        lengths = rng.integers(0, width + 1, lanes).astype(np.int32)
+        args = (
+            rng.normal(size=(lanes, width, features)).astype(np.float32),
+            (rng.random((lanes, width)) > 0.2).astype(np.float32),
+            lengths,
+            rng.normal(size=lanes).astype(np.float32),
+            (1 + rng.random(lanes)).astype(np.float32),
+            rng.normal(size=(S, lanes, U)).astype(np.float32),
+        )
+        got, want = mixed.step(*args), tensorflow_only.step(*args)
+        for name in ("point", "quantiles", "state"):
+            np.testing.assert_allclose(got[name], want[name], rtol=1e-5, atol=1e-5, err_msg=name)
+    # 300 x 64 lane-steps are above the threshold: TensorFlow ran that one.
+    assert calls == [(12, 1, features), (3, info.num_steps, features)]
 
 
 def test_jit_compile_forecasts_equal_the_plain_job_in_full_and_incremental_runs(exported, tmp_path):

@@ -58,6 +58,13 @@ def read_model_info(export_dir: str) -> ModelInfo:
     return ModelInfo.from_json(info, export_dir, path)
 
 
+# Calls of at most this many lane-steps (lanes x steps) run the numpy step
+# (``rnncast.model.numpy_step``): TensorFlow's fixed cost per call, about 0.6 ms on 2 CPU cores,
+# is most of a small call's cost, and a stream's firings are small calls (a shard's due
+# series, one new point each). Measured by ``benchmarks/bench_stream.py --step-calls``.
+NUMPY_MAX_LANE_STEPS = 256
+
+
 class LoadedModel:
     """An export's network, ready to run: ``step(inputs, observed, sequence_length, loc,
     scale, state) -> {"point", "quantiles", "state"}`` (numpy in, numpy out).
@@ -65,13 +72,24 @@ class LoadedModel:
     ``jit_compile``: the step is compiled with XLA, one program per padded input shape (about
     a second each, the first time a shape is seen). On a CPU it runs a wide batch about 2x
     faster (``benchmarks/bench_stream.py``); the values agree with the plain step to float32
-    round-off, not bit for bit."""
+    round-off, not bit for bit.
 
-    def __init__(self, info: ModelInfo, jit_compile: bool = False):
+    ``numpy_max_lane_steps``: calls of at most that many lanes x steps run the same math in
+    numpy (:class:`rnncast.model.numpy_step.NumpyStep`, on the same weights), whatever
+    ``jit_compile`` says; larger ones run TensorFlow. The values agree to float32 round-off.
+    0: every call runs TensorFlow."""
+
+    def __init__(
+        self,
+        info: ModelInfo,
+        jit_compile: bool = False,
+        numpy_max_lane_steps: int = NUMPY_MAX_LANE_STEPS,
+    ):
         import tensorflow as tf
 
         from rnncast.model import checkpoint, inference
         from rnncast.model.forecaster import RNNForecaster
+        from rnncast.model.numpy_step import NumpyStep
 
         self.info = info
         weights = FileSystems.join(info.path, inference.WEIGHTS_FILE)
@@ -109,6 +127,8 @@ class LoadedModel:
             )
         self.fingerprint = fingerprint
         self.network = model  # the built RNNForecaster, weights assigned
+        self.numpy_max_lane_steps = int(numpy_max_lane_steps)
+        self._numpy_step = NumpyStep.from_model(model)
         self.jit_compile = jit_compile
         if jit_compile:
             # XLA compiles one program per input shape, so calls are padded to buckets
@@ -133,6 +153,8 @@ class LoadedModel:
     def step(self, inputs, observed, sequence_length, loc, scale, state) -> dict[str, np.ndarray]:
         args = [inputs, observed, sequence_length, loc, scale, state]
         lanes, width = np.shape(inputs)[:2]
+        if lanes * width <= self.numpy_max_lane_steps:
+            return self._numpy_step(*args)
         if self.jit_compile:
             args = _pad_to_buckets(args, bucket(lanes), bucket(width, self.info.num_steps))
         # Tensors of the signature's dtypes: handing numpy arrays to the concrete function
@@ -175,10 +197,13 @@ def _pad_to_buckets(args: list, lanes: int, width: int) -> list:
     ]
 
 
-def load_model(export_dir: str, jit_compile: bool = False) -> LoadedModel:
+def load_model(
+    export_dir: str, jit_compile: bool = False, numpy_max_lane_steps: int = NUMPY_MAX_LANE_STEPS
+) -> LoadedModel:
     """The checked network of ``export_dir`` (ModelError naming the file and the fix);
-    ``jit_compile``: run the step compiled with XLA (see :class:`LoadedModel`)."""
-    return LoadedModel(read_model_info(export_dir), jit_compile)
+    ``jit_compile``: run the step compiled with XLA; ``numpy_max_lane_steps``: the largest
+    call run in numpy (see :class:`LoadedModel`)."""
+    return LoadedModel(read_model_info(export_dir), jit_compile, numpy_max_lane_steps)
 
 
 def worker_model(model: ModelInfo, jit_compile: bool = False) -> LoadedModel:
