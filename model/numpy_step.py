@@ -257,7 +257,9 @@ class NumpyStep:
             for q in range(len(self.quantiles) - 1):
                 levels.append(levels[-1] + increments[:, q * horizon : (q + 1) * horizon])
         count = len(self.quantiles)
-        quantiles = np.stack(levels[:count], axis=-1) if count else raw[:, :0, None]
+        quantiles = np.empty((batch * steps, horizon, count), FLOAT)
+        for q in range(count):
+            quantiles[:, :, q] = levels[q]
         return point, quantiles.reshape(batch, steps, horizon, count)
 
     def _memory(self, value, observed, slots, lengths, all_valid):
@@ -284,12 +286,15 @@ class NumpyStep:
     def _change_inputs(self, network, value, values, flags, steps):
         """Channel 0 replaced by ``x[t] - x[t-s]`` and ``observed[t-s]`` per change lag."""
         start = self.memory_length
-        channels = []
-        for lag in self.change_lags:
+        count = 2 * len(self.change_lags)
+        out = np.empty((*network.shape[:2], count + network.shape[-1] - 1), FLOAT)
+        for k, lag in enumerate(self.change_lags):
             past = values[:, start - lag : start - lag + steps]
             seen = flags[:, start - lag : start - lag + steps]
-            channels += [(value - past) * seen, seen]
-        return np.concatenate([np.stack(channels, axis=-1), network[..., 1:]], axis=-1)
+            out[..., 2 * k] = (value - past) * seen
+            out[..., 2 * k + 1] = seen
+        out[..., count:] = network[..., 1:]
+        return out
 
     def _seasonal_naive(self, value, values, flags, steps):
         """``[B, T, H]``: the value ``k`` seasons before each target (the latest one at or
