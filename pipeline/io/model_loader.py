@@ -62,7 +62,7 @@ def read_model_info(export_dir: str) -> ModelInfo:
 # (``rnncast.model.numpy_step``): TensorFlow's fixed cost per call, about 0.6 ms on 2 CPU cores,
 # is most of a small call's cost, and a stream's firings are small calls (a shard's due
 # series, one new point each). Measured by ``benchmarks/bench_stream.py --step-calls``.
-NUMPY_MAX_LANE_STEPS = 256
+NUMPY_MAX_LANE_STEPS = 4096
 
 
 class LoadedModel:
