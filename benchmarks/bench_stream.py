@@ -355,7 +355,9 @@ def batch_in_process(
     return len(history) / (time.perf_counter() - start)
 
 
-STEP_CALL_SHAPES = [(1, 1), (12, 1), (64, 1), (256, 1), (12, 24), (64, 24), (32, 64), (64, 64), (256, 64)]
+STEP_CALL_SHAPES = [
+    (1, 1), (12, 1), (64, 1), (256, 1), (12, 24), (64, 24), (32, 64), (64, 64), (256, 64)
+]  # fmt: skip
 
 
 def step_calls(model_path: str, repeats: int) -> list[tuple[int, int, float, float]]:

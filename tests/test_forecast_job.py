@@ -125,9 +125,11 @@ def test_the_xla_step_equals_the_plain_step_at_any_width_and_length(exported):
     # --jit-compile pads each call to a power-of-two shape and takes the masked path: padded
     # lanes and steps must not change any real lane (lengths 0, 1, W - 1, W; carried state).
     model_path, _ = exported
-    # Every call in TensorFlow (small calls would run the numpy step, tested below).
+    # Every call in TensorFlow (small calls would run the numpy step, tested below); with
+    # --jit-compile every call runs XLA, whatever its size.
     plain = load_model(model_path, numpy_max_lane_steps=0)
-    xla = load_model(model_path, jit_compile=True, numpy_max_lane_steps=0)
+    xla = load_model(model_path, jit_compile=True)
+    assert xla.numpy_max_lane_steps == 0
     info = plain.info
     features, (S, U) = len(info.feature_names), (len(info.state_size), info.state_size[0])
     rng = np.random.default_rng(3)

@@ -61,7 +61,10 @@ def read_model_info(export_dir: str) -> ModelInfo:
 # Calls of at most this many lane-steps (lanes x steps) run the numpy step
 # (``rnncast.model.numpy_step``): TensorFlow's fixed cost per call, about 0.6 ms on 2 CPU cores,
 # is most of a small call's cost, and a stream's firings are small calls (a shard's due
-# series, one new point each). Measured by ``benchmarks/bench_stream.py --step-calls``.
+# series, one new point each). On 2 cores numpy was 1.4-9x faster up to 4,096 lane-steps for
+# 2x64 GRU, 2x64 LSTM and 2x128 GRU models, and about even at 256 x 64 (0.96-1.24x), where
+# TensorFlow stays (BENCHMARKS.md; ``benchmarks/bench_stream.py --step-calls`` for the
+# benchmark's model).
 NUMPY_MAX_LANE_STEPS = 4096
 
 
@@ -74,10 +77,10 @@ class LoadedModel:
     faster (``benchmarks/bench_stream.py``); the values agree with the plain step to float32
     round-off, not bit for bit.
 
-    ``numpy_max_lane_steps``: calls of at most that many lanes x steps run the same math in
-    numpy (:class:`rnncast.model.numpy_step.NumpyStep`, on the same weights), whatever
-    ``jit_compile`` says; larger ones run TensorFlow. The values agree to float32 round-off.
-    0: every call runs TensorFlow."""
+    ``numpy_max_lane_steps``: without ``jit_compile``, calls of at most that many lanes x
+    steps run the same math in numpy (:class:`rnncast.model.numpy_step.NumpyStep`, on the
+    same weights), larger ones TensorFlow; the values agree to float32 round-off. 0: every
+    call runs TensorFlow. With ``jit_compile`` every call runs XLA, as asked."""
 
     def __init__(
         self,
@@ -127,7 +130,7 @@ class LoadedModel:
             )
         self.fingerprint = fingerprint
         self.network = model  # the built RNNForecaster, weights assigned
-        self.numpy_max_lane_steps = int(numpy_max_lane_steps)
+        self.numpy_max_lane_steps = 0 if jit_compile else int(numpy_max_lane_steps)
         self._numpy_step = NumpyStep.from_model(model)
         self.jit_compile = jit_compile
         if jit_compile:
