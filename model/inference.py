@@ -1,10 +1,11 @@
 """Inference in original units: the one ``step``/``forecast`` implementation and the weights.
 
 The export's SavedModel signatures and the jobs' model (built from rnncast's code, weights
-loaded as data; see ``rnncast.pipeline.io.model_loader``) both call :func:`step_function`,
-so they run the same math: scale the value column with the per-series ``loc``/``scale``, advance the
-network from the given state, invert the scaling (clipping at zero for a ``nonnegative``
-model) and zero the steps past each row's length.
+loaded as data; see ``rnncast.pipeline.io.model_loader``) both call :func:`step_function`
+(the jobs' small calls run its numpy twin, ``rnncast.model.numpy_step``, which the tests hold
+to it), so they run the same math: scale the value column with the per-series
+``loc``/``scale``, advance the network from the given state, invert the scaling (clipping at
+zero for a ``nonnegative`` model) and zero the steps past each row's length.
 
 The weights are the model's variables in the order of ``model.variables``: written by
 ``rnncast.model.checkpoint.to_npz`` (``weights.npz`` in the export) and fingerprinted by

@@ -190,8 +190,8 @@ class NumpyStep:
         scale = np.asarray(scale, FLOAT)[:, None]
         state = np.asarray(state, FLOAT)
         batch, steps = inputs.shape[:2]
-        valid = np.arange(steps)[None, :] < lengths[:, None]  # [B, T]
-        all_valid = bool(valid.all())
+        all_valid = bool((lengths >= steps).all())  # a stream's calls: no padding to mask
+        valid = None if all_valid else np.arange(steps)[None, :] < lengths[:, None]  # [B, T]
         # The network's input (inference.model_inputs): scaled value, features, observed.
         level = (inputs[..., 0] - loc) / scale
         network = np.concatenate([level[..., None], inputs[..., 1:], observed[..., None]], -1)

@@ -398,30 +398,42 @@ def run_lanes(works: list[Work], step: StepFn, model: ModelInfo) -> list[SeriesS
         [zero if w.initial_state is None else np.reshape(w.initial_state, (S, U)) for w in works],
         np.float32,
     ).transpose(1, 0, 2)
-    lengths = np.array([len(w.features) for w in works])
+    sizes = [len(w.features) for w in works]
     loc = np.array([w.loc for w in works], np.float32)
     scale = np.array([w.scale for w in works], np.float32)
+    width = sizes[0]
+    if 0 < width <= T and sizes.count(width) == B:
+        # One chunk, every lane as long (a stream firing): read every lane's last step.
+        inputs = np.array([w.features for w in works], np.float32)
+        observed = np.array([w.observed for w in works], np.float32)
+        out = step(inputs, observed, np.full(B, width, np.int32), loc, scale, state)
+        state = np.asarray(out["state"])
+        point = np.asarray(out["point"])[:, width - 1].astype(np.float64)
+        quantiles = np.asarray(out["quantiles"])[:, width - 1].astype(np.float64)
+        return _new_states(works, state, point, quantiles, model)
+    lengths = np.array(sizes)
     point = np.zeros((B, model.horizon))
     quantiles = np.zeros((B, model.horizon, len(model.quantiles)))
     for chunk in range(int(np.ceil(lengths.max() / T))):
         start = chunk * T
         steps = np.minimum(np.maximum(lengths - start, 0), T).astype(np.int32)
         width = int(steps.max())
-        if start == 0 and (lengths == width).all():  # one chunk, every lane as long (a stream)
-            inputs = np.array([w.features for w in works], np.float32)
-            observed = np.array([w.observed for w in works], np.float32)
-        else:
-            inputs = np.zeros((B, width, F), np.float32)
-            observed = np.zeros((B, width), np.float32)
-            for lane, work in enumerate(works):
-                if steps[lane]:
-                    inputs[lane, : steps[lane]] = work.features[start : start + steps[lane]]
-                    observed[lane, : steps[lane]] = work.observed[start : start + steps[lane]]
+        inputs = np.zeros((B, width, F), np.float32)
+        observed = np.zeros((B, width), np.float32)
+        for lane, work in enumerate(works):
+            if steps[lane]:
+                inputs[lane, : steps[lane]] = work.features[start : start + steps[lane]]
+                observed[lane, : steps[lane]] = work.observed[start : start + steps[lane]]
         out = step(inputs, observed, steps, loc, scale, state)
         state = np.asarray(out["state"])
         ends = np.flatnonzero((lengths > start) & (lengths <= start + T))
         point[ends] = np.asarray(out["point"])[ends, steps[ends] - 1]
         quantiles[ends] = np.asarray(out["quantiles"])[ends, steps[ends] - 1]
+    return _new_states(works, state, point, quantiles, model)
+
+
+def _new_states(works, state, point, quantiles, model: ModelInfo) -> list[SeriesState]:
+    """Each lane's new state (from ``state`` ``[S, B, U]``) and forecast."""
     state = np.ascontiguousarray(state.transpose(1, 0, 2))  # [B, S, U]: one block per lane
     return [
         SeriesState(
