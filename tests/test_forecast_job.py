@@ -121,6 +121,27 @@ def test_job_output_equals_the_savedmodel_forecast_signature(exported, tmp_path)
         assert set(mine["scaling"]) == {"training" if sid in info["series"] else "own_history"}
 
 
+def _step_arguments(info, lengths, width: int, rng) -> tuple:
+    """``step``'s arguments for ``len(lengths)`` lanes of ``width`` steps: random inputs, some
+    points not observed, a carried state."""
+    lanes = len(lengths)
+    S, U = len(info.state_size), info.state_size[0]
+    return (
+        rng.normal(size=(lanes, width, len(info.feature_names))).astype(np.float32),
+        (rng.random((lanes, width)) > 0.2).astype(np.float32),
+        np.asarray(lengths, np.int32),
+        rng.normal(size=lanes).astype(np.float32),
+        (1 + rng.random(lanes)).astype(np.float32),
+        rng.normal(size=(S, lanes, U)).astype(np.float32),
+    )
+
+
+def _assert_same_outputs(got: dict, want: dict) -> None:
+    for name in ("point", "quantiles", "state"):
+        assert got[name].shape == want[name].shape, name
+        np.testing.assert_allclose(got[name], want[name], rtol=1e-5, atol=1e-5, err_msg=name)
+
+
 def test_the_xla_step_equals_the_plain_step_at_any_width_and_length(exported):
     # --jit-compile pads each call to a power-of-two shape and takes the masked path: padded
     # lanes and steps must not change any real lane (lengths 0, 1, W - 1, W; carried state).
@@ -130,23 +151,12 @@ def test_the_xla_step_equals_the_plain_step_at_any_width_and_length(exported):
     plain = load_model(model_path, numpy_max_lane_steps=0)
     xla = load_model(model_path, jit_compile=True)
     assert xla.numpy_max_lane_steps == 0
-    info = plain.info
-    features, (S, U) = len(info.feature_names), (len(info.state_size), info.state_size[0])
     rng = np.random.default_rng(3)
-    for lanes, width in [(5, 7), (1, 1), (4, info.num_steps)]:
+    for lanes, width in [(5, 7), (1, 1), (4, plain.info.num_steps)]:
         lengths = np.array([width, 0, 1, max(width - 1, 0), width][:lanes], np.int32)
-        args = (
-            rng.normal(size=(lanes, width, features)).astype(np.float32),
-            (rng.random((lanes, width)) > 0.2).astype(np.float32),
-            lengths,
-            rng.normal(size=lanes).astype(np.float32),
-            (1 + rng.random(lanes)).astype(np.float32),
-            rng.normal(size=(S, lanes, U)).astype(np.float32),
-        )
+        args = _step_arguments(plain.info, lengths, width, rng)
         want, got = plain.step(*args), xla.step(*args)
-        for name in ("point", "quantiles", "state"):
-            assert got[name].shape == want[name].shape, name
-            np.testing.assert_allclose(got[name], want[name], rtol=1e-5, atol=1e-5, err_msg=name)
+        _assert_same_outputs(got, want)
         empty = lengths == 0
         np.testing.assert_array_equal(got["state"][:, empty], args[5][:, empty])
         assert not got["point"][empty].any()
@@ -161,21 +171,12 @@ def test_the_loaded_model_runs_small_calls_in_numpy_and_large_ones_in_tensorflow
     original = mixed._numpy_step
     mixed._numpy_step = lambda *a: calls.append(np.shape(a[0])) or original(*a)
     rng = np.random.default_rng(0)
-    features, (S, U) = len(info.feature_names), (len(info.state_size), info.state_size[0])
     for lanes, width in [(12, 1), (3, info.num_steps), (300, 64)]:
         lengths = rng.integers(0, width + 1, lanes).astype(np.int32)
-        args = (
-            rng.normal(size=(lanes, width, features)).astype(np.float32),
-            (rng.random((lanes, width)) > 0.2).astype(np.float32),
-            lengths,
-            rng.normal(size=lanes).astype(np.float32),
-            (1 + rng.random(lanes)).astype(np.float32),
-            rng.normal(size=(S, lanes, U)).astype(np.float32),
-        )
-        got, want = mixed.step(*args), tensorflow_only.step(*args)
-        for name in ("point", "quantiles", "state"):
-            np.testing.assert_allclose(got[name], want[name], rtol=1e-5, atol=1e-5, err_msg=name)
+        args = _step_arguments(info, lengths, width, rng)
+        _assert_same_outputs(mixed.step(*args), tensorflow_only.step(*args))
     # 300 x 64 lane-steps are above the threshold: TensorFlow ran that one.
+    features = len(info.feature_names)
     assert calls == [(12, 1, features), (3, info.num_steps, features)]
 
 
