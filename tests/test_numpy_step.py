@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from rnncast.model import inference
 from rnncast.model.forecaster import RNNForecaster
@@ -109,3 +111,30 @@ def test_quantiles_stay_ordered_and_the_helpers_do_not_overflow():
         np.testing.assert_allclose(
             softplus(extreme), [0, 0, np.log(2), 100, 1e4], rtol=1e-6, atol=1e-30
         )
+
+
+@settings(max_examples=25)
+@given(
+    cell=st.sampled_from(["rnn", "gru", "lstm"]),
+    layers=st.integers(1, 3),
+    units=st.integers(1, 9),
+    lags=st.lists(st.integers(1, 12), max_size=3, unique=True),
+    change=st.booleans(),
+    anchor=st.sampled_from(["none", "last", "seasonal"]),
+    lengths=st.lists(st.integers(0, 6), min_size=1, max_size=5),
+    width=st.integers(1, 6),
+    seed=st.integers(0, 2**16),
+)
+def test_the_numpy_step_equals_the_tensorflow_step_on_random_models_and_shapes(
+    cell, layers, units, lags, change, anchor, lengths, width, seed
+):
+    """Any cell, depth, width, lag set and anchor; any lanes and lengths (0 .. width)."""
+    if anchor == "seasonal" and not lags:
+        lags = [3]
+    settings_ = dict(cell_type=cell, num_layers=layers, units=units, lags=tuple(lags))
+    settings_.update(inputs="change" if change else "level", anchor=anchor)
+    model = _model(settings_, seed)
+    lengths = [min(n, width) for n in lengths]
+    args = _arguments(model, lengths, width, seed)
+    want = {key: value.numpy() for key, value in inference.step_function(model)(*args).items()}
+    _assert_close(NumpyStep.from_model(model)(*args), want, f"{settings_}, lengths {lengths}")
