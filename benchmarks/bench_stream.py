@@ -24,8 +24,9 @@ one epoch (quality is irrelevant here), runs `rnncast forecast --state-out` over
      rename that lands a file to the forecast file with its points being written.
 
 `--step-calls` prints, before the phases, the cost of one model call by shape (lanes x steps)
-in TensorFlow and in numpy (`rnncast.model.numpy_step`): the crossover that sets
-`model_loader.NUMPY_MAX_LANE_STEPS`, below which the jobs' calls run in numpy.
+in TensorFlow and in numpy (`rnncast.model.numpy_step`), for the benchmark's model and for
+untrained 2x64 GRU, 2x64 LSTM and 2x128 GRU models: the crossover that sets
+`model_loader.NUMPY_MAX_LANE_STEPS`, up to which the jobs' calls run in numpy.
 
 Phases 2 and 3 run `--job-runs` times, each a new stream; a run whose awaited forecasts do not
 come within `--stall-timeout` seconds counts as stalled (the stream's thread stacks are
@@ -360,42 +361,63 @@ STEP_CALL_SHAPES = [
 ]  # fmt: skip
 
 
-def step_calls(model_path: str, repeats: int) -> list[tuple[int, int, float, float]]:
-    """Per call shape ``(lanes, steps)`` (all lanes full, a carried state): the median seconds
-    of one ``LoadedModel.step`` call in TensorFlow and in numpy, timed alternating."""
+# Besides the benchmark's trained model: untrained models of the sizes users train (2 layers
+# of 64 or 128 units), with the benchmark model's inputs (change inputs, lags 24 and 168, last
+# anchor, 24 steps ahead). Their weights are the initial ones, which timing does not mind.
+STEP_CALL_SIZES = [("gru", 64), ("lstm", 64), ("gru", 128)]
+
+
+def step_calls(model_path: str, repeats: int) -> dict[str, list[tuple[int, int, float, float]]]:
+    """Per model (the benchmark's, then :data:`STEP_CALL_SIZES`) and call shape ``(lanes,
+    steps)`` (all lanes full, a carried state): the median seconds of one call in TensorFlow
+    and in numpy, timed alternating."""
     import numpy as np
 
+    from rnncast.model.forecaster import RNNForecaster
+    from rnncast.model.inference import CompiledStep
+    from rnncast.model.numpy_step import NumpyStep
     from rnncast.pipeline.io.model_loader import load_model
 
-    loaded = load_model(model_path, numpy_max_lane_steps=0)  # every call in TensorFlow
-    info = loaded.info
-    S, U, F = len(info.state_size), info.state_size[0], len(info.feature_names)
+    loaded = load_model(model_path)
+    network, F = loaded.network, len(loaded.info.feature_names)
+    models = {f"the benchmark's {network.num_layers}x{network.units} {network.cell_type}": network}
+    for cell, units in STEP_CALL_SIZES:
+        model = RNNForecaster(
+            cell, 2, units, horizon=24, inputs="change", lags=(24, 168), anchor="last"
+        )
+        model.build((1, loaded.info.num_steps, F + 1))
+        models[f"untrained 2x{units} {cell}"] = model
     rng = np.random.default_rng(0)
-    rows = []
-    for lanes, steps in STEP_CALL_SHAPES:
-        args = (
-            rng.normal(size=(lanes, steps, F)).astype(np.float32),
-            np.ones((lanes, steps), np.float32),
-            np.full(lanes, steps, np.int32),
-            rng.normal(size=lanes).astype(np.float32),
-            np.ones(lanes, np.float32),
-            rng.normal(size=(S, lanes, U)).astype(np.float32) * 0.1,
-        )
-        calls = max(3, int(2000 / (lanes * steps) ** 0.7))
-        runs = {"tf": loaded.step, "numpy": loaded._numpy_step}
-        times: dict[str, list[float]] = {name: [] for name in runs}
-        for run in runs.values():
-            run(*args)  # traced once, untimed
-        for _ in range(repeats):
-            for name, run in runs.items():
-                start = time.perf_counter()
-                for _ in range(calls):
-                    run(*args)
-                times[name].append((time.perf_counter() - start) / calls)
-        rows.append(
-            (lanes, steps, statistics.median(times["tf"]), statistics.median(times["numpy"]))
-        )
-    return rows
+    out = {}
+    for name, model in models.items():
+        # The two steps as the jobs run them (LoadedModel.step picks one by call size).
+        tensorflow_step, numpy_step = CompiledStep(model, F), NumpyStep.from_model(model)
+        S, U = len(model.state_size), model.units
+        rows = []
+        for lanes, steps in STEP_CALL_SHAPES:
+            args = (
+                rng.normal(size=(lanes, steps, F)).astype(np.float32),
+                np.ones((lanes, steps), np.float32),
+                np.full(lanes, steps, np.int32),
+                rng.normal(size=lanes).astype(np.float32),
+                np.ones(lanes, np.float32),
+                rng.normal(size=(S, lanes, U)).astype(np.float32) * 0.1,
+            )
+            calls = max(3, int(2000 / (lanes * steps) ** 0.7))
+            runs = {"tf": tensorflow_step, "numpy": numpy_step}
+            times: dict[str, list[float]] = {run: [] for run in runs}
+            for run in runs.values():
+                run(*args)  # untimed: the first call of a shape
+            for _ in range(repeats):
+                for run_name, run in runs.items():
+                    start = time.perf_counter()
+                    for _ in range(calls):
+                        run(*args)
+                    times[run_name].append((time.perf_counter() - start) / calls)
+            tf_median, numpy_median = (statistics.median(times[k]) for k in ("tf", "numpy"))
+            rows.append((lanes, steps, tf_median, numpy_median))
+        out[name] = rows
+    return out
 
 
 @dataclasses.dataclass
@@ -505,7 +527,7 @@ def main() -> None:
         cli("forecast", "--model", model, "--input", paths["history"], "--output",
             os.path.join(tmp, "batch"), "--state-out", state)  # fmt: skip
 
-        calls = step_calls(model, args.repeats) if args.step_calls else []
+        calls = step_calls(model, args.repeats) if args.step_calls else {}
         if not args.job_only:
             batch_rate = batch_in_process(model, state, history)
             batch_xla = batch_in_process(model, state, history, jit=True)
@@ -539,9 +561,9 @@ def main() -> None:
             f"machine: {platform.machine()}, {os.cpu_count()} cores; {args.num_series} series, "
             f"{len(history):,} history points, {len(live):,} live points"
         )
-        if calls:
-            print(f"one model call (2x32 GRU), median of {args.repeats} alternating runs:")
-            for lanes, steps, tf_seconds, numpy_seconds in calls:
+        for name, rows in calls.items():
+            print(f"one model call, {name}, median of {args.repeats} alternating runs:")
+            for lanes, steps, tf_seconds, numpy_seconds in rows:
                 print(
                     f"  {lanes:3d} lanes x {steps:2d} steps: TensorFlow "
                     f"{tf_seconds * 1e3:7.3f} ms, numpy {numpy_seconds * 1e3:7.3f} ms, "

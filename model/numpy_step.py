@@ -127,7 +127,7 @@ class NumpyStep:
     lags: tuple[int, ...]
     memory_length: int  # 0: no lag memory in the state
     memory_slots: int  # state tensors the memory takes (the last ones)
-    interval_scale: tuple[float, ...] | None
+    interval_scale: np.ndarray | None  # [1, 1, H, 1], the calibrated factors per step
     nonnegative: bool
 
     @classmethod
@@ -166,7 +166,9 @@ class NumpyStep:
             lags=tuple(model.lags),
             memory_length=0 if memory is None else memory.length,
             memory_slots=0 if memory is None else len(memory.state_size),
-            interval_scale=model.interval_scale,
+            interval_scale=None
+            if model.interval_scale is None
+            else np.asarray(model.interval_scale, FLOAT).reshape(1, 1, -1, 1),
             nonnegative=model.nonnegative,
         )
 
@@ -228,8 +230,7 @@ class NumpyStep:
                 center = quantiles[..., middle : middle + 1]
             else:
                 center = point[..., None]
-            factor = np.asarray(self.interval_scale, FLOAT).reshape(1, 1, -1, 1)
-            quantiles = center + factor * (quantiles - center)
+            quantiles = center + self.interval_scale * (quantiles - center)
         # inference.step_function: back to original units, clipped, zero past each length.
         point = point * scale[..., None] + loc[..., None]
         quantiles = quantiles * scale[..., None, None] + loc[..., None, None]

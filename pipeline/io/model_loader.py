@@ -61,10 +61,9 @@ def read_model_info(export_dir: str) -> ModelInfo:
 # Calls of at most this many lane-steps (lanes x steps) run the numpy step
 # (``rnncast.model.numpy_step``): TensorFlow's fixed cost per call, about 0.6 ms on 2 CPU cores,
 # is most of a small call's cost, and a stream's firings are small calls (a shard's due
-# series, one new point each). On 2 cores numpy was 1.4-9x faster up to 4,096 lane-steps for
-# 2x64 GRU, 2x64 LSTM and 2x128 GRU models, and about even at 256 x 64 (0.96-1.24x), where
-# TensorFlow stays (BENCHMARKS.md; ``benchmarks/bench_stream.py --step-calls`` for the
-# benchmark's model).
+# series, one new point each). On 2 cores numpy was 1.6-10.5x faster up to 4,096 lane-steps for
+# 2x32, 2x64 and 2x128 GRU and 2x64 LSTM models, and close at 256 x 64 (1.05-1.29x), where
+# TensorFlow stays (``benchmarks/bench_stream.py --step-calls``; BENCHMARKS.md).
 NUMPY_MAX_LANE_STEPS = 4096
 
 
@@ -88,8 +87,6 @@ class LoadedModel:
         jit_compile: bool = False,
         numpy_max_lane_steps: int = NUMPY_MAX_LANE_STEPS,
     ):
-        import tensorflow as tf
-
         from rnncast.model import checkpoint, inference
         from rnncast.model.forecaster import RNNForecaster
         from rnncast.model.numpy_step import NumpyStep
@@ -131,27 +128,11 @@ class LoadedModel:
         self.fingerprint = fingerprint
         self.network = model  # the built RNNForecaster, weights assigned
         self.numpy_max_lane_steps = 0 if jit_compile else int(numpy_max_lane_steps)
-        self._numpy_step = NumpyStep.from_model(model)
         self.jit_compile = jit_compile
-        if jit_compile:
-            # XLA compiles one program per input shape, so calls are padded to buckets
-            # (powers of two, see :func:`bucket`) and take the masked path, which gives
-            # padded lanes and steps their exact meaning (XLA cannot compile the graph branch
-            # between the masked and unmasked paths around Keras' loops).
-            model.rnn.padding_path = "masked"
-        try:
-            step = tf.function(
-                inference.step_function(model),
-                input_signature=inference.step_signature(model, num_features),
-                jit_compile=jit_compile,
-            )
-            # One concrete function: calls skip tf.function's per-call dispatch.
-            self._step = step.get_concrete_function()
-        finally:
-            model.rnn.padding_path = "branch"
-        signature = self._step.structured_input_signature[0]
-        self._input_dtypes = [spec.dtype.as_numpy_dtype for spec in signature]
-        self._constant = tf.constant
+        # XLA compiles one program per input shape, so its calls are padded to buckets
+        # (powers of two, see :func:`bucket`).
+        self._tensorflow_step = inference.CompiledStep(model, num_features, jit_compile)
+        self._numpy_step = NumpyStep.from_model(model) if self.numpy_max_lane_steps else None
 
     def step(self, inputs, observed, sequence_length, loc, scale, state) -> dict[str, np.ndarray]:
         args = [inputs, observed, sequence_length, loc, scale, state]
@@ -160,11 +141,7 @@ class LoadedModel:
             return self._numpy_step(*args)
         if self.jit_compile:
             args = _pad_to_buckets(args, bucket(lanes), bucket(width, self.info.num_steps))
-        # Tensors of the signature's dtypes: handing numpy arrays to the concrete function
-        # converts them through its argument binding, about a third of a small call's cost
-        # (a stream firing makes one small call per shard).
-        tensors = [self._constant(np.asarray(a, d)) for a, d in zip(args, self._input_dtypes)]
-        out = {k: v.numpy() for k, v in self._step(*tensors).items()}
+        out = self._tensorflow_step(*args)
         if self.jit_compile:
             out = {
                 "point": out["point"][:lanes, :width],
