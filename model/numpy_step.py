@@ -252,16 +252,15 @@ class NumpyStep:
         horizon = self.horizon
         raw = hidden.reshape(batch * steps, -1) @ self.head_kernel + self.head_bias
         point = raw[:, :horizon].reshape(batch, steps, horizon)
-        levels = [raw[:, horizon : 2 * horizon]]
-        if len(self.quantiles) > 1:
-            increments = softplus(raw[:, 2 * horizon :])
-            for q in range(len(self.quantiles) - 1):
-                levels.append(levels[-1] + increments[:, q * horizon : (q + 1) * horizon])
         count = len(self.quantiles)
-        quantiles = np.empty((batch * steps, horizon, count), FLOAT)
-        for q in range(count):
-            quantiles[:, :, q] = levels[q]
-        return point, quantiles.reshape(batch, steps, horizon, count)
+        levels = raw[:, horizon:].reshape(batch * steps, count, horizon)
+        if count > 1:
+            # Each level the previous plus its increment: a running sum over the levels
+            # (accumulated in order, as the Keras head adds them).
+            levels = np.concatenate([levels[:, :1], softplus(levels[:, 1:])], axis=1)
+            np.cumsum(levels, axis=1, out=levels)
+        quantiles = levels.transpose(0, 2, 1).reshape(batch, steps, horizon, count)
+        return point, quantiles
 
     def _memory(self, value, observed, slots, lengths, all_valid):
         """LagMemory: the remembered past followed by this call's values and flags

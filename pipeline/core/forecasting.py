@@ -313,6 +313,53 @@ def _work(series_id, status, regular, model, state, first, digest, loc, scale, s
     )
 
 
+@dataclass(frozen=True)
+class Extension:
+    """:func:`extend_columns`' result for ``k`` series of ``N`` new points in all."""
+
+    ok: np.ndarray  # bool [k]: the series extends (its Work is the common case)
+    hashes: np.ndarray  # uint64 [N]: point_hashes of every row
+    features: np.ndarray | None  # float32 [N, F] (None: no series extends)
+    digests: np.ndarray | None  # uint64 [k]: the sum of each series' new points' hashes
+    last: np.ndarray | None  # int64 [k]: each series' last row
+
+
+def extend_columns(
+    last_timestamps: np.ndarray,
+    timestamp: np.ndarray,
+    raw: np.ndarray,
+    offsets: np.ndarray,
+    model: ModelInfo,
+) -> Extension:
+    """The array part of :func:`extend_many`, for series given as columns: series ``i`` was
+    last consumed at ``last_timestamps[i]`` and its new points are rows
+    ``offsets[i]:offsets[i + 1]`` of ``timestamp`` and ``raw``. One grid check, one
+    calendar-feature pass and one hash pass cover every series."""
+    offsets = np.asarray(offsets, np.int64)
+    counts = np.diff(offsets)
+    hashes = point_hashes(timestamp, raw)
+    none = np.zeros(len(counts), bool)
+    offset = series_lib.offset_of(model.freq)
+    if len(timestamp) == 0 or not isinstance(offset, pd.offsets.Tick):
+        return Extension(none, hashes, None, None, None)
+    period = int(offset.nanos)
+    lane = np.repeat(np.arange(len(counts)), counts)
+    last = np.asarray(last_timestamps, np.int64)
+    rank = np.arange(len(timestamp)) - np.repeat(offsets[:-1], counts)
+    # Contiguous: point j of a series is exactly j + 1 grid steps after its last consumed one.
+    fits = timestamp == last[lane] + (rank + 1) * period
+    # (np.minimum / np.maximum, not .clip: clip costs ~15 us a call in numpy 2, and a stream
+    # pays these once per firing of every shard.)
+    starts = np.minimum(offsets[:-1], len(fits) - 1)
+    ok = (counts > 0) & (np.add.reduceat(fits, starts) == counts)
+    if not ok.any():
+        return Extension(ok, hashes, None, None, None)
+    calendar = series_lib.calendar_features(timestamp, model.calendar_features)
+    features = np.column_stack([raw, calendar]).astype(np.float32)
+    digests = np.add.reduceat(hashes, starts, dtype=np.uint64)  # arrays wrap silently
+    return Extension(ok, hashes, features, digests, np.maximum(offsets[1:] - 1, 0))
+
+
 def extend_many(
     series_ids: list[str],
     saved: list[SeriesState],
@@ -326,44 +373,26 @@ def extend_many(
 
     Series ``i``'s new points are rows ``offsets[i]:offsets[i + 1]`` of ``timestamp`` (int64
     ns) and ``raw`` (float64 ``[N, 1 + k]``: value, covariates), in the order :func:`prepare`
-    would see them after de-duplication. One grid check, one calendar-feature pass and one
-    hash pass cover every series (per series the same element-wise arithmetic as
-    :func:`prepare`, so the same bytes). Returns per series its :class:`Work`, or None where the
-    case does not apply (unsorted or repeated timestamps, a point at or before the last
-    consumed one, off the grid, a gap to fill, a calendar frequency: the caller prepares those
-    one by one), and the hash of every row (:func:`point_hashes`, for de-duplication)."""
-    offsets = np.asarray(offsets, np.int64)
-    counts = np.diff(offsets)
-    hashes = point_hashes(timestamp, raw)
-    out: list[Work | None] = [None] * len(series_ids)
-    offset = series_lib.offset_of(model.freq)
-    if len(timestamp) == 0 or not isinstance(offset, pd.offsets.Tick):
-        return out, hashes
-    period = int(offset.nanos)
-    lane = np.repeat(np.arange(len(series_ids)), counts)
+    would see them after de-duplication. The arrays are prepared for every series at once
+    (:func:`extend_columns`; per series the same element-wise arithmetic as :func:`prepare`,
+    so the same bytes). Returns per series its :class:`Work`, or None where the case does not
+    apply (unsorted or repeated timestamps, a point at or before the last consumed one, off
+    the grid, a gap to fill, a calendar frequency: the caller prepares those one by one), and
+    the hash of every row (:func:`point_hashes`, for de-duplication)."""
     last = np.array([s.last_timestamp for s in saved], np.int64)
-    rank = np.arange(len(timestamp)) - np.repeat(offsets[:-1], counts)
-    # Contiguous: point j of a series is exactly j + 1 grid steps after its last consumed one.
-    fits = timestamp == last[lane] + (rank + 1) * period
-    # (np.minimum / np.maximum, not .clip: clip costs ~15 us a call in numpy 2, and a stream
-    # pays these once per firing of every shard.)
-    starts = np.minimum(offsets[:-1], len(fits) - 1)
-    ok = (counts > 0) & (np.add.reduceat(fits, starts) == counts)
-    if not ok.any():
-        return out, hashes
-    calendar = series_lib.calendar_features(timestamp, model.calendar_features)
-    features = np.column_stack([raw, calendar]).astype(np.float32)
-    with np.errstate(over="ignore"):
-        digests = np.add.reduceat(hashes, starts, dtype=np.uint64)
+    extension = extend_columns(last, timestamp, raw, offsets, model)
+    out: list[Work | None] = [None] * len(series_ids)
+    if extension.features is None:
+        return out, extension.hashes
     # Per-series values gathered once for all series (a firing prepares hundreds of them):
     # each series then takes views and Python numbers.
-    bounds = offsets.tolist()
-    last = np.maximum(offsets[1:] - 1, 0)
-    last_timestamps = timestamp[last].tolist()
-    last_raws = raw[last]  # a copy: one row per series
+    bounds = np.asarray(offsets, np.int64).tolist()
+    last_timestamps = timestamp[extension.last].tolist()
+    last_raws = raw[extension.last]  # a copy: one row per series
     observed = np.ones(len(timestamp), bool)
-    digest_sums = digests.tolist()
-    for i in np.flatnonzero(ok).tolist():
+    digest_sums = extension.digests.tolist()
+    features = extension.features
+    for i in np.flatnonzero(extension.ok).tolist():
         a, b, state = bounds[i], bounds[i + 1], saved[i]
         out[i] = Work(
             series_id=series_ids[i],
@@ -379,7 +408,27 @@ def extend_many(
             scale=state.scale,
             scaling=state.scaling,
         )
-    return out, hashes
+    return out, extension.hashes
+
+
+def step_lanes(
+    step: StepFn,
+    inputs: np.ndarray,
+    observed: np.ndarray,
+    loc: np.ndarray,
+    scale: np.ndarray,
+    state: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One model call of lanes all as long (``inputs [B, T, F]``, ``T`` at most
+    ``num_steps``; ``state [S, B, U]``): each lane's new state ``[B, S, U]``, and its forecast
+    from its last step, ``point [B, H]`` and ``quantiles [B, H, Q]`` (float64)."""
+    width = inputs.shape[1]
+    lanes = len(inputs)
+    out = step(inputs, observed, np.full(lanes, width, np.int32), loc, scale, state)
+    state = np.ascontiguousarray(np.asarray(out["state"]).transpose(1, 0, 2))
+    point = np.asarray(out["point"])[:, width - 1].astype(np.float64)
+    quantiles = np.asarray(out["quantiles"])[:, width - 1].astype(np.float64)
+    return state, point, quantiles
 
 
 def run_lanes(works: list[Work], step: StepFn, model: ModelInfo) -> list[SeriesState]:
@@ -406,11 +455,8 @@ def run_lanes(works: list[Work], step: StepFn, model: ModelInfo) -> list[SeriesS
         # One chunk, every lane as long (a stream firing): read every lane's last step.
         inputs = np.array([w.features for w in works], np.float32)
         observed = np.array([w.observed for w in works], np.float32)
-        out = step(inputs, observed, np.full(B, width, np.int32), loc, scale, state)
-        state = np.asarray(out["state"])
-        point = np.asarray(out["point"])[:, width - 1].astype(np.float64)
-        quantiles = np.asarray(out["quantiles"])[:, width - 1].astype(np.float64)
-        return _new_states(works, state, point, quantiles, model)
+        lanes = step_lanes(step, inputs, observed, loc, scale, state)
+        return _new_states(works, *lanes, model)
     lengths = np.array(sizes)
     point = np.zeros((B, model.horizon))
     quantiles = np.zeros((B, model.horizon, len(model.quantiles)))
@@ -429,12 +475,12 @@ def run_lanes(works: list[Work], step: StepFn, model: ModelInfo) -> list[SeriesS
         ends = np.flatnonzero((lengths > start) & (lengths <= start + T))
         point[ends] = np.asarray(out["point"])[ends, steps[ends] - 1]
         quantiles[ends] = np.asarray(out["quantiles"])[ends, steps[ends] - 1]
+    state = np.ascontiguousarray(state.transpose(1, 0, 2))  # [B, S, U]: one block per lane
     return _new_states(works, state, point, quantiles, model)
 
 
 def _new_states(works, state, point, quantiles, model: ModelInfo) -> list[SeriesState]:
-    """Each lane's new state (from ``state`` ``[S, B, U]``) and forecast."""
-    state = np.ascontiguousarray(state.transpose(1, 0, 2))  # [B, S, U]: one block per lane
+    """Each lane's new state (from ``state`` ``[B, S, U]``) and forecast."""
     return [
         SeriesState(
             series_id=w.series_id,

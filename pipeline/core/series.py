@@ -447,6 +447,23 @@ def calendar_feature_names(freq: str) -> tuple[str, ...]:
 
 def calendar_features(timestamp: np.ndarray, names: tuple[str, ...]) -> np.ndarray:
     """Sine/cosine encodings [n, len(names)] of the cycles in ``names`` (UTC)."""
+    if len(timestamp) and timestamp[0] == timestamp[-1] and (timestamp == timestamp[0]).all():
+        # One time for every point: a stream firing's tick of many series. Every shard's
+        # firing asks for the same tick, and the ~20 array steps below cost the same for one
+        # point as for a dozen, so the row is computed once per tick and process.
+        row = _calendar_row(int(timestamp[0]), tuple(names))
+        return np.repeat(row[None, :], len(timestamp), axis=0)
+    return _calendar_features(timestamp, names)
+
+
+@functools.lru_cache(maxsize=1024)
+def _calendar_row(timestamp: int, names: tuple[str, ...]) -> np.ndarray:
+    row = _calendar_features(np.array([timestamp], np.int64), names)[0]
+    row.flags.writeable = False  # shared by every caller
+    return row
+
+
+def _calendar_features(timestamp: np.ndarray, names: tuple[str, ...]) -> np.ndarray:
     seconds = timestamp // NS_PER_SECOND
     day = seconds // 86_400
     day_fraction = (seconds % 86_400) / 86_400.0
