@@ -35,6 +35,7 @@ from rnncast.model.train import train
 from rnncast.pipeline.beam.engine import fix_streaming_engine
 from rnncast.pipeline.core import forecasting, streaming, synthetic
 from rnncast.pipeline.core.series import SeriesPart, combine_parts
+from rnncast.pipeline.core.shard_book import ShardBook
 from rnncast.pipeline.core.validation import InputColumns
 from rnncast.pipeline.io.model_loader import read_model_info
 from rnncast.pipeline.io.state_store import load_state_files
@@ -263,10 +264,13 @@ def test_shards_are_stable_and_a_shard_book_round_trips_without_pickle():
     assert back.saved.last_timestamp == slot.saved.last_timestamp and back.latest is None
     assert back.latest_status == "too_short" and len(back.waiting) == 1
     np.testing.assert_array_equal(back.waiting[0].value, original.value)
-    book = {"b": streaming.encode_slot(slot), "a": streaming.encode_slot(streaming.SeriesSlot())}
-    encoded = streaming.encode_book(book)
-    assert streaming.decode_book(encoded) == book
-    assert encoded == streaming.encode_book(dict(reversed(book.items())))  # deterministic
+    # The step's state cell: the columnar book through its coder, plain bytes.
+    coder = step._AdvanceShardFn.SERIES.coder
+    book = ShardBook.empty().updated({"b": slot, "a": streaming.SeriesSlot()})
+    encoded = coder.encode(book)
+    assert isinstance(encoded, bytes) and coder.encode(coder.decode(encoded)) == encoded
+    a, b = coder.decode(encoded).slots([0, 1], ["a", "b"])
+    assert a.saved is None and b.saved.last_timestamp == slot.saved.last_timestamp
     series_id, item = streaming.decode_keyed_part(
         streaming.encode_keyed_part("a", streaming.Pending(7, original))
     )
@@ -274,31 +278,10 @@ def test_shards_are_stable_and_a_shard_book_round_trips_without_pickle():
     assert streaming.decode_times(streaming.encode_times({"b": 2, "a": 1})) == {"a": 1, "b": 2}
 
 
-@given(
-    stored=st.dictionaries(st.text(max_size=6), st.binary(max_size=12), max_size=20),
-    written=st.dictionaries(st.text(max_size=6), st.binary(max_size=12), max_size=5),
-    probes=st.lists(st.text(max_size=6), max_size=10),
-)
-@hypothesis_settings(max_examples=200, deadline=None)
-def test_a_lazily_read_book_answers_and_writes_back_like_a_dict(stored, written, probes):
-    # The book is read for every arrival and bisected over its sorted ids, never decoded
-    # whole: lookups, misses, writes on top and the bytes written back must be a dict's.
-    book = streaming.decode_book(streaming.encode_book(stored))
-    assert len(book) == len(stored) and bool(book) == bool(stored)
-    for series_id in [*stored, *probes]:
-        assert (series_id in book) == (series_id in stored)
-        if series_id in stored:
-            assert bytes(book[series_id]) == stored[series_id]
-    for series_id, slot in written.items():
-        book[series_id] = slot
-    expected = {**stored, **written}
-    assert len(book) == len(expected) and list(book) == sorted(expected)
-    assert streaming.encode_book(book) == streaming.encode_book(expected)
-
-
-def test_an_arrival_peeks_at_a_slot_as_the_firing_decodes_it():
-    # classify needs only the saved state's last point and the recent hashes; the peek must
-    # see exactly what the full decode sees (cold and saved slots, with waiting parts).
+def test_an_arrival_reads_of_a_series_what_the_firing_decodes():
+    # classify needs only the saved state's last point and the recent hashes; what the book
+    # gives an arrival must be exactly what the firing's full slot holds (cold and saved
+    # series, with waiting parts and held forecasts).
     original = part(pd.date_range("2021-01-01", periods=3, freq="h"), [1.0, 2.0, 3.0])
     recent = streaming.Recent(np.array([5, 9], np.int64), np.array([11, 2**64 - 1], np.uint64))
     for slot in (
@@ -307,9 +290,9 @@ def test_an_arrival_peeks_at_a_slot_as_the_firing_decodes_it():
         streaming.SeriesSlot(saved_at("2021-01-01", 2.5), recent, [original], None, "full"),
         streaming.SeriesSlot(saved_at("2021-01-02", 1.0), recent, [], saved_at("2021-01-02", 3.0)),
     ):
-        encoded = streaming.encode_slot(slot)
-        last, seen = streaming.peek_slot(encoded)
-        full = streaming.decode_slot(encoded)
+        book = ShardBook.decode(ShardBook.empty().updated({"a": slot}).encode())
+        last, seen = book.last_point(0), book.recent(0)
+        full = book.slots([0], ["a"])[0]
         if full.saved is None:
             assert last is None
         else:
@@ -407,6 +390,84 @@ def test_a_repeated_firing_keeps_the_next_window_emission_and_snapshot(exported,
     assert snapshots.timers == {"snapshot": 2 * hour - 1}
     ((_, (key, end, _)),) = snapshots.fire("snapshot", snapshots.fn.on_snapshot)
     assert end == 2 * hour - 1
+
+
+def test_a_firings_columnar_path_equals_the_slot_path_byte_for_byte(exported, tmp_path):
+    """The series in the usual case advance as columns of the shard's book
+    (``_advance_columns``); every other series goes through its slot (``advance_many``,
+    ``run_lanes``, ``remember``). With the columnar path off, every firing must give the same
+    forecasts, snapshot states and dead letters, and leave the same book bytes, while series
+    in and out of the usual case fire together: two points at once, a gap, a repeat within
+    an arrival, a late point and a repeat of a consumed one."""
+    model_path, frame = exported
+    model = model_info(model_path)
+    cut = END - 8 * HOUR
+    history = frame[frame.timestamp <= cut]
+    batch(model_path, history, tmp_path, "b", state_out=str(tmp_path / "s"))
+    files, _ = load_state_files(str(tmp_path / "s"), model)
+    values = {sid: g.set_index("timestamp")["value"] for sid, g in frame.groupby("series_id")}
+    a, b, c, d = sorted(values)
+
+    def at(series_id, *hours, value=None):
+        times = [cut + hour * HOUR for hour in hours]
+        given = [values[series_id][t] if value is None else value for t in times]
+        return (series_id, part(times, given))
+
+    arrivals = [
+        [at(s, 1) for s in (a, b, c, d)],  # from --state-in (not in the book yet): slots
+        [at(a, 2, 3), at(b, 2), at(c, 2), at(d, 2)],  # a: two points, the others one
+        [at(a, 4), at(b, 4), at(c, 3), at(c, 3), at(d, 3)],  # b: a gap; c: a repeat
+        [at(a, 5), at(b, 5), at(c, 4), at(d, 4), at(d, 1, value=99.0), at(d, 2)],  # late; seen
+    ]
+    config = StreamConfig(model=model_path, output=str(tmp_path), input_pattern="*", shards=1)
+    runs = {}
+    for columns in (True, False):
+        fn = step._AdvanceShardFn(config, model, files)
+        fn.setup()
+        through = []
+        if columns:
+            advance_columns = fn._advance_columns
+
+            def spy(book, takes, advance_columns=advance_columns, through=through):
+                out = advance_columns(book, takes)
+                through.append(sorted(state.series_id for state in out[0]))
+                return out
+
+            fn._advance_columns = spy
+        else:
+            fn._advance_columns = lambda book, takes: ([], 0, takes)
+        key = DirectKey(fn, 0)
+        firings = []
+        for k, parts in enumerate(arrivals):
+            micros = int((cut + (k + 1) * HOUR).value // 1000)
+            outputs = key.process((0, parts), micros) + key.fire("flush", fn.on_flush)
+            firings.append(outputs)
+        runs[columns] = (firings, key.cells["series"]._data, through)
+    assert runs[True][2] == [[], [b, c, d], [a, d], [a, b, c, d]]  # the rest: slots
+    for fast, slow in zip(runs[True][0], runs[False][0]):
+        assert len(fast) == len(slow)
+        forecasts = [sorted(o for o in out if isinstance(o, tuple)) for out in (fast, slow)]
+        tagged = [
+            {o.tag: o.value for o in out if not isinstance(o, tuple) and o.tag == "states"}
+            for out in (fast, slow)
+        ]
+        rejected = [
+            [o.value for o in out if not isinstance(o, tuple) and o.tag == "rejected"]
+            for out in (fast, slow)
+        ]
+        assert [f[:2] for f in forecasts[0]] == [f[:2] for f in forecasts[1]]
+        for x, y in zip(forecasts[0], forecasts[1]):
+            assert streaming.encode_state(x[2]) == streaming.encode_state(y[2]), x[0]
+        if tagged[0]:
+            states = [sorted(t["states"][1], key=lambda s: s.series_id) for t in tagged]
+            assert [streaming.encode_state(s) for s in states[0]] == [
+                streaming.encode_state(s) for s in states[1]
+            ]
+        assert len(rejected[0]) == len(rejected[1])
+        for x, y in zip(rejected[0], rejected[1]):
+            pd.testing.assert_frame_equal(x, y)
+    assert sum(len(out) for out in runs[True][0]) > 0
+    assert runs[True][1] == runs[False][1]  # the book, byte for byte
 
 
 def test_messages_in_json_lines_and_csv_are_validated_like_files():

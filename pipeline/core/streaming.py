@@ -20,7 +20,6 @@ import io
 import json
 import struct
 import zlib
-from collections.abc import Mapping, MutableMapping
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -197,7 +196,13 @@ def remember(
     when already computed)."""
     if hashes is None:
         hashes = forecasting.point_hashes(consumed.timestamp, raw_of(consumed))
-    added = consumed.timestamp
+    return remember_points(recent, consumed.timestamp, hashes, last_timestamp, horizon)
+
+
+def remember_points(
+    recent: Recent, added: np.ndarray, hashes: np.ndarray, last_timestamp: int, horizon: int
+) -> Recent:
+    """:func:`remember` of the points at ``added`` with their ``hashes``."""
     timestamp = np.concatenate([recent.timestamp, added])
     hashes = np.concatenate([recent.hashes, hashes])
     after = not len(recent.timestamp) or not len(added) or added[0] > recent.timestamp[-1]
@@ -208,6 +213,57 @@ def remember(
     keep = timestamp > last_timestamp - horizon
     order = np.argsort(timestamp[keep], kind="stable")
     return Recent(timestamp[keep][order], hashes[keep][order])
+
+
+def remember_many(
+    recents: list[Recent],
+    added: list[np.ndarray],
+    hashes: list[np.ndarray],
+    last_timestamps: list[int],
+    horizon: int,
+) -> list[Recent]:
+    """:func:`remember` of many series at once (a firing's): series ``i`` adds points at
+    ``added[i]`` (sorted, as consumed) with ``hashes[i]`` and keeps those within
+    ``horizon`` ns of ``last_timestamps[i]``. Series whose new points come after their recent
+    ones (the stream's usual case) are done in one pass over all their points; the others
+    by :func:`remember` itself. The same result as :func:`remember`, series by series."""
+    count = len(recents)
+    in_order = [
+        not len(new) or not len(recent.timestamp) or int(new[0]) > int(recent.timestamp[-1])
+        for recent, new in zip(recents, added)
+    ]
+    if any(len(new) > 1 for new in added):  # rising within each series' new points
+        flat = np.concatenate(added)
+        lengths = np.fromiter(map(len, added), np.int64, count)
+        falls = np.flatnonzero(np.diff(flat) <= 0) + 1  # positions where a point does not rise
+        series_of = np.repeat(np.arange(count), lengths)
+        starts = np.cumsum(lengths) - lengths
+        for position in falls.tolist():  # a fall at a series' first point is no fall
+            i = int(series_of[position])
+            if position != starts[i]:
+                in_order[i] = False
+    fast = [i for i in range(count) if in_order[i]]
+    out: list[Recent | None] = [None] * count
+    if fast:
+        pieces = [p for i in fast for p in (recents[i].timestamp, added[i])]
+        hash_pieces = [p for i in fast for p in (recents[i].hashes, hashes[i])]
+        timestamp = np.concatenate(pieces)
+        point_hash = np.concatenate(hash_pieces).astype(np.uint64, copy=False)
+        sizes = np.fromiter(map(len, pieces), np.int64, len(pieces))
+        sizes = sizes[0::2] + sizes[1::2]  # per series: recent and new points
+        ends = np.cumsum(sizes)
+        since = np.asarray([last_timestamps[i] for i in fast], np.int64) - horizon
+        # Each series' points are sorted, so those kept (after its horizon) are a suffix.
+        inside = timestamp > np.repeat(since, sizes)
+        kept = np.bincount(np.repeat(np.arange(len(fast)), sizes), inside, len(fast))
+        kept = kept.astype(np.int64)
+        firsts, ends = (ends - kept).tolist(), ends.tolist()
+        for k, i in enumerate(fast):
+            out[i] = Recent(timestamp[firsts[k] : ends[k]], point_hash[firsts[k] : ends[k]])
+    for i in range(count):
+        if out[i] is None:
+            out[i] = remember_points(recents[i], added[i], hashes[i], last_timestamps[i], horizon)
+    return out
 
 
 def cutoff(pending: list[Pending], fire: int, lateness: int) -> int | None:
@@ -621,140 +677,6 @@ class LastPoint(NamedTuple):
 
     last_timestamp: int
     last_raw: np.ndarray
-
-
-def peek_slot(
-    data: bytes | memoryview, with_recent: bool = True
-) -> tuple[LastPoint | None, Recent | None]:
-    """What :func:`classify` needs of an encoded slot (the saved state's last point, None for
-    a cold series, and the recent hashes unless ``with_recent`` is false), without decoding
-    the rest: every arrival classifies its points, while only a firing needs the whole slot."""
-    head, recent, *rest = _unframe(data)
-    recent = decode_recent(recent) if with_recent else None
-    if not bytes(head)[0]:
-        return None, recent
-    saved = rest[0]
-    _, last, _, _, _, width, *_ = _STATE.unpack_from(saved, 0)
-    offset = _STATE.size
-    for _ in range(3):  # series id, scaling, fingerprint
-        (size,) = _TEXT.unpack_from(saved, offset)
-        offset += _TEXT.size + size
-    return LastPoint(last, np.frombuffer(saved, np.float64, width, offset)), recent
-
-
-def encode_book(book: Mapping[str, bytes | memoryview]) -> bytes:
-    """A shard's encoded slots by series id (sorted: the same dict, the same bytes). Slots stay
-    encoded inside, so a firing decodes and re-encodes only the series it touches. Columnar:
-    the count, every id's and slot's length as one array each, then the ids (sorted), then the
-    slots, so that :class:`Book` finds one series without reading the others."""
-    ids = list(book)
-    if any(a >= b for a, b in zip(ids, ids[1:])):
-        ids.sort()
-    names = [series_id.encode("utf-8") for series_id in ids]
-    slots = [book[series_id] for series_id in ids]
-    lengths = np.array([[len(n) for n in names], [len(s) for s in slots]], "<u4").reshape(2, -1)
-    return b"".join([_TEXT.pack(len(ids)), lengths.tobytes(), *names, *slots])
-
-
-class Book(MutableMapping):
-    """A shard's encoded slots by series id, read from :func:`encode_book`'s bytes lazily.
-
-    Every arrival reads its shard's book to classify one series, so looking a series up must
-    not cost a Python step per series of the shard: the lengths are one numpy array, ids are
-    found by bisection over the sorted id block (O(log n) ids decoded), and a slot is a view
-    into the bytes. Writes go to an overlay; iterating (which :func:`encode_book` does when
-    the book is written back) decodes every id once."""
-
-    def __init__(self, data: bytes | memoryview = b""):
-        self._data = memoryview(data)
-        self._changed: dict[str, bytes | memoryview] = {}
-        self._names: list[str] | None = None  # every stored id, once iterated
-        self._position: dict[str, int] = {}
-        self._lookups = 0
-        if len(self._data) == 0:
-            self._n, self._ends = 0, np.zeros(0, np.int64)
-            return
-        (n,) = _TEXT.unpack_from(self._data, 0)
-        lengths = np.frombuffer(self._data, "<u4", 2 * n, _TEXT.size).astype(np.int64)
-        self._n = n
-        # End of each id (the first n) and slot (the last n), in file order.
-        self._ends = _TEXT.size + 8 * n + np.cumsum(lengths)
-
-    def _span(self, index: int) -> tuple[int, int]:
-        end = int(self._ends[index])
-        start = int(self._ends[index - 1]) if index else _TEXT.size + 8 * self._n
-        return start, end
-
-    def _name(self, index: int) -> str:
-        if self._names is not None:
-            return self._names[index]
-        start, end = self._span(index)
-        return str(self._data[start:end], "utf-8")
-
-    def _index(self, series_id: str) -> int:
-        """Position of ``series_id`` among the stored ids, or -1 (ids are stored sorted).
-        Bisection for the first lookups; once they are many (a file of many series of one
-        shard), every id is decoded once and looked up in a dict."""
-        if self._names is None:
-            self._lookups += 1
-            if self._lookups * 16 > self._n + 64:
-                self._stored()
-        if self._names is not None:
-            return self._position.get(series_id, -1)
-        low, high = 0, self._n
-        while low < high:
-            middle = (low + high) // 2
-            if self._name(middle) < series_id:
-                low = middle + 1
-            else:
-                high = middle
-        return low if low < self._n and self._name(low) == series_id else -1
-
-    def _stored(self) -> list[str]:
-        if self._names is None:
-            first = _TEXT.size + 8 * self._n
-            block = bytes(self._data[first : int(self._ends[self._n - 1])]) if self._n else b""
-            if block.isascii():  # one decode, then slices (byte offsets are char offsets)
-                text = block.decode("ascii")
-                ends = (self._ends[: self._n] - first).tolist()
-                names = [text[a:b] for a, b in zip([0, *ends], ends)]
-            else:
-                names = [self._name(i) for i in range(self._n)]
-            self._position = {name: i for i, name in enumerate(names)}
-            self._names = names
-        return self._names
-
-    def get(self, series_id: str, default=None):  # no KeyError raised and caught per miss
-        if series_id in self._changed:
-            return self._changed[series_id]
-        index = self._index(series_id)
-        if index < 0:
-            return default
-        start, end = self._span(self._n + index)
-        return self._data[start:end]
-
-    def __getitem__(self, series_id: str) -> bytes | memoryview:
-        slot = self.get(series_id)
-        if slot is None:
-            raise KeyError(series_id)
-        return slot
-
-    def __setitem__(self, series_id: str, slot: bytes | memoryview) -> None:
-        self._changed[series_id] = slot
-
-    def __delitem__(self, series_id: str) -> None:
-        raise TypeError("a shard's book never forgets a series")
-
-    def __iter__(self):
-        added = [i for i in self._changed if self._index(i) < 0]
-        return iter(sorted([*self._stored(), *added]) if added else self._stored())
-
-    def __len__(self) -> int:
-        return self._n + sum(1 for i in self._changed if self._index(i) < 0)
-
-
-def decode_book(data: bytes) -> Book:
-    return Book(data)
 
 
 def encode_times(times: dict[str, int]) -> bytes:

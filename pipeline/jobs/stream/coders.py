@@ -5,6 +5,7 @@ from __future__ import annotations
 from apache_beam.coders import Coder
 
 from rnncast.pipeline.core import streaming
+from rnncast.pipeline.core.shard_book import ShardBook
 
 
 class SeriesStateCoder(Coder):
@@ -49,14 +50,14 @@ class RecentCoder(Coder):
 
 
 class BookCoder(Coder):
-    """A shard's encoded :class:`~rnncast.pipeline.core.streaming.SeriesSlot` bytes by series
-    id (see :func:`~rnncast.pipeline.core.streaming.encode_book`)."""
+    """A shard's :class:`~rnncast.pipeline.core.streaming.SeriesSlot` per series id, as
+    columns (:class:`~rnncast.pipeline.core.shard_book.ShardBook`)."""
 
     def encode(self, value):
-        return streaming.encode_book(value)
+        return value.encode()
 
     def decode(self, encoded):
-        return streaming.decode_book(encoded)
+        return ShardBook.decode(encoded)
 
     def is_deterministic(self):
         return True

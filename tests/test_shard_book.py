@@ -1,0 +1,238 @@
+"""The stream's columnar shard book (``pipeline/core/shard_book.py``) and the firing's batched
+``remember``: pure numpy, no Beam. The book must hold exactly the slots written (like a dict of
+slots, whatever the strings, shapes and remainders), give the same bytes for the same slots,
+and its columnar advance must equal writing the advanced slots one by one."""
+
+from __future__ import annotations
+
+import numpy as np
+from hypothesis import given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
+
+from rnncast.pipeline.core import forecasting, streaming
+from rnncast.pipeline.core.series import SeriesPart
+from rnncast.pipeline.core.shard_book import ShardBook
+
+MAIN = (1, 2, 3, 4, 3)  # W, S, U, H, Q of the book's model
+ODD = (2, 1, 2, 2, 1)  # a state of another shape (kept whole, as a remainder)
+HOUR = 3_600 * 10**9
+int64s = st.integers(-(2**62), 2**62)
+
+
+def make_state(series_id: str, shape, last: int, seed: int, scaling="training", model="m"):
+    W, S, U, H, Q = shape
+    rng = np.random.default_rng(seed)
+    return forecasting.SeriesState(
+        series_id=series_id,
+        first_timestamp=last - 100 * HOUR,
+        last_timestamp=last,
+        last_raw=rng.normal(size=W),
+        digest=int(rng.integers(0, 2**63)) * 2 + 1,  # above 2**63 too
+        loc=float(rng.normal()),
+        scale=float(rng.uniform(0.5, 2.0)),
+        scaling=scaling,
+        state=rng.normal(size=(S, U)).astype(np.float32),
+        point=rng.normal(size=H),
+        quantiles=rng.normal(size=(H, Q)),
+        model_fingerprint=model,
+    )
+
+
+@st.composite
+def slots(draw, shapes=(MAIN, ODD)):
+    seed = draw(st.integers(0, 2**16))
+    last = draw(st.integers(10**9, 10**12)) * HOUR // 10**9
+    saved = None
+    if draw(st.booleans()):
+        shape = draw(st.sampled_from(shapes))
+        scaling = draw(st.sampled_from(["training", "own_history"]))
+        model = draw(st.sampled_from(["m", "other-model"]))
+        saved = make_state("x", shape, last, seed, scaling, model)
+    count = draw(st.integers(0, 5))
+    times = np.sort(np.array(draw(st.lists(int64s, min_size=count, max_size=count)), np.int64))
+    hashes = draw(st.lists(st.integers(0, 2**64 - 1), min_size=count, max_size=count))
+    recent = streaming.Recent(times, np.array(hashes, np.uint64))
+    waiting = []
+    for k in range(draw(st.integers(0, 2))):
+        n = draw(st.integers(1, 3))  # (a cold series keeps only parts with points)
+        waiting.append(
+            SeriesPart(
+                f"file-{k}.csv",
+                np.arange(n, dtype=np.int64),
+                np.arange(n, dtype=np.int64) * HOUR,
+                np.linspace(0, 1, n),
+                np.zeros((n, 0)),
+            )
+        )
+    latest = make_state("x", draw(st.sampled_from(shapes)), last, seed + 1) if (
+        draw(st.booleans())
+    ) else None  # fmt: skip
+    status = draw(st.sampled_from([None, *forecasting.STATUSES]))
+    return streaming.SeriesSlot(saved, recent, waiting, latest, status)
+
+
+def named(slot: streaming.SeriesSlot, series_id: str) -> streaming.SeriesSlot:
+    """The slot with its states named after its series (as a shard's are)."""
+    for state in (slot.saved, slot.latest):
+        if state is not None:
+            state.series_id = series_id
+    return slot
+
+
+def assert_same_state(a, b):
+    if a is None or b is None:
+        assert a is None and b is None
+        return
+    for name in ("series_id", "first_timestamp", "last_timestamp", "digest", "loc", "scale"):
+        assert getattr(a, name) == getattr(b, name), name
+    assert (a.scaling, a.model_fingerprint) == (b.scaling, b.model_fingerprint)
+    for name in ("last_raw", "state", "point", "quantiles"):
+        x, y = np.asarray(getattr(a, name)), np.asarray(getattr(b, name))
+        assert x.dtype == y.dtype and x.tobytes() == y.tobytes(), name
+        assert x.size == y.size
+
+
+def assert_same_slot(a: streaming.SeriesSlot, b: streaming.SeriesSlot):
+    assert_same_state(a.saved, b.saved)
+    assert_same_state(a.latest, b.latest)
+    assert a.latest_status == b.latest_status
+    assert a.recent.timestamp.tobytes() == b.recent.timestamp.tobytes()
+    assert a.recent.hashes.astype(np.uint64).tobytes() == b.recent.hashes.tobytes()
+    assert len(a.waiting) == len(b.waiting)
+    for x, y in zip(a.waiting, b.waiting):
+        assert x.source == y.source and x.timestamp.tobytes() == y.timestamp.tobytes()
+        assert x.value.tobytes() == y.value.tobytes()
+
+
+def read(book: ShardBook, series_ids: list[str]) -> list[streaming.SeriesSlot]:
+    rows = book.rows(series_ids).tolist()
+    assert min(rows, default=0) >= 0
+    return book.slots(rows, series_ids)
+
+
+ids = st.text(min_size=1, max_size=6)  # any text: NUL, non-ASCII, prefixes of each other
+
+
+@given(
+    stored=st.dictionaries(ids, slots(), max_size=12),
+    data=st.data(),
+    probes=st.lists(ids, max_size=8),
+)
+@hypothesis_settings(max_examples=150, deadline=None)
+def test_a_book_holds_exactly_the_slots_written_like_a_dict(stored, data, probes):
+    stored = {series_id: named(slot, series_id) for series_id, slot in stored.items()}
+    again = st.sampled_from(sorted(stored)) if stored else ids  # replace, and add
+    written = data.draw(st.dictionaries(st.one_of(again, ids), slots(), max_size=5))
+    written = {series_id: named(slot, series_id) for series_id, slot in written.items()}
+    book = ShardBook.decode(ShardBook.empty().updated(stored).encode())
+    book = ShardBook.decode(book.updated(written).encode())  # on top: replace and add
+    expected = {**stored, **written}
+    assert len(book) == len(expected) and sorted(book.ids()) == sorted(expected)
+    for series_id in [*expected, *probes]:
+        assert (book.rows([series_id])[0] >= 0) == (series_id in expected)
+    for series_id, slot in zip(expected, read(book, list(expected))):
+        assert_same_slot(slot, expected[series_id])
+        last = book.last_point(int(book.rows([series_id])[0]))
+        saved = expected[series_id].saved
+        assert (last is None) == (saved is None)
+        if saved is not None:  # what an arrival's classification reads
+            assert last.last_timestamp == saved.last_timestamp
+            assert np.asarray(last.last_raw).tobytes() == saved.last_raw.tobytes()
+
+
+@given(
+    stored=st.dictionaries(ids, slots(shapes=(MAIN,)), max_size=10),
+    data=st.data(),
+)
+@hypothesis_settings(max_examples=150, deadline=None)
+def test_the_same_slots_give_the_same_bytes_whatever_was_written_before(stored, data):
+    # Determinism of the stream's state: strings pruned and sorted, records of rows without a
+    # state zeroed, ids sorted, whatever order and history led to the same slots.
+    stored = {series_id: named(slot, series_id) for series_id, slot in stored.items()}
+    again = st.sampled_from(sorted(stored)) if stored else ids  # mostly series seen before
+    written = data.draw(st.dictionaries(st.one_of(again, ids), slots(shapes=(MAIN,)), max_size=5))
+    written = {series_id: named(slot, series_id) for series_id, slot in written.items()}
+    layered = ShardBook.empty().updated(stored).updated(written).encode()
+    expected = {**stored, **written}
+    afresh = ShardBook.empty().updated(dict(reversed(list(expected.items())))).encode()
+    assert layered == afresh
+
+
+def book_of_saved_series(count: int, seed: int) -> tuple[ShardBook, dict]:
+    rng = np.random.default_rng(seed)
+    written = {}
+    for k in range(count):
+        last = int(rng.integers(1_000, 2_000)) * HOUR
+        times = np.sort(last - rng.choice(60, size=int(rng.integers(0, 6)), replace=False) * HOUR)
+        recent = streaming.Recent(times, rng.integers(0, 2**63, len(times)).astype(np.uint64))
+        written[f"s{k:03d}"] = streaming.SeriesSlot(make_state(f"s{k:03d}", MAIN, last, k), recent)
+    return ShardBook.empty().updated(written), written
+
+
+@given(
+    count=st.integers(1, 12),
+    seed=st.integers(0, 2**16),
+    data=st.data(),
+)
+@hypothesis_settings(max_examples=100, deadline=None)
+def test_advancing_rows_as_columns_equals_writing_each_advanced_slot(count, seed, data):
+    """What a firing's columnar path writes (records replaced, recent points extended and cut
+    to the horizon, all rows at once) is byte for byte what the slot path writes: each new
+    state and :func:`streaming.remember` of each series."""
+    book, written = book_of_saved_series(count, seed)
+    book = ShardBook.decode(book.encode())
+    series_ids = data.draw(st.lists(st.sampled_from(sorted(written)), min_size=1, unique=True))
+    horizon = data.draw(st.sampled_from([0, 3 * HOUR, 24 * HOUR, 10**18]))
+    rows = book.rows(series_ids)
+    records = book.records(rows)
+    counts = np.array([data.draw(st.integers(1, 4)) for _ in series_ids], np.int64)
+    timestamp, hashes, slots = [], [], {}
+    rng = np.random.default_rng(seed + 1)
+    for k, series_id in enumerate(series_ids):
+        old = written[series_id]
+        new_times = old.saved.last_timestamp + HOUR * np.arange(1, counts[k] + 1)
+        new_hashes = rng.integers(0, 2**63, counts[k]).astype(np.uint64)
+        timestamp.append(new_times)
+        hashes.append(new_hashes)
+        advanced = make_state(series_id, MAIN, int(new_times[-1]), seed + 100 + k)
+        advanced.first_timestamp = old.saved.first_timestamp
+        records[k]["first"] = advanced.first_timestamp
+        records[k]["last"] = advanced.last_timestamp
+        records[k]["digest"] = advanced.digest
+        records[k]["loc"], records[k]["scale"] = advanced.loc, advanced.scale
+        for name in ("last_raw", "state", "point", "quantiles"):
+            records[k][name] = getattr(advanced, name)
+        recent = streaming.remember_points(
+            old.recent, new_times, new_hashes, advanced.last_timestamp, horizon
+        )
+        slots[series_id] = streaming.SeriesSlot(advanced, recent)
+    columns = book.advanced(
+        rows, records, np.concatenate(timestamp), np.concatenate(hashes), counts, horizon
+    )
+    assert columns.encode() == book.updated(slots).encode()
+    for state, series_id in zip(book.states(records, series_ids), series_ids):
+        assert_same_state(state, slots[series_id].saved)
+
+
+@given(data=st.data(), count=st.integers(0, 8))
+@hypothesis_settings(max_examples=200, deadline=None)
+def test_a_firings_batched_remember_equals_remembering_each_series(data, count):
+    # In order (the usual case) and not: new points before recent ones, repeats, unsorted.
+    times = st.integers(0, 40)
+    recents, added, hashes, lasts = [], [], [], []
+    for _ in range(count):
+        old = np.sort(np.array(data.draw(st.lists(times, max_size=5)), np.int64))
+        recents.append(streaming.Recent(old, np.arange(len(old), dtype=np.uint64) + 7))
+        new = np.array(data.draw(st.lists(times, max_size=4)), np.int64)
+        if data.draw(st.booleans()):
+            new = np.sort(new)
+        added.append(new)
+        hashes.append(np.arange(len(new), dtype=np.uint64) + 100)
+        lasts.append(int(max([*old.tolist(), *new.tolist(), 0])))
+    horizon = data.draw(st.integers(0, 50))
+    together = streaming.remember_many(recents, added, hashes, lasts, horizon)
+    for k in range(count):
+        alone = streaming.remember_points(recents[k], added[k], hashes[k], lasts[k], horizon)
+        assert together[k].timestamp.tobytes() == alone.timestamp.tobytes()
+        assert together[k].hashes.tobytes() == alone.hashes.tobytes()
