@@ -77,8 +77,10 @@ class TimesCoder(Coder):
 
 
 class KeyedPendingCoder(Coder):
-    """``(series_id, Pending)``: a buffered part of one of a shard's series; read back as
-    ``(series_id, EncodedPending)``, whose points are decoded when its series is due."""
+    """``(series_id, Pending)``: a buffered part of one of a shard's series, or ``("",
+    PendingGroup)``: the parts of its series that arrived together; read back as
+    ``(series_id, EncodedPending)`` or ``("", EncodedGroup)``, decoded when a series in
+    it is due."""
 
     def encode(self, value):
         return streaming.encode_keyed_part(*value)

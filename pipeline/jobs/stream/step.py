@@ -225,6 +225,7 @@ class _AdvanceShardFn(beam.DoFn):
         times = fires.read() or {}
         first = streaming.earliest(times)
         moved = False
+        accepted_parts = []
         for series_id, part in parts:
             saved, _ = book.peek(series_id, with_recent=False)
             if not streaming.all_new(part, saved):  # some rows may be repeats or late
@@ -243,11 +244,13 @@ class _AdvanceShardFn(beam.DoFn):
                 if not accepted.any():
                     continue
                 part = streaming.part_subset(part, accepted)
-            pending.add((series_id, streaming.Pending(arrival, part)))
+            accepted_parts.append((series_id, part))
             current = times.get(series_id)
             if current is None or fire < current:
                 times[series_id] = fire
                 moved = True
+        if accepted_parts:  # one buffered item per arrival, not one per series
+            pending.add(("", streaming.PendingGroup(arrival, accepted_parts)))
         if moved:
             fires.write(times)
             if first is None or fire < first:
@@ -300,7 +303,18 @@ class _AdvanceShardFn(beam.DoFn):
         mine: dict[str, list] = {series_id: [] for series_id in due}  # Pending or encoded
         kept = []
         for series_id, item in items:
-            if series_id in mine:
+            if isinstance(item, streaming.EncodedGroup):  # the parts of one arrival
+                if not any(member in mine for member in item.series_ids()):
+                    kept.append((series_id, item))  # stays encoded
+                    continue
+                group = item.decode()
+                for member, part in group.parts:
+                    piece = streaming.Pending(group.arrival, part)
+                    if member in mine:
+                        mine[member].append(piece)
+                    else:
+                        kept.append((member, piece))  # buffered again, alone
+            elif series_id in mine:
                 mine[series_id].append(item)  # decoded by take_due where it is needed
             else:
                 kept.append((series_id, item))  # stays encoded
