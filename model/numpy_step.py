@@ -258,7 +258,7 @@ class NumpyStep:
             # Each level the previous plus its increment: a running sum over the levels
             # (accumulated in order, as the Keras head adds them).
             levels = np.concatenate([levels[:, :1], softplus(levels[:, 1:])], axis=1)
-            np.cumsum(levels, axis=1, out=levels)
+            np.add.accumulate(levels, axis=1, out=levels)
         quantiles = levels.transpose(0, 2, 1).reshape(batch, steps, horizon, count)
         return point, quantiles
 
