@@ -139,6 +139,20 @@ def test_a_book_holds_exactly_the_slots_written_like_a_dict(stored, data, probes
         if saved is not None:  # what an arrival's classification reads
             assert last.last_timestamp == saved.last_timestamp
             assert np.asarray(last.last_raw).tobytes() == saved.last_raw.tobytes()
+    # An arrival's one-pass check: a part is known to be all new only where it is.
+    series_ids = list(expected)
+    shifts = [data.draw(st.integers(-1, 1)) for _ in series_ids]
+    parts = []
+    for series_id, shift in zip(series_ids, shifts):
+        saved = expected[series_id].saved
+        at = (0 if saved is None else saved.last_timestamp) + shift
+        timestamp = np.array([at + 5, at], np.int64)
+        parts.append(SeriesPart("f", np.arange(2), timestamp, np.zeros(2), np.zeros((2, 0))))
+    known = book.all_new(book.rows(series_ids), parts)
+    for series_id, part, got in zip(series_ids, parts, known.tolist()):
+        saved = expected[series_id].saved
+        truth = saved is not None and streaming.all_new(part, saved)
+        assert got == (truth and book.shapes.fit(saved)), series_id  # (else: one by one)
 
 
 @given(

@@ -206,6 +206,24 @@ class ShardBook:
             return streaming.LastPoint(int(record["last"]), record["last_raw"])
         return self._remainder(row).saved
 
+    def all_new(self, rows: np.ndarray, parts: list) -> np.ndarray:
+        """Per part of the series at ``rows``: True where the row's record holds a saved
+        state and every point of the part is after its last consumed one (so
+        :func:`~rnncast.pipeline.core.streaming.classify` accepts them all); False where that
+        is not so or not known from the records (a cold series, one not in the book, an
+        empty part): the caller classifies those one by one."""
+        rows = np.asarray(rows, np.int64)
+        sizes = np.fromiter(map(len, (part.timestamp for part in parts)), np.int64, len(parts))
+        if not len(parts) or not sizes.all() or not len(self._keys):
+            return np.zeros(len(parts), bool)
+        timestamps = np.concatenate([part.timestamp for part in parts])
+        starts = np.zeros(len(parts), np.int64)
+        np.cumsum(sizes[:-1], out=starts[1:])
+        earliest = np.minimum.reduceat(timestamps, starts)
+        at = np.maximum(rows, 0)
+        saved = (rows >= 0) & (self._records["flags"][at] & SAVED).astype(bool)
+        return saved & (earliest > self._records["last"][at])
+
     def recent(self, row: int) -> streaming.Recent:
         if row < 0:
             return streaming.Recent.empty()

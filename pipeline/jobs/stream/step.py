@@ -219,16 +219,20 @@ class _AdvanceShardFn(beam.DoFn):
         self._pacing.note_activity()
         _, parts = element
         book = _Book(series, self._bootstrap)  # read only: nothing to save
-        book.locate([series_id for series_id, _ in parts])
+        # Which parts are all after their series' last consumed point (then every row is
+        # accepted), for the series whose state is in the book's records: one pass for all.
+        known_new = book.columns.all_new(
+            book.rows_of([series_id for series_id, _ in parts]), [part for _, part in parts]
+        ).tolist()
         arrival = int(timestamp.micros)
         fire = arrival + self._config.lateness_us
         times = fires.read() or {}
         first = streaming.earliest(times)
         moved = False
         accepted_parts = []
-        for series_id, part in parts:
-            saved, _ = book.peek(series_id, with_recent=False)
-            if not streaming.all_new(part, saved):  # some rows may be repeats or late
+        for known, (series_id, part) in zip(known_new, parts):
+            if not known and not streaming.all_new(part, book.peek(series_id, False)[0]):
+                # Some rows may be repeats or late.
                 saved, recent = book.peek(series_id)
                 reasons = streaming.classify(part, saved, recent)
                 accepted = reasons == streaming.ACCEPTED
