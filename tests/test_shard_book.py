@@ -1,7 +1,7 @@
-"""The stream's columnar shard book (``pipeline/core/shard_book.py``) and the firing's batched
-``remember``: pure numpy, no Beam. The book must hold exactly the slots written (like a dict of
-slots, whatever the strings, shapes and remainders), give the same bytes for the same slots,
-and its columnar advance must equal writing the advanced slots one by one."""
+"""The stream's columnar shard book (``pipeline/core/shard_book.py``): pure numpy, no Beam.
+The book must hold exactly the slots written (like a dict of slots, whatever the strings,
+shapes and remainders), give the same bytes for the same slots, and its columnar advance must
+equal writing the advanced slots one by one."""
 
 from __future__ import annotations
 
@@ -227,26 +227,3 @@ def test_advancing_rows_as_columns_equals_writing_each_advanced_slot(count, seed
     assert columns.encode() == book.updated(slots).encode()
     for state, series_id in zip(book.states(records, series_ids), series_ids):
         assert_same_state(state, slots[series_id].saved)
-
-
-@given(data=st.data(), count=st.integers(0, 8))
-@hypothesis_settings(max_examples=200, deadline=None)
-def test_a_firings_batched_remember_equals_remembering_each_series(data, count):
-    # In order (the usual case) and not: new points before recent ones, repeats, unsorted.
-    times = st.integers(0, 40)
-    recents, added, hashes, lasts = [], [], [], []
-    for _ in range(count):
-        old = np.sort(np.array(data.draw(st.lists(times, max_size=5)), np.int64))
-        recents.append(streaming.Recent(old, np.arange(len(old), dtype=np.uint64) + 7))
-        new = np.array(data.draw(st.lists(times, max_size=4)), np.int64)
-        if data.draw(st.booleans()):
-            new = np.sort(new)
-        added.append(new)
-        hashes.append(np.arange(len(new), dtype=np.uint64) + 100)
-        lasts.append(int(max([*old.tolist(), *new.tolist(), 0])))
-    horizon = data.draw(st.integers(0, 50))
-    together = streaming.remember_many(recents, added, hashes, lasts, horizon)
-    for k in range(count):
-        alone = streaming.remember_points(recents[k], added[k], hashes[k], lasts[k], horizon)
-        assert together[k].timestamp.tobytes() == alone.timestamp.tobytes()
-        assert together[k].hashes.tobytes() == alone.hashes.tobytes()

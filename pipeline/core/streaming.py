@@ -215,57 +215,6 @@ def remember_points(
     return Recent(timestamp[keep][order], hashes[keep][order])
 
 
-def remember_many(
-    recents: list[Recent],
-    added: list[np.ndarray],
-    hashes: list[np.ndarray],
-    last_timestamps: list[int],
-    horizon: int,
-) -> list[Recent]:
-    """:func:`remember` of many series at once (a firing's): series ``i`` adds points at
-    ``added[i]`` (sorted, as consumed) with ``hashes[i]`` and keeps those within
-    ``horizon`` ns of ``last_timestamps[i]``. Series whose new points come after their recent
-    ones (the stream's usual case) are done in one pass over all their points; the others
-    by :func:`remember` itself. The same result as :func:`remember`, series by series."""
-    count = len(recents)
-    in_order = [
-        not len(new) or not len(recent.timestamp) or int(new[0]) > int(recent.timestamp[-1])
-        for recent, new in zip(recents, added)
-    ]
-    if any(len(new) > 1 for new in added):  # rising within each series' new points
-        flat = np.concatenate(added)
-        lengths = np.fromiter(map(len, added), np.int64, count)
-        falls = np.flatnonzero(np.diff(flat) <= 0) + 1  # positions where a point does not rise
-        series_of = np.repeat(np.arange(count), lengths)
-        starts = np.cumsum(lengths) - lengths
-        for position in falls.tolist():  # a fall at a series' first point is no fall
-            i = int(series_of[position])
-            if position != starts[i]:
-                in_order[i] = False
-    fast = [i for i in range(count) if in_order[i]]
-    out: list[Recent | None] = [None] * count
-    if fast:
-        pieces = [p for i in fast for p in (recents[i].timestamp, added[i])]
-        hash_pieces = [p for i in fast for p in (recents[i].hashes, hashes[i])]
-        timestamp = np.concatenate(pieces)
-        point_hash = np.concatenate(hash_pieces).astype(np.uint64, copy=False)
-        sizes = np.fromiter(map(len, pieces), np.int64, len(pieces))
-        sizes = sizes[0::2] + sizes[1::2]  # per series: recent and new points
-        ends = np.cumsum(sizes)
-        since = np.asarray([last_timestamps[i] for i in fast], np.int64) - horizon
-        # Each series' points are sorted, so those kept (after its horizon) are a suffix.
-        inside = timestamp > np.repeat(since, sizes)
-        kept = np.bincount(np.repeat(np.arange(len(fast)), sizes), inside, len(fast))
-        kept = kept.astype(np.int64)
-        firsts, ends = (ends - kept).tolist(), ends.tolist()
-        for k, i in enumerate(fast):
-            out[i] = Recent(timestamp[firsts[k] : ends[k]], point_hash[firsts[k] : ends[k]])
-    for i in range(count):
-        if out[i] is None:
-            out[i] = remember_points(recents[i], added[i], hashes[i], last_timestamps[i], horizon)
-    return out
-
-
 def cutoff(pending: list[Pending], fire: int, lateness: int) -> int | None:
     """The data time up to which a series is consumed when its timer fires at ``fire`` (µs):
     the newest point of every part that arrived at least ``lateness`` µs before; None when no
@@ -386,6 +335,14 @@ def parts_of(observations: Observations) -> list[SeriesPart]:
     return out
 
 
+def points_of(parts: list[SeriesPart]) -> tuple[np.ndarray, np.ndarray]:
+    """The points of ``parts``, in order: timestamps (int64 ns) and :func:`raw_of` rows."""
+    timestamp = np.concatenate([part.timestamp for part in parts])
+    values = np.concatenate([part.value for part in parts])
+    covariates = np.concatenate([part.covariates for part in parts])
+    return timestamp, np.column_stack([values, covariates]).astype(np.float64)
+
+
 def advance_many(
     takes: dict[str, list[SeriesPart]], slots: dict[str, SeriesSlot], model: forecasting.ModelInfo
 ) -> tuple[dict[str, Advance], dict[str, np.ndarray]]:
@@ -412,10 +369,7 @@ def advance_many(
         flat = [p for parts in rows for p in parts]
         counts = np.array([sum(len(p) for p in parts) for parts in rows], np.int64)
         offsets = np.concatenate([[0], np.cumsum(counts)])
-        timestamp = np.concatenate([p.timestamp for p in flat])
-        raw = np.column_stack(
-            [np.concatenate([p.value for p in flat]), np.concatenate([p.covariates for p in flat])]
-        ).astype(np.float64)
+        timestamp, raw = points_of(flat)
         works, hashes = forecasting.extend_many(ids, saved, timestamp, raw, offsets, model)
         source_index = np.zeros(len(timestamp), np.int32)  # sliced per series (views)
         row_number = np.zeros(len(timestamp), np.int64)
@@ -711,6 +665,18 @@ class EncodedPending:
 _GROUP = struct.Struct("<qII")  # arrival, parts, covariates per row
 
 
+def _group_head(data: bytes | memoryview):
+    """A :class:`PendingGroup`'s arrival, covariate width, lengths (ids, sources, rows) and
+    series ids, and where its sources start."""
+    arrival, count, width = _GROUP.unpack_from(data, 0)
+    lengths = np.frombuffer(data, "<u4", 3 * count, _GROUP.size).reshape(3, count).tolist()
+    offset, ids = _GROUP.size + 12 * count, []
+    for size in lengths[0]:
+        ids.append(str(data[offset : offset + size], "utf-8"))
+        offset += size
+    return arrival, width, lengths, ids, offset
+
+
 @dataclass(frozen=True)
 class PendingGroup:
     """The parts of a shard's series that arrived together (one file or message), buffered
@@ -749,14 +715,8 @@ class PendingGroup:
     @classmethod
     def decode(cls, data: bytes | memoryview) -> PendingGroup:
         data = memoryview(data)
-        arrival, count, width = _GROUP.unpack_from(data, 0)
-        offset = _GROUP.size
-        lengths = np.frombuffer(data, "<u4", 3 * count, offset).reshape(3, count).tolist()
-        offset += 12 * count
-        ids, sources = [], []
-        for size in lengths[0]:
-            ids.append(str(data[offset : offset + size], "utf-8"))
-            offset += size
+        arrival, width, lengths, ids, offset = _group_head(data)
+        sources = []
         for size in lengths[1]:
             sources.append(str(data[offset : offset + size], "utf-8"))
             offset += size
@@ -786,13 +746,7 @@ class EncodedGroup:
     data: bytes | memoryview
 
     def series_ids(self) -> list[str]:
-        _, count, _ = _GROUP.unpack_from(self.data, 0)
-        sizes = np.frombuffer(self.data, "<u4", count, _GROUP.size).tolist()
-        offset, out = _GROUP.size + 12 * count, []
-        for size in sizes:
-            out.append(str(self.data[offset : offset + size], "utf-8"))
-            offset += size
-        return out
+        return _group_head(self.data)[3]
 
     def decode(self) -> PendingGroup:
         return PendingGroup.decode(self.data)

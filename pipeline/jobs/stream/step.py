@@ -151,8 +151,7 @@ class _Book:
         return self._book.last_point(row), self._book.recent(row) if with_recent else None
 
     def save(self) -> None:
-        self.locate(list(self._slots))  # (all found already, by load)
-        rows = [self._rows[series_id] for series_id in self._slots]
+        rows = [self._row(series_id) for series_id in self._slots]  # (found by load)
         self._cell.write(self._book.updated(self._slots, rows))
 
 
@@ -369,24 +368,20 @@ class _AdvanceShardFn(beam.DoFn):
             new_states.update(zip(lanes, states))
             longest = max(len(work.features) for work in works)
             self._model_calls.inc(-(-longest // self._model.num_steps))
-        slow = [new_states[series_id] for series_id in working]
-        consumed = [results[series_id].consumed for series_id in working]
-        consumed_points += sum(len(points) for points in consumed)
-        recents = streaming.remember_many(
-            [book.slot(series_id).recent for series_id in working],
-            [points.timestamp for points in consumed],
-            [
-                hashes[series_id]
-                if series_id in hashes
-                else forecasting.point_hashes(points.timestamp, streaming.raw_of(points))
-                for series_id, points in zip(working, consumed)
-            ],
-            [state.last_timestamp for state in slow],
-            self._config.dedupe_horizon_ns,
-        )
-        for series_id, new_state, recent in zip(working, slow, recents):
-            slot = book.slot(series_id)
-            slot.saved, slot.recent = new_state, recent
+        slow = []
+        for series_id in working:
+            slot, new_state = book.slot(series_id), new_states[series_id]
+            consumed = results[series_id].consumed
+            consumed_points += len(consumed)
+            slot.saved = new_state
+            slot.recent = streaming.remember(
+                slot.recent,
+                consumed,
+                new_state.last_timestamp,
+                self._config.dedupe_horizon_ns,
+                hashes.get(series_id),
+            )
+            slow.append(new_state)
         advanced += slow
         if consumed_points:  # one increment per firing: each costs ~2 µs (the state sampler)
             self._consumed.inc(consumed_points)
@@ -426,14 +421,7 @@ class _AdvanceShardFn(beam.DoFn):
         chosen = np.flatnonzero(plain & (widths == width)).tolist()
         ids = [candidates[i] for i in chosen]
         rows = rows[chosen]
-        parts = [takes[series_id][0] for series_id in ids]
-        timestamp = np.concatenate([part.timestamp for part in parts])
-        raw = np.column_stack(
-            [
-                np.concatenate([part.value for part in parts]),
-                np.concatenate([part.covariates for part in parts]),
-            ]
-        ).astype(np.float64)
+        timestamp, raw = streaming.points_of([takes[series_id][0] for series_id in ids])
         offsets = np.arange(len(ids) + 1, dtype=np.int64) * width
         records = book.columns.records(rows)
         extension = forecasting.extend_columns(records["last"], timestamp, raw, offsets, model)
