@@ -34,6 +34,17 @@ def sigmoid(x: np.ndarray) -> np.ndarray:
     return np.tanh(x * FLOAT(0.5)) * FLOAT(0.5) + FLOAT(0.5)
 
 
+def _sigmoid_in_place(x: np.ndarray) -> np.ndarray:
+    """:func:`sigmoid` of a fresh array, computed in it: the same operations in the same
+    order, so the same bits, without allocating four temporaries (a stream's call is a few
+    dozen such small operations, each paying for its allocation)."""
+    x *= FLOAT(0.5)
+    np.tanh(x, out=x)
+    x *= FLOAT(0.5)
+    x += FLOAT(0.5)
+    return x
+
+
 def softplus(x: np.ndarray) -> np.ndarray:
     """``log(1 + e^x)``, stable for large ``|x|`` (``np.logaddexp`` is 5x slower on float32)."""
     return np.log1p(np.exp(-np.abs(x))) + np.maximum(x, FLOAT(0.0))
@@ -59,22 +70,34 @@ def cell_step(
     units = len(weights.recurrent_kernel)
     inner = carry[0] @ weights.recurrent_kernel
     if cell_type == "rnn":
-        h = np.tanh(projected + inner)
+        inner += projected
+        h = np.tanh(inner, out=inner)
         return h, [h]
+    # (Sums and products on fresh arrays in place: IEEE addition and multiplication commute,
+    # so ``a + b`` computed as ``b += a`` gives the same bits with one allocation fewer.)
     if cell_type == "lstm":
-        gates = projected + inner
+        gates = inner
+        gates += projected
         # Keras' gate order: input, forget, cell, output. (Slices, not np.split: a small
         # call's cost is its number of numpy calls.)
-        i, f = sigmoid(gates[:, :units]), sigmoid(gates[:, units : 2 * units])
-        c = f * carry[1] + i * np.tanh(gates[:, 2 * units : 3 * units])
-        h = sigmoid(gates[:, 3 * units :]) * np.tanh(c)
+        _sigmoid_in_place(gates[:, : 2 * units])  # the input and forget gates together
+        output = _sigmoid_in_place(gates[:, 3 * units :])
+        i, f = gates[:, :units], gates[:, units : 2 * units]
+        c = f * carry[1]
+        i *= np.tanh(gates[:, 2 * units : 3 * units])
+        c += i
+        h = np.tanh(c)
+        h *= output
         return h, [h, c]
     inner += weights.recurrent_bias
     # Update and reset gates together: one sigmoid over both.
-    zr = sigmoid(projected[:, : 2 * units] + inner[:, : 2 * units])
-    z = zr[:, :units]
-    hh = np.tanh(projected[:, 2 * units :] + zr[:, units:] * inner[:, 2 * units :])
-    h = hh + z * (carry[0] - hh)
+    zr = _sigmoid_in_place(projected[:, : 2 * units] + inner[:, : 2 * units])
+    hh = zr[:, units:] * inner[:, 2 * units :]
+    hh += projected[:, 2 * units :]
+    np.tanh(hh, out=hh)
+    h = carry[0] - hh
+    h *= zr[:, :units]
+    h += hh
     return h, [h]
 
 
@@ -91,10 +114,14 @@ def run_layer(
     batch, steps = inputs.shape[:2]
     units = weights.recurrent_kernel.shape[0]
     # The input projection of every step at once, as the hoisted TF loop does.
-    projected = inputs.reshape(batch * steps, -1) @ weights.kernel + weights.input_bias
+    projected = inputs.reshape(batch * steps, -1) @ weights.kernel
+    projected += weights.input_bias
     projected = projected.reshape(batch, steps, -1)
-    outputs = np.zeros((batch, steps, units), FLOAT)
     carry = list(state)
+    if valid is None and steps == 1:  # a stream's call: one step, nothing to mask
+        h, carry = cell_step(cell_type, projected[:, 0], carry, weights)
+        return h[:, None], carry
+    outputs = np.zeros((batch, steps, units), FLOAT)
     for t in range(steps):
         h, new = cell_step(cell_type, projected[:, t], carry, weights)
         if valid is None:
@@ -127,7 +154,7 @@ class NumpyStep:
     lags: tuple[int, ...]
     memory_length: int  # 0: no lag memory in the state
     memory_slots: int  # state tensors the memory takes (the last ones)
-    interval_scale: np.ndarray | None  # [1, 1, H, 1], the calibrated factors per step
+    interval_scale: np.ndarray | None  # [1, 1, 1, H], the calibrated factors per step
     nonnegative: bool
 
     @classmethod
@@ -168,7 +195,7 @@ class NumpyStep:
             memory_slots=0 if memory is None else len(memory.state_size),
             interval_scale=None
             if model.interval_scale is None
-            else np.asarray(model.interval_scale, FLOAT).reshape(1, 1, -1, 1),
+            else np.asarray(model.interval_scale, FLOAT).reshape(1, 1, 1, -1),
             nonnegative=model.nonnegative,
         )
 
@@ -196,7 +223,6 @@ class NumpyStep:
         valid = None if all_valid else np.arange(steps)[None, :] < lengths[:, None]  # [B, T]
         # The network's input (inference.model_inputs): scaled value, features, observed.
         level = (inputs[..., 0] - loc) / scale
-        network = np.concatenate([level[..., None], inputs[..., 1:], observed[..., None]], -1)
         rnn_count = len(state) - self.memory_slots
         new_state = np.empty_like(state)
         if self.memory_length:
@@ -206,8 +232,10 @@ class NumpyStep:
             values, flags, new_state[rnn_count:] = self._memory(
                 value, seen_now, state[rnn_count:], lengths, all_valid
             )
-            if self.change_lags:
-                network = self._change_inputs(network, value, values, flags, steps)
+        if self.memory_length and self.change_lags:
+            network = self._change_inputs(inputs, observed, value, values, flags, steps)
+        else:
+            network = np.concatenate([level[..., None], inputs[..., 1:], observed[..., None]], -1)
         # MaskedStackedRNN: padding zeroed before the first layer, outputs and state masked.
         mask = None if all_valid else valid
         hidden = network if all_valid else np.where(valid[..., None], network, FLOAT(0.0))
@@ -216,51 +244,55 @@ class NumpyStep:
             hidden, new_state[i * k : (i + 1) * k] = run_layer(
                 self.cell_type, weights, hidden, list(state[i * k : (i + 1) * k]), mask
             )
-        point, quantiles = self._head(hidden)
+        # Every output from here on is a row of one [B, T, 1 + Q, H] array (the head's layout:
+        # point, then each quantile level), each step below one operation on all of them: the
+        # same arithmetic per element as on separate point and quantile arrays.
+        horizon, count = self.horizon, len(self.quantiles)
+        out = self._head(hidden).reshape(batch, steps, 1 + count, horizon)
+        point, levels = out[:, :, 0], out[:, :, 1:]  # views
         if self.anchor == "last":
-            baseline = level[..., None]
+            out += level[..., None, None]
         elif self.anchor == "seasonal":
-            baseline = self._seasonal_naive(value, values, flags, steps)
-        if self.anchor != "none":
-            point = point + baseline
-            quantiles = quantiles + baseline[..., None]
-        if self.interval_scale is not None and self.quantiles:
+            out += self._seasonal_naive(value, values, flags, steps)[:, :, None]
+        if self.interval_scale is not None and count:
             if 0.5 in self.quantiles:
                 middle = self.quantiles.index(0.5)
-                center = quantiles[..., middle : middle + 1]
+                center = levels[:, :, middle : middle + 1].copy()
             else:
-                center = point[..., None]
-            quantiles = center + self.interval_scale * (quantiles - center)
+                center = point[:, :, None]
+            # center + scale * (quantile - center), per horizon step
+            levels -= center
+            levels *= self.interval_scale
+            levels += center
         # inference.step_function: back to original units, clipped, zero past each length.
-        point = point * scale[..., None] + loc[..., None]
-        quantiles = quantiles * scale[..., None, None] + loc[..., None, None]
+        out *= scale[..., None, None]
+        out += loc[..., None, None]
         if self.nonnegative:
-            point, quantiles = np.maximum(point, FLOAT(0.0)), np.maximum(quantiles, FLOAT(0.0))
+            np.maximum(out, FLOAT(0.0), out=out)
         if not all_valid:
-            point = np.where(valid[..., None], point, FLOAT(0.0))
-            quantiles = np.where(valid[..., None, None], quantiles, FLOAT(0.0))
+            out = np.where(valid[..., None, None], out, FLOAT(0.0))
         return {
-            "point": point.astype(FLOAT, copy=False),
-            "quantiles": quantiles.astype(FLOAT, copy=False),
+            "point": out[:, :, 0],
+            "quantiles": out[:, :, 1:].transpose(0, 1, 3, 2),
             "state": new_state,
         }
 
-    def _head(self, hidden: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """QuantileHead: point ``[B,T,H]`` and non-crossing quantiles ``[B,T,H,Q]`` (the
-        lowest quantile, then each next one the previous plus a softplus increment)."""
+    def _head(self, hidden: np.ndarray) -> np.ndarray:
+        """QuantileHead, as ``[B*T, (1 + Q) * H]``: the point, then the non-crossing quantile
+        levels (the lowest, then each next one the previous plus a softplus increment), each
+        ``H`` columns."""
         batch, steps = hidden.shape[:2]
         horizon = self.horizon
-        raw = hidden.reshape(batch * steps, -1) @ self.head_kernel + self.head_bias
-        point = raw[:, :horizon].reshape(batch, steps, horizon)
+        out = hidden.reshape(batch * steps, -1) @ self.head_kernel
+        out += self.head_bias
         count = len(self.quantiles)
-        levels = raw[:, horizon:].reshape(batch * steps, count, horizon)
         if count > 1:
             # Each level the previous plus its increment: a running sum over the levels
             # (accumulated in order, as the Keras head adds them).
-            levels = np.concatenate([levels[:, :1], softplus(levels[:, 1:])], axis=1)
+            levels = out.reshape(batch * steps, 1 + count, horizon)[:, 1:]  # a view
+            levels[:, 1:] = softplus(levels[:, 1:])
             np.add.accumulate(levels, axis=1, out=levels)
-        quantiles = levels.transpose(0, 2, 1).reshape(batch, steps, horizon, count)
-        return point, quantiles
+        return out
 
     def _memory(self, value, observed, slots, lengths, all_valid):
         """LagMemory: the remembered past followed by this call's values and flags
@@ -283,17 +315,21 @@ class NumpyStep:
             kept[:, length : 2 * length] = flags[rows, index]
         return values, flags, kept.reshape(batch, count, units).transpose(1, 0, 2)
 
-    def _change_inputs(self, network, value, values, flags, steps):
-        """Channel 0 replaced by ``x[t] - x[t-s]`` and ``observed[t-s]`` per change lag."""
-        start = self.memory_length
+    def _change_inputs(self, inputs, observed, value, values, flags, steps):
+        """The network's input with the scaled value replaced by ``x[t] - x[t-s]`` and
+        ``observed[t-s]`` per change lag (then the other features and the observed flag):
+        every lag gathered at once."""
         count = 2 * len(self.change_lags)
-        out = np.empty((*network.shape[:2], count + network.shape[-1] - 1), FLOAT)
-        for k, lag in enumerate(self.change_lags):
-            past = values[:, start - lag : start - lag + steps]
-            seen = flags[:, start - lag : start - lag + steps]
-            out[..., 2 * k] = (value - past) * seen
-            out[..., 2 * k + 1] = seen
-        out[..., count:] = network[..., 1:]
+        features = inputs.shape[-1] - 1
+        out = np.empty((*inputs.shape[:2], count + features + 1), FLOAT)
+        index = self.memory_length - np.asarray(self.change_lags)[:, None] + np.arange(steps)
+        seen = flags[:, index]  # [B, lags, T]
+        past = value[:, None] - values[:, index]
+        past *= seen
+        out[..., :count:2] = past.transpose(0, 2, 1)
+        out[..., 1:count:2] = seen.transpose(0, 2, 1)
+        out[..., count:-1] = inputs[..., 1:]
+        out[..., -1] = observed
         return out
 
     def _seasonal_naive(self, value, values, flags, steps):
