@@ -125,15 +125,25 @@ class SeriesState:
     model_fingerprint: str
 
 
+_HASH_TIME = np.uint64(0x9E3779B97F4A7C15)
+_HASH_COLUMN = np.uint64(0xC2B2AE3D27D4EB4F)
+_HASH_MIX = np.uint64(0xBF58476D1CE4E5B9)
+_HASH_SHIFT = np.uint64(29)
+
+
 def point_hashes(timestamp: np.ndarray, raw: np.ndarray) -> np.ndarray:
     """64-bit hash of each observed point (timestamp and raw value/covariates)."""
-    with np.errstate(over="ignore"):
-        h = np.asarray(timestamp, np.int64).astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15)
-        for k in range(raw.shape[1]):
-            bits = np.ascontiguousarray(raw[:, k], dtype=np.float64).view(np.uint64)
-            h ^= (bits + np.uint64(k + 1)) * np.uint64(0xC2B2AE3D27D4EB4F)
-            h = (h ^ (h >> np.uint64(29))) * np.uint64(0xBF58476D1CE4E5B9)
-        return h
+    # (uint64 arithmetic wraps silently on arrays; in place, as a stream hashes every tick.)
+    h = np.asarray(timestamp, np.int64).astype(np.uint64)
+    h *= _HASH_TIME
+    for k in range(raw.shape[1]):
+        bits = np.ascontiguousarray(raw[:, k], dtype=np.float64).view(np.uint64)
+        column = bits + np.uint64(k + 1)
+        column *= _HASH_COLUMN
+        h ^= column
+        h ^= h >> _HASH_SHIFT
+        h *= _HASH_MIX
+    return h
 
 
 def points_digest(timestamp: np.ndarray, raw: np.ndarray) -> int:
@@ -343,8 +353,15 @@ def extend_columns(
     if len(timestamp) == 0 or not isinstance(offset, pd.offsets.Tick):
         return Extension(none, hashes, None, None, None)
     period = int(offset.nanos)
-    lane = np.repeat(np.arange(len(counts)), counts)
     last = np.asarray(last_timestamps, np.int64)
+    if len(timestamp) == len(counts) and (counts == 1).all():
+        # One point per series (a stream's tick): the same, with no ranks or sums to take.
+        ok = timestamp == last + period
+        if not ok.any():
+            return Extension(ok, hashes, None, None, None)
+        features = _features(raw, timestamp, model)
+        return Extension(ok, hashes, features, hashes, np.arange(len(counts)))
+    lane = np.repeat(np.arange(len(counts)), counts)
     rank = np.arange(len(timestamp)) - np.repeat(offsets[:-1], counts)
     # Contiguous: point j of a series is exactly j + 1 grid steps after its last consumed one.
     fits = timestamp == last[lane] + (rank + 1) * period
@@ -354,10 +371,18 @@ def extend_columns(
     ok = (counts > 0) & (np.add.reduceat(fits, starts) == counts)
     if not ok.any():
         return Extension(ok, hashes, None, None, None)
-    calendar = series_lib.calendar_features(timestamp, model.calendar_features)
-    features = np.column_stack([raw, calendar]).astype(np.float32)
+    features = _features(raw, timestamp, model)
     digests = np.add.reduceat(hashes, starts, dtype=np.uint64)  # arrays wrap silently
     return Extension(ok, hashes, features, digests, np.maximum(offsets[1:] - 1, 0))
+
+
+def _features(raw: np.ndarray, timestamp: np.ndarray, model: ModelInfo) -> np.ndarray:
+    """Model inputs (float32): the raw columns, then the calendar features."""
+    width = raw.shape[1]
+    features = np.empty((len(raw), width + len(model.calendar_features)), np.float32)
+    features[:, :width] = raw
+    features[:, width:] = series_lib.calendar_features(timestamp, model.calendar_features)
+    return features
 
 
 def extend_many(
