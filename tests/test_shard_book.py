@@ -173,12 +173,14 @@ def test_the_same_slots_give_the_same_bytes_whatever_was_written_before(stored, 
     assert layered == afresh
 
 
-def book_of_saved_series(count: int, seed: int) -> tuple[ShardBook, dict]:
+def book_of_saved_series(count: int, seed: int, held: int | None = None) -> tuple[ShardBook, dict]:
+    """``count`` saved series, each with 0-5 recent points (``held``: each with as many)."""
     rng = np.random.default_rng(seed)
     written = {}
     for k in range(count):
         last = int(rng.integers(1_000, 2_000)) * HOUR
-        times = np.sort(last - rng.choice(60, size=int(rng.integers(0, 6)), replace=False) * HOUR)
+        size = int(rng.integers(0, 6)) if held is None else held
+        times = np.sort(last - rng.choice(60, size=size, replace=False) * HOUR)
         recent = streaming.Recent(times, rng.integers(0, 2**63, len(times)).astype(np.uint64))
         written[f"s{k:03d}"] = streaming.SeriesSlot(make_state(f"s{k:03d}", MAIN, last, k), recent)
     return ShardBook.empty().updated(written), written
@@ -193,14 +195,25 @@ def book_of_saved_series(count: int, seed: int) -> tuple[ShardBook, dict]:
 def test_advancing_rows_as_columns_equals_writing_each_advanced_slot(count, seed, data):
     """What a firing's columnar path writes (records replaced, recent points extended and cut
     to the horizon, all rows at once) is byte for byte what the slot path writes: each new
-    state and :func:`streaming.remember` of each series."""
-    book, written = book_of_saved_series(count, seed)
+    state and :func:`streaming.remember` of each series. Also in the steady state (every
+    series of the shard, each holding as many points and gaining as many), which it writes
+    as blocks."""
+    steady = data.draw(st.booleans())
+    book, written = book_of_saved_series(
+        count, seed, data.draw(st.integers(0, 5)) if steady else None
+    )
     book = ShardBook.decode(book.encode())
-    series_ids = data.draw(st.lists(st.sampled_from(sorted(written)), min_size=1, unique=True))
+    if steady:
+        series_ids = sorted(written)
+    else:
+        series_ids = data.draw(st.lists(st.sampled_from(sorted(written)), min_size=1, unique=True))
     horizon = data.draw(st.sampled_from([0, 3 * HOUR, 24 * HOUR, 10**18]))
     rows = book.rows(series_ids)
     records = book.records(rows)
-    counts = np.array([data.draw(st.integers(1, 4)) for _ in series_ids], np.int64)
+    gain = data.draw(st.integers(1, 4))
+    counts = np.array(
+        [gain if steady else data.draw(st.integers(1, 4)) for _ in series_ids], np.int64
+    )
     timestamp, hashes, slots = [], [], {}
     rng = np.random.default_rng(seed + 1)
     for k, series_id in enumerate(series_ids):
@@ -227,3 +240,22 @@ def test_advancing_rows_as_columns_equals_writing_each_advanced_slot(count, seed
     assert columns.encode() == book.updated(slots).encode()
     for state, series_id in zip(book.states(records, series_ids), series_ids):
         assert_same_state(state, slots[series_id].saved)
+
+
+@hypothesis_settings(max_examples=200, deadline=None)
+@given(
+    st.dictionaries(
+        st.text(min_size=1, max_size=6),  # any text: NUL, separators, non-ASCII
+        st.integers(-(2**63), 2**63 - 1),
+        max_size=8,
+    ),
+    st.randoms(use_true_random=False),
+)
+def test_a_shards_flush_times_round_trip_and_encode_the_same_whatever_the_order(times, rng):
+    """The shard's times per series (``TimesCoder``'s bytes): read back exactly, and the same
+    bytes for the same times, whatever order they were set in."""
+    data = streaming.encode_times(times)
+    assert streaming.decode_times(data) == times
+    shuffled = list(times.items())
+    rng.shuffle(shuffled)
+    assert streaming.encode_times(dict(shuffled)) == data

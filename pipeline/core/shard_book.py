@@ -148,6 +148,26 @@ def _record(shapes: Shapes) -> np.dtype:
     )
 
 
+def _blocks_remembered(
+    held: np.ndarray, timestamp: np.ndarray, hashes: np.ndarray, counts: np.ndarray, since
+) -> Ragged | None:
+    """:meth:`ShardBook.advanced`'s recent points when every row held ``held [n, k]`` and
+    gains as many new points (None: the counts differ): row by row, old then new, those
+    after ``since``."""
+    n = len(held)
+    if not n or (counts != counts[0]).any():
+        return None
+    points = np.empty((n, held.shape[1] + int(counts[0])), _POINT)
+    points[:, : held.shape[1]] = held
+    added = points[:, held.shape[1] :]
+    added["timestamp"] = timestamp.reshape(n, -1)
+    added["hash"] = hashes.reshape(n, -1)
+    keep = points["timestamp"] > np.asarray(since, np.int64)[:, None]
+    offsets = np.zeros(n + 1, np.int64)
+    np.cumsum(keep.sum(axis=1), out=offsets[1:])
+    return Ragged(offsets, points[keep])
+
+
 class ShardBook:
     """A shard's :class:`~rnncast.pipeline.core.streaming.SeriesSlot` per series id, as
     columns (see the module's docstring). Immutable: :meth:`updated` returns a new book."""
@@ -192,9 +212,13 @@ class ShardBook:
         """The row of each series (-1 where the book has none): one binary search for all."""
         if not len(self._keys) or not series_ids:
             return np.full(len(series_ids), -1, np.int64)
-        keys = np.array([s.encode("utf-8") + _TERMINATOR for s in series_ids], "S")
-        at = np.minimum(np.searchsorted(self._keys, keys), len(self._keys) - 1)
-        return np.where(self._keys[at] == keys, at, -1).astype(np.int64)
+        # The probes in the book's width (searching and comparing like types is several times
+        # cheaper): a longer id, cut there, keeps no terminator, so it matches no key.
+        keys = np.array([s.encode("utf-8") + _TERMINATOR for s in series_ids], self._keys.dtype)
+        at = np.searchsorted(self._keys, keys).astype(np.int64, copy=False)
+        np.minimum(at, len(self._keys) - 1, out=at)
+        at[self._keys[at] != keys] = -1
+        return at
 
     def last_point(self, row: int) -> streaming.LastPoint | forecasting.SeriesState | None:
         """What :func:`~rnncast.pipeline.core.streaming.classify` reads of the row's saved
@@ -213,13 +237,16 @@ class ShardBook:
         is not so or not known from the records (a cold series, one not in the book, an
         empty part): the caller classifies those one by one."""
         rows = np.asarray(rows, np.int64)
-        sizes = np.fromiter(map(len, (part.timestamp for part in parts)), np.int64, len(parts))
-        if not len(parts) or not sizes.all() or not len(self._keys):
+        sizes = [len(part.timestamp) for part in parts]
+        if not len(parts) or 0 in sizes or not len(self._keys):
             return np.zeros(len(parts), bool)
         timestamps = np.concatenate([part.timestamp for part in parts])
-        starts = np.zeros(len(parts), np.int64)
-        np.cumsum(sizes[:-1], out=starts[1:])
-        earliest = np.minimum.reduceat(timestamps, starts)
+        if len(timestamps) == len(parts):  # a point each (a stream's tick)
+            earliest = timestamps
+        else:
+            starts = np.zeros(len(parts), np.int64)
+            np.cumsum(sizes[:-1], out=starts[1:])
+            earliest = np.minimum.reduceat(timestamps, starts)
         at = np.maximum(rows, 0)
         saved = (rows >= 0) & (self._records["flags"][at] & SAVED).astype(bool)
         return saved & (earliest > self._records["last"][at])
@@ -289,22 +316,25 @@ class ShardBook:
             records[name] for name in ("last_raw", "state", "point", "quantiles")
         )
         strings = self._strings
+        # (Iterating the arrays: a view per row, cheaper than indexing each.)
         return [
             forecasting.SeriesState(
                 series_id=series_id,
                 first_timestamp=first[i],
                 last_timestamp=last[i],
-                last_raw=last_raw[i],
+                last_raw=row_last_raw,
                 digest=digest[i],
                 loc=loc[i],
                 scale=scale[i],
                 scaling=strings[scaling[i]],
-                state=state[i],
-                point=point[i],
-                quantiles=quantiles[i],
+                state=row_state,
+                point=row_point,
+                quantiles=row_quantiles,
                 model_fingerprint=strings[fingerprint[i]],
             )
-            for i, series_id in enumerate(series_ids)
+            for i, (series_id, row_last_raw, row_state, row_point, row_quantiles) in enumerate(
+                zip(series_ids, last_raw, state, point, quantiles)
+            )
         ]
 
     def advanced(
@@ -323,12 +353,27 @@ class ShardBook:
         remember` of every row at once."""
         rows = np.asarray(rows, np.int64)
         n, old = len(self._keys), self._recent
+        counts = np.asarray(counts, np.int64)
         if len(rows) == n and (rows == np.arange(n)).all():  # every series of the shard
             updated = records
+            held = len(old.values) // n if n else 0
+            if len(old.values) == n * held and (old.offsets == np.arange(n + 1) * held).all():
+                # The steady state: every row holds as many points and gains as many: as
+                # [n, held + new] blocks, the same points in the same order.
+                recent = _blocks_remembered(
+                    old.values.reshape(n, held),
+                    timestamp,
+                    hashes,
+                    counts,
+                    records["last"] - horizon,
+                )
+                if recent is not None:
+                    return ShardBook(
+                        self._keys, updated, self._strings, self.shapes, recent, self._extra
+                    )
         else:
             updated = self._records.copy()
             updated[rows] = records
-        counts = np.asarray(counts, np.int64)
         old_lengths = old.offsets[1:] - old.offsets[:-1]
         lengths = old_lengths.copy()
         lengths[rows] += counts
