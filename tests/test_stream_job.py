@@ -421,10 +421,12 @@ def test_a_firings_columnar_path_equals_the_slot_path_byte_for_byte(exported, tm
     ]
     config = StreamConfig(model=model_path, output=str(tmp_path), input_pattern="*", shards=1)
     runs = {}
-    for columns in (True, False):
+    # (columns, whole): the usual firing as columns, and an arrival taken whole when all its
+    # series are due (_whole_arrival); both off: every series through its slot and take_due.
+    for columns, whole in ((True, True), (True, False), (False, False)):
         fn = step._AdvanceShardFn(config, model, files)
         fn.setup()
-        through = []
+        through, wholes = [], []
         if columns:
             advance_columns = fn._advance_columns
 
@@ -435,16 +437,38 @@ def test_a_firings_columnar_path_equals_the_slot_path_byte_for_byte(exported, tm
 
             fn._advance_columns = spy
         else:
-            fn._advance_columns = lambda book, takes: ([], 0, takes)
+            fn._advance_columns = lambda book, columns: ([], 0, columns.parts())
+        if whole:
+            whole_arrival = fn._whole_arrival
+
+            def taken(*args, whole_arrival=whole_arrival, wholes=wholes):
+                wholes.append(whole_arrival(*args) is not None)
+                return None if not wholes[-1] else whole_arrival(*args)
+
+            fn._whole_arrival = taken
+        else:
+            fn._whole_arrival = lambda *args: None
         key = DirectKey(fn, 0)
-        firings = []
+        firings, kept = [], []
         for k, parts in enumerate(arrivals):
             micros = int((cut + (k + 1) * HOUR).value // 1000)
             outputs = key.process((0, parts), micros) + key.fire("flush", fn.on_flush)
             firings.append(outputs)
-        runs[columns] = (firings, key.cells["series"]._data, through)
-    assert runs[True][2] == [[], [b, c, d], [a, d], [a, b, c, d]]  # the rest: slots
-    for fast, slow in zip(runs[True][0], runs[False][0]):
+            # every state cell's bytes (book, buffer, flush times) and the timers
+            kept.append(({n: c._data for n, c in key.cells.items()}, dict(key.timers)))
+        runs[columns, whole] = (firings, kept, through, wholes)
+    # Arrivals 1, 2 and 4 are taken whole; 3 (c twice) goes through take_due.
+    assert runs[True, True][3] == [True, True, False, True]
+    for used in ((True, True), (True, False)):
+        assert runs[used][2] == [[], [b, c, d], [a, d], [a, b, c, d]]  # the rest: slots
+    for used in ((True, True), (True, False)):
+        compare_firings(runs[used], runs[False, False])
+    assert sum(len(out) for out in runs[True, True][0]) > 0
+
+
+def compare_firings(run, reference) -> None:
+    """The same forecasts, snapshot states, dead letters, state cells and timers."""
+    for fast, slow in zip(run[0], reference[0], strict=True):
         assert len(fast) == len(slow)
         forecasts = [sorted(o for o in out if isinstance(o, tuple)) for out in (fast, slow)]
         tagged = [
@@ -466,8 +490,7 @@ def test_a_firings_columnar_path_equals_the_slot_path_byte_for_byte(exported, tm
         assert len(rejected[0]) == len(rejected[1])
         for x, y in zip(rejected[0], rejected[1]):
             pd.testing.assert_frame_equal(x, y)
-    assert sum(len(out) for out in runs[True][0]) > 0
-    assert runs[True][1] == runs[False][1]  # the book, byte for byte
+    assert run[1] == reference[1]  # after each firing: every state cell, byte for byte
 
 
 def test_messages_in_json_lines_and_csv_are_validated_like_files():

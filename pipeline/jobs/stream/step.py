@@ -101,6 +101,10 @@ class _Book:
         return self._book
 
     def rows_of(self, series_ids: list[str]) -> np.ndarray:
+        if not self._rows:  # the first search of the call, as a rule the only one
+            rows = self._book.rows(series_ids)
+            self._rows = dict(zip(series_ids, rows.tolist()))
+            return rows
         self.locate(series_ids)
         return np.array([self._rows[series_id] for series_id in series_ids], np.int64)
 
@@ -303,6 +307,15 @@ class _AdvanceShardFn(beam.DoFn):
             _set_timer(flush, times)
             return {}
         items = list(pending.read())
+        if len(items) == 1 and isinstance(items[0][1], streaming.EncodedGroup):
+            whole = self._whole_arrival(items[0][1], due, fire)
+            if whole is not None:  # what the loop below does, without a part per series
+                pending.clear()
+                for series_id in due:
+                    del times[series_id]
+                fires.write(times)
+                _set_timer(flush, times)
+                return whole
         mine: dict[str, list] = {series_id: [] for series_id in due}  # Pending or encoded
         kept = []
         for series_id, item in items:
@@ -339,7 +352,21 @@ class _AdvanceShardFn(beam.DoFn):
         _set_timer(flush, times)
         return takes
 
-    def _advance(self, shard: int, book: _Book, takes: dict[str, list]):
+    def _whole_arrival(
+        self, group: streaming.EncodedGroup, due: list[str], fire: int
+    ) -> streaming.Columns | None:
+        """The stream's usual firing: the shard's only buffered item is one arrival whose
+        series are exactly those due, each once, all due now. Then each takes its part whole
+        (as :func:`~rnncast.pipeline.core.streaming.take_due` would, and nothing stays): the
+        arrival's columns, by series id. None: not so."""
+        if group.arrival() + self._config.lateness_us > fire:
+            return None
+        columns = group.columns()
+        if sorted(columns.series_ids) != due or not columns.counts().all():
+            return None  # (due is sorted and unique: so are the ids then)
+        return columns.by_series_id()
+
+    def _advance(self, shard: int, book: _Book, takes: dict[str, list] | streaming.Columns):
         """Consume each series' points in timestamp order: advance the saved RNN states (the
         series with work as lanes of one model run), remember the consumed points for
         de-duplication, yield dead letters and the states for snapshots (keyed by ``shard``,
@@ -349,8 +376,38 @@ class _AdvanceShardFn(beam.DoFn):
         The series in the stream's usual case (see :meth:`_advance_columns`) advance as
         columns of the shard's book; the others through their slots, one by one where they
         need it; both give the same bytes (``test_stream_job``)."""
-        advanced, consumed_points, takes = self._advance_columns(book, takes)
+        if isinstance(takes, streaming.Columns):  # one part per series (_whole_arrival)
+            columns, takes = takes, {}
+        else:  # the series with one part of at most num_steps points
+            singles = [
+                (series_id, parts[0])
+                for series_id, parts in takes.items()
+                if len(parts) == 1 and 0 < len(parts[0]) <= self._model.num_steps
+            ]
+            columns = streaming.Columns.of(singles)
+            single = {series_id for series_id, _ in singles}
+            takes = {
+                series_id: parts for series_id, parts in takes.items() if series_id not in single
+            }
+        advanced, consumed_points, left = self._advance_columns(book, columns)
+        if left:  # the rest, by series id as they came
+            takes = dict(sorted([*takes.items(), *((i, [p]) for i, p in left)]))
         published = [(state.series_id, forecasting.INCREMENTAL, state) for state in advanced]
+        if takes:
+            slow, consumed, outcomes = yield from self._advance_slots(book, takes)
+            advanced += slow
+            consumed_points += consumed
+            published += outcomes
+        if consumed_points:  # one increment per firing: each costs ~2 µs (the state sampler)
+            self._consumed.inc(consumed_points)
+        if advanced:  # one element per firing; the snapshot step adds each state to its shard
+            yield beam.pvalue.TaggedOutput(STATES, (shard, advanced))
+        return published
+
+    def _advance_slots(self, book: _Book, takes: dict[str, list]):
+        """The series outside the usual case, through their slots. Yields dead letters;
+        returns the new states, the points consumed and ``(series_id, status, new state or
+        None)`` of each series with something to publish."""
         book.load(list(takes))
         slots = {series_id: book.slot(series_id) for series_id in takes}
         # Every due series prepared in one pass where it can be (see streaming.advance_many).
@@ -368,7 +425,7 @@ class _AdvanceShardFn(beam.DoFn):
             new_states.update(zip(lanes, states))
             longest = max(len(work.features) for work in works)
             self._model_calls.inc(-(-longest // self._model.num_steps))
-        slow = []
+        slow, consumed_points = [], 0
         for series_id in working:
             slot, new_state = book.slot(series_id), new_states[series_id]
             consumed = results[series_id].consumed
@@ -382,65 +439,65 @@ class _AdvanceShardFn(beam.DoFn):
                 hashes.get(series_id),
             )
             slow.append(new_state)
-        advanced += slow
-        if consumed_points:  # one increment per firing: each costs ~2 µs (the state sampler)
-            self._consumed.inc(consumed_points)
-        if advanced:  # one element per firing; the snapshot step adds each state to its shard
-            yield beam.pvalue.TaggedOutput(STATES, (shard, advanced))
-        return published + [
-            (series_id, result.status, new_states.get(series_id))
-            for series_id, result in results.items()
-            if result.status is not None
-        ]
+        return (
+            slow,
+            consumed_points,
+            [
+                (series_id, result.status, new_states.get(series_id))
+                for series_id, result in results.items()
+                if result.status is not None
+            ],
+        )
 
-    def _advance_columns(self, book: _Book, takes: dict[str, list]):
+    def _advance_columns(self, book: _Book, columns: streaming.Columns):
         """Advance the series in the stream's usual case as columns of the shard's book: a
         saved state of this model and nothing else kept (no waiting points, no held
-        forecast), one part due, its points right after the last consumed one on the grid
-        (``forecasting.extend_columns``), as many as most such series have (one, as a rule),
-        at most ``num_steps``. Their records are read, advanced by one model call per
-        ``MAX_LANES`` and written back, and their recent points remembered, each step one
+        forecast), one part due (``columns``), its points right after the last consumed one
+        on the grid (``forecasting.extend_columns``), as many as most such series have (one,
+        as a rule), at most ``num_steps``. Their records are read, advanced by one model call
+        per ``MAX_LANES`` and written back, and their recent points remembered, each step one
         array operation for all of them: no per-series slot is decoded or encoded. The same
         arithmetic as the slot path (``advance_many``, ``run_lanes``, ``remember``) on the
         same numbers. Returns their new states, the points they consumed, and the other
-        series' takes."""
+        series' ``(series_id, part)``."""
         model = self._model
-        candidates = [
-            series_id
-            for series_id, parts in takes.items()
-            if len(parts) == 1 and 0 < len(parts[0]) <= model.num_steps
-        ]
-        if not candidates:
-            return [], 0, takes
-        rows = book.rows_of(candidates)
-        plain = book.columns.plain(rows, model.fingerprint)
+        if not len(columns):
+            return [], 0, []
+        counts = columns.counts()
+        rows = book.rows_of(columns.series_ids)
+        plain = book.columns.plain(rows, model.fingerprint) & (counts <= model.num_steps)
+        plain &= counts > 0
         if not plain.any():
-            return [], 0, takes
-        widths = np.array([len(takes[series_id][0]) for series_id in candidates])
-        width = int(np.argmax(np.bincount(widths[plain])))  # the most common (ties: fewest)
-        chosen = np.flatnonzero(plain & (widths == width)).tolist()
-        ids = [candidates[i] for i in chosen]
-        rows = rows[chosen]
-        timestamp, raw = streaming.points_of([takes[series_id][0] for series_id in ids])
-        offsets = np.arange(len(ids) + 1, dtype=np.int64) * width
+            return [], 0, columns.parts()
+        width = int(np.argmax(np.bincount(counts[plain])))  # the most common (ties: fewest)
+        chosen = plain & (counts == width)
+        index = np.flatnonzero(chosen).tolist()
+        chosen_columns = columns.subset(index)  # (all of them, as a rule: no copy)
+        rows = rows[index] if len(index) < len(rows) else rows
+        timestamp, raw = chosen_columns.timestamp, chosen_columns.raw()
         records = book.columns.records(rows)
-        extension = forecasting.extend_columns(records["last"], timestamp, raw, offsets, model)
+        extension = forecasting.extend_columns(
+            records["last"], timestamp, raw, chosen_columns.offsets, model
+        )
         ok = extension.ok
         if not ok.any():
-            return [], 0, takes
-        lanes = np.flatnonzero(ok)
-        ids = [ids[i] for i in lanes.tolist()]
-        rows, records = rows[lanes], records[lanes]
-        points = (lanes[:, None] * width + np.arange(width)[None, :]).ravel()  # rows, in order
+            return [], 0, columns.parts()
+        every = bool(ok.all())  # (as a rule: then no gathers)
+        lanes, points = slice(None), slice(None)  # the lanes advancing, and their points' rows
+        if not every:
+            lanes = np.flatnonzero(ok)
+            index = [index[i] for i in lanes.tolist()]
+            rows, records = rows[lanes], records[lanes]
+            points = (lanes[:, None] * width + np.arange(width)[None, :]).ravel()
+        ids = [columns.series_ids[i] for i in index]
+        features = extension.features[points]
         last = extension.last[lanes]
         for first in range(0, len(ids), MAX_LANES):
-            chunk = slice(first, first + MAX_LANES)
-            batch = records[chunk]
+            batch = records[first : first + MAX_LANES]
             count = len(batch)
-            features = extension.features[points[first * width : (first + count) * width]]
             state, point, quantiles = forecasting.step_lanes(
                 self._loaded.step,
-                features.reshape(count, width, -1),
+                features[first * width : (first + count) * width].reshape(count, width, -1),
                 np.ones((count, width), np.float32),
                 batch["loc"].astype(np.float32),
                 batch["scale"].astype(np.float32),
@@ -460,9 +517,13 @@ class _AdvanceShardFn(beam.DoFn):
             np.full(len(ids), width, np.int64),
             self._config.dedupe_horizon_ns,
         )
-        done = set(ids)
-        rest = {series_id: parts for series_id, parts in takes.items() if series_id not in done}
-        return book.columns.states(records, ids), len(points), rest
+        done = set(index)
+        left = [
+            (series_id, columns.part(i))
+            for i, series_id in enumerate(columns.series_ids)
+            if i not in done
+        ]
+        return book.columns.states(records, ids), len(ids) * width, left
 
     def _publish(self, series_id, status, new_state, fire, slot, emits):
         """Hold the forecast for the end of its window (``--emit window``)."""
