@@ -149,7 +149,7 @@ class Recent:
         return cls(np.zeros(0, np.int64), np.zeros(0, np.uint64))
 
 
-def raw_of(part: SeriesPart | Observations) -> np.ndarray:
+def raw_of(part: SeriesPart | Observations | Columns) -> np.ndarray:
     """Value and covariates of each row as ``[n, 1 + k]`` float64."""
     return np.column_stack([part.value, part.covariates]).astype(np.float64)
 
@@ -336,14 +336,6 @@ def parts_of(observations: Observations) -> list[SeriesPart]:
     return out
 
 
-def points_of(parts: list[SeriesPart]) -> tuple[np.ndarray, np.ndarray]:
-    """The points of ``parts``, in order: timestamps (int64 ns) and :func:`raw_of` rows."""
-    timestamp = np.concatenate([part.timestamp for part in parts])
-    values = np.concatenate([part.value for part in parts])
-    covariates = np.concatenate([part.covariates for part in parts])
-    return timestamp, np.column_stack([values, covariates]).astype(np.float64)
-
-
 @dataclass(frozen=True)
 class Columns:
     """One part per series, as columns, one series after another: series ``i``'s rows are
@@ -383,15 +375,8 @@ class Columns:
     def counts(self) -> np.ndarray:
         return self.offsets[1:] - self.offsets[:-1]
 
-    def part(self, i: int) -> SeriesPart:
-        """Series ``i``'s part (views of the columns)."""
-        a, b = int(self.offsets[i]), int(self.offsets[i + 1])
-        return SeriesPart(
-            self.sources[i], self.row_number[a:b], self.timestamp[a:b], self.value[a:b],
-            self.covariates[a:b],
-        )  # fmt: skip
-
     def parts(self) -> list[tuple[str, SeriesPart]]:
+        """Each series' ``(series_id, part)``, the part's arrays views of the columns."""
         bounds = self.offsets.tolist()
         row_number, timestamp, value = self.row_number, self.timestamp, self.value
         covariates = self.covariates
@@ -402,10 +387,6 @@ class Columns:
             )
             for series_id, source, a, b in zip(self.series_ids, self.sources, bounds, bounds[1:])
         ]
-
-    def raw(self) -> np.ndarray:
-        """:func:`raw_of` every row (as :func:`points_of` gives them)."""
-        return np.column_stack([self.value, self.covariates]).astype(np.float64)
 
     def subset(self, index: list[int]) -> Columns:
         """Series ``index`` (in that order)."""
@@ -458,7 +439,8 @@ def advance_many(
         flat = [p for parts in rows for p in parts]
         counts = np.array([sum(len(p) for p in parts) for parts in rows], np.int64)
         offsets = np.concatenate([[0], np.cumsum(counts)])
-        timestamp, raw = points_of(flat)
+        points = Columns.of([("", part) for part in flat])
+        timestamp, raw = points.timestamp, raw_of(points)
         works, hashes = forecasting.extend_many(ids, saved, timestamp, raw, offsets, model)
         source_index = np.zeros(len(timestamp), np.int32)  # sliced per series (views)
         row_number = np.zeros(len(timestamp), np.int64)

@@ -474,7 +474,7 @@ class _AdvanceShardFn(beam.DoFn):
         index = np.flatnonzero(chosen).tolist()
         chosen_columns = columns.subset(index)  # (all of them, as a rule: no copy)
         rows = rows[index] if len(index) < len(rows) else rows
-        timestamp, raw = chosen_columns.timestamp, chosen_columns.raw()
+        timestamp, raw = chosen_columns.timestamp, streaming.raw_of(chosen_columns)
         records = book.columns.records(rows)
         extension = forecasting.extend_columns(
             records["last"], timestamp, raw, chosen_columns.offsets, model
@@ -518,11 +518,7 @@ class _AdvanceShardFn(beam.DoFn):
             self._config.dedupe_horizon_ns,
         )
         done = set(index)
-        left = [
-            (series_id, columns.part(i))
-            for i, series_id in enumerate(columns.series_ids)
-            if i not in done
-        ]
+        left = [pair for i, pair in enumerate(columns.parts()) if i not in done]
         return book.columns.states(records, ids), len(ids) * width, left
 
     def _publish(self, series_id, status, new_state, fire, slot, emits):
