@@ -518,7 +518,9 @@ class _AdvanceShardFn(beam.DoFn):
             self._config.dedupe_horizon_ns,
         )
         done = set(index)
-        left = [pair for i, pair in enumerate(columns.parts()) if i not in done]
+        left = []
+        if len(done) < len(columns):  # (as a rule every series advanced)
+            left = [pair for i, pair in enumerate(columns.parts()) if i not in done]
         return book.columns.states(records, ids), len(ids) * width, left
 
     def _publish(self, series_id, status, new_state, fire, slot, emits):
