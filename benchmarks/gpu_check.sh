@@ -12,7 +12,18 @@ started=$(date +%s)
 if [ ! -x "$venv/bin/python" ]; then
   python3 -m venv "$venv"
 fi
-"$venv/bin/pip" install --quiet -e '.[gpu]'
+# A prepared environment (RNNCAST_GPU_VENV holding TensorFlow's CUDA build) skips the download.
+if ! "$venv/bin/python" -c "import tensorflow" 2>/dev/null; then
+  if ! "$venv/bin/pip" install --quiet -e '.[gpu]'; then
+    echo "gpu_check: could not install the gpu extra into $venv (TensorFlow's CUDA wheels, several GB, come from PyPI); on a machine without PyPI, point RNNCAST_GPU_VENV at a virtual environment that already holds tensorflow[and-cuda] 2.21" >&2
+    exit 2
+  fi
+elif ! "$venv/bin/python" -c "import rnncast" 2>/dev/null; then
+  if ! "$venv/bin/pip" install --quiet --no-deps -e .; then
+    echo "gpu_check: $venv holds TensorFlow but not rnncast, and installing it failed; install it there first (pip install --no-deps -e .)" >&2
+    exit 2
+  fi
+fi
 echo "install: $(( $(date +%s) - started )) s"
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader || true
 # What is left of the 8 minutes goes to the check.
