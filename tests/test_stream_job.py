@@ -187,28 +187,52 @@ def test_a_new_series_waits_until_it_has_num_steps_points(exported):
     assert [frame.reason.tolist() for frame in second.rejected] == [["duplicate"]]
 
 
-def test_a_firing_prepares_its_series_together_as_each_alone(exported):
+T40 = pd.date_range("2021-01-01", periods=40, freq="h")
+
+
+@pytest.mark.parametrize(
+    "takes, one_pass",
+    [
+        (  # several points per series: ranks and sums per series
+            {
+                "one": [part(T40[20:23], [1.0, 2.5, -3.0])],
+                "two": [
+                    part(T40[23:25], [4.0, 5.0], source="z"),
+                    part(T40[20:23], [1.0, 2.0, 3.0]),
+                ],
+                "gap": [part([T40[20], T40[22]], [1.0, 2.0])],
+                "late": [part(T40[19:21], [9.0, 1.0])],
+                "repeat": [part([T40[20], T40[20], T40[21]], [1.0, 1.0, 2.0])],
+                "cold": [part(T40[:20], np.arange(20.0))],
+                "none": [],
+            },
+            ["one", "two"],
+        ),
+        (  # one point per series (a stream's tick: extend_columns' shortcut)
+            {
+                "one": [part(T40[20:21], [1.0])],
+                "other": [part(T40[20:21], [-2.5])],
+                "gap": [part(T40[21:22], [1.0])],
+                "late": [part(T40[19:20], [9.0])],
+                "cold": [part(T40[:1], [0.5])],
+            },
+            ["one", "other"],
+        ),
+    ],
+    ids=["points", "a point each"],
+)
+def test_a_firing_prepares_its_series_together_as_each_alone(exported, takes, one_pass):
     """advance_many gives every due series exactly what advance gives it alone: the one-pass
     case (a saved series extended one grid step per point, one part or two) and the series it
     hands back to advance (a gap to fill, a late point, a repeat, a cold series)."""
     model = model_info(exported[0])
-    t = pd.date_range("2021-01-01", periods=40, freq="h")
-    state = saved_at(t[19], 3.5)
+    state = saved_at(T40[19], 3.5)
     S, U = len(model.state_size), model.state_size[0]
     state.state = np.linspace(0, 1, S * U, dtype=np.float32).reshape(S, U)
     state.digest = 2**64 - 5  # the sum wraps
-    takes = {
-        "one": [part(t[20:23], [1.0, 2.5, -3.0])],
-        "two": [part(t[23:25], [4.0, 5.0], source="z"), part(t[20:23], [1.0, 2.0, 3.0])],
-        "gap": [part([t[20], t[22]], [1.0, 2.0])],
-        "late": [part(t[19:21], [9.0, 1.0])],
-        "repeat": [part([t[20], t[20], t[21]], [1.0, 1.0, 2.0])],
-        "cold": [part(t[:20], np.arange(20.0))],
-        "none": [],
-    }
     slots = {sid: streaming.SeriesSlot(saved=None if sid == "cold" else state) for sid in takes}
     together, hashes = streaming.advance_many(takes, slots, model)
-    assert sorted(hashes) == ["one", "two"]  # the one-pass case, and only it
+    assert sorted(hashes) == one_pass  # the one-pass case, and only it
     assert list(together) == list(takes)
     for sid, parts in takes.items():
         alone = streaming.advance(sid, parts, [], slots[sid].saved, model)
