@@ -354,8 +354,8 @@ class Columns:
     def of(cls, parts: list[tuple[str, SeriesPart]]) -> Columns:
         """The columns of ``(series_id, part)`` pairs, in order."""
         if not parts:
-            empty = np.zeros(0, np.int64)
-            return cls([], [], np.zeros(1, np.int64), empty, empty, empty + 0.0, np.zeros((0, 0)))
+            none = np.zeros(0, np.int64)
+            return cls([], [], np.zeros(1, np.int64), none, none, np.zeros(0), np.zeros((0, 0)))
         series_parts = [part for _, part in parts]
         offsets = np.zeros(len(parts) + 1, np.int64)
         np.cumsum([len(part) for part in series_parts], out=offsets[1:])

@@ -378,20 +378,14 @@ class _AdvanceShardFn(beam.DoFn):
         need it; both give the same bytes (``test_stream_job``)."""
         if isinstance(takes, streaming.Columns):  # one part per series (_whole_arrival)
             columns, takes = takes, {}
-        else:  # the series with one part of at most num_steps points
-            singles = [
-                (series_id, parts[0])
-                for series_id, parts in takes.items()
-                if len(parts) == 1 and 0 < len(parts[0]) <= self._model.num_steps
-            ]
-            columns = streaming.Columns.of(singles)
-            single = {series_id for series_id, _ in singles}
-            takes = {
-                series_id: parts for series_id, parts in takes.items() if series_id not in single
-            }
+        else:  # the series with one part as columns (_advance_columns hands back the rest)
+            columns = streaming.Columns.of(
+                [(series_id, parts[0]) for series_id, parts in takes.items() if len(parts) == 1]
+            )
+            takes = {series_id: parts for series_id, parts in takes.items() if len(parts) != 1}
         advanced, consumed_points, left = self._advance_columns(book, columns)
         if left:  # the rest, by series id as they came
-            takes = dict(sorted([*takes.items(), *((i, [p]) for i, p in left)]))
+            takes = dict(sorted([*takes.items(), *((sid, [part]) for sid, part in left)]))
         published = [(state.series_id, forecasting.INCREMENTAL, state) for state in advanced]
         if takes:
             slow, consumed, outcomes = yield from self._advance_slots(book, takes)
